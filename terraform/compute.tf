@@ -1,0 +1,66 @@
+# The CPU compute cluster for scale-out jobs, with an identity of its own so that jobs reach
+# storage, registry, key vault and workspace without keys.
+
+resource "azurerm_user_assigned_identity" "compute" {
+  name                = local.compute_identity_name
+  resource_group_name = azurerm_resource_group.main.name
+  location            = azurerm_resource_group.main.location
+  tags                = var.tags
+}
+
+locals {
+  compute_roles = {
+    registry  = { scope = azurerm_container_registry.main.id, role = "AcrPull" }
+    storage   = { scope = azurerm_storage_account.main.id, role = "Storage Blob Data Contributor" }
+    key_vault = { scope = azurerm_key_vault.main.id, role = "Key Vault Secrets User" }
+    workspace = { scope = azurerm_machine_learning_workspace.main.id, role = "AzureML Data Scientist" }
+  }
+}
+
+resource "azurerm_role_assignment" "compute" {
+  for_each = local.compute_roles
+
+  scope                = each.value.scope
+  role_definition_name = each.value.role
+  principal_id         = azurerm_user_assigned_identity.compute.principal_id
+  # Tells Azure the principal is an identity, so a just-created one is not rejected as unknown.
+  principal_type = "ServicePrincipal"
+}
+
+# null: one node standing for "the compute identity holds all its roles". Its triggers change
+# whenever a role assignment is re-created (a new registry, say), which re-runs the wait below.
+resource "null_resource" "compute_roles" {
+  triggers = { for name, assignment in azurerm_role_assignment.compute : name => assignment.id }
+}
+
+# time: a role assignment is accepted at once but takes minutes to reach the data planes; a
+# cluster whose first job starts before that fails to pull its image or read its data.
+resource "time_sleep" "compute_roles" {
+  create_duration = "120s"
+  triggers        = null_resource.compute_roles.triggers
+}
+
+resource "azurerm_machine_learning_compute_cluster" "cpu" {
+  name                          = local.compute_name
+  location                      = azurerm_resource_group.main.location
+  machine_learning_workspace_id = azurerm_machine_learning_workspace.main.id
+  vm_size                       = var.compute_vm_size
+  vm_priority                   = var.compute_vm_priority
+  local_auth_enabled            = false
+  ssh_public_access_enabled     = false
+
+  scale_settings {
+    min_node_count                       = var.compute_min_nodes
+    max_node_count                       = var.compute_max_nodes
+    scale_down_nodes_after_idle_duration = local.scale_down_after_idle
+  }
+
+  identity {
+    type         = "UserAssigned"
+    identity_ids = [azurerm_user_assigned_identity.compute.id]
+  }
+
+  tags = var.tags
+
+  depends_on = [time_sleep.compute_roles]
+}

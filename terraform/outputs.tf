@@ -1,0 +1,37 @@
+# Output names that match keys of topicli.toml's [azure] section are written there by
+# `topicli infra up`.
+
+output "subscription_id" {
+  description = "Subscription that holds the resources."
+  value       = data.azurerm_client_config.current.subscription_id
+}
+
+output "resource_group" {
+  description = "Resource group of the workspace."
+  value       = azurerm_resource_group.main.name
+}
+
+output "location" {
+  description = "Azure region of the workspace."
+  value       = azurerm_resource_group.main.location
+}
+
+output "workspace" {
+  description = "Azure Machine Learning workspace name."
+  value       = azurerm_machine_learning_workspace.main.name
+}
+
+output "compute" {
+  description = "CPU compute cluster for scale-out jobs."
+  value       = azurerm_machine_learning_compute_cluster.cpu.name
+}
+
+output "registry_login_server" {
+  description = "Login server of the container registry (for docker push/pull)."
+  value       = azurerm_container_registry.main.login_server
+}
+
+output "storage_account" {
+  description = "Storage account behind the workspace's default datastores."
+  value       = azurerm_storage_account.main.name
+}

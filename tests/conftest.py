@@ -1,0 +1,49 @@
+"""Shared fixtures: the real encoder (cached once per session) and the data in ../shared/data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from topicli.embedding import Embedder
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+EXAMPLES = ROOT / "examples" / "posts.csv"
+
+
+def needs_data(*parts: str) -> Path:
+    """A path under ../shared/data, or a skip that says what is missing."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared data folder sits beside the clone (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+@pytest.fixture(scope="session")
+def embedder(cache_dir: Path) -> Embedder:
+    return Embedder(cache_dir=cache_dir)
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder of its own, sharing the session's embedding cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
+    return tmp_path
+
+
+def tweets(n: int | None = None) -> list[dict]:
+    """Rows of the 6-topic TweetTopic test files, in file order."""
+    rows = []
+    for name in ("test_2021.single.json", "test_random.single.json"):
+        path = needs_data("eval", "tweet_topic_single", name)
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:n] if n else rows

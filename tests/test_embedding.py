@@ -1,0 +1,77 @@
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from topicli.embedding import EmbeddingCache, embed, load_encoder, shipped_encoder_folder
+from topicli.errors import TopicliError
+
+POSTS = ["sunset over the sea 🌅 #beach", "leg day done 💪", "my golden retriever loves the snow", "sunset over the sea 🌅 #beach"]
+
+
+class CountingEncoder:
+    """The real encoder, counting the texts it is asked to embed."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+        self.identity = encoder.identity
+        self.dimension = encoder.dimension
+        self.calls: list[int] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return self.encoder.encode(texts)
+
+
+def test_shipped_encoder_gives_unit_vectors_that_mean_something(embedder) -> None:
+    vectors = embedder(["a puppy playing fetch", "my dog chasing a ball", "quarterly earnings report"])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_cache_embeds_each_distinct_text_once_across_runs(tmp_path: Path, embedder) -> None:
+    counting = CountingEncoder(embedder.encoder)
+    first = embed(POSTS, counting, EmbeddingCache(tmp_path, counting.identity))
+    assert sum(counting.calls) == 3
+    assert np.array_equal(first[0], first[3])
+    again = embed(POSTS + ["a new post"], counting, EmbeddingCache(tmp_path, counting.identity))
+    assert sum(counting.calls) == 4, "a second run embeds only the text it has not seen"
+    assert np.array_equal(again[:4], first)
+    direct = embedder.encoder.encode(POSTS[:3])
+    np.testing.assert_allclose(first[:3], direct, atol=1e-5)
+
+
+def test_interrupted_run_resumes_from_saved_chunks(tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    import topicli.embedding as embedding
+
+    monkeypatch.setattr(embedding, "CHUNK", 2)
+    texts = [f"post number {i} about cooking pasta" for i in range(6)]
+
+    class FailingAfterTwoChunks(CountingEncoder):
+        def encode(self, batch: Sequence[str]) -> np.ndarray:
+            if len(self.calls) == 2:
+                raise KeyboardInterrupt
+            return super().encode(batch)
+
+    failing = FailingAfterTwoChunks(embedder.encoder)
+    with pytest.raises(KeyboardInterrupt):
+        embed(texts, failing, EmbeddingCache(tmp_path, failing.identity))
+    counting = CountingEncoder(embedder.encoder)
+    embed(texts, counting, EmbeddingCache(tmp_path, counting.identity))
+    assert sum(counting.calls) == 2, "only the chunk that never finished is embedded again"
+
+
+def test_local_folder_and_multilingual_encoders() -> None:
+    local = load_encoder(str(shipped_encoder_folder()))
+    assert local.dimension == 384 and local.identity != "all-MiniLM-L6-v2"
+    multilingual = load_encoder("multilingual")
+    vectors = multilingual.encode(["me encanta la playa", "I love the beach", "Steuererklärung bis Freitag"])
+    assert vectors.shape == (3, 512)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(TopicliError, match="neither all-MiniLM-L6-v2, multilingual"):
+        load_encoder(str(tmp_path / "no-model"))

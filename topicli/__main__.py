@@ -1,0 +1,3 @@
+from topicli.cli import main
+
+main()

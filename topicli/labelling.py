@@ -1,0 +1,171 @@
+"""Naming clusters from a topic list with cls_model, scoring candidate clusterings, and noise.
+
+A cluster's topic is voted by the k posts nearest its centre: cls_model scores every
+(post, topic) pair, the scores are averaged per topic, the best mean wins and is the
+cluster's confidence; the second is kept as runner-up.
+
+A clustering is scored by how well its clusters hold together *in cls_model's eyes*: the
+share of a random sample of posts whose own best topic is their cluster's topic (noise
+counts as a miss). A giant cluster of mixed posts scores low even with full coverage,
+which is what the naive "mean confidence x coverage" got wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from topicli.classifier import PairClassifier
+from topicli.errors import TopicliError
+
+SHIPPED_TOPICS = Path(__file__).parent / "data" / "topics.txt"
+NOISE_POLICIES = ("unassigned", "nearest", "classify")
+
+
+def read_topics(path: Path | str = "") -> list[str]:
+    """Topic names, one per line (blank lines and `#` comments skipped); the shipped list when empty."""
+    path = Path(path) if path else SHIPPED_TOPICS
+    if not path.is_file():
+        raise TopicliError(f"topic list {path} not found; give a text file with one topic per line")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise TopicliError(f"topic list {path} is not UTF-8 text") from None
+    topics = list(dict.fromkeys(line.strip() for line in lines if line.strip() and not line.startswith("#")))
+    if len(topics) < 2:
+        raise TopicliError(f"topic list {path} has {len(topics)} topic(s); it needs at least two, one per line")
+    return topics
+
+
+def centres(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Unit-length mean vector of each cluster (rows 0..n_clusters-1)."""
+    n_clusters = int(labels.max() + 1)
+    sums = np.zeros((n_clusters, vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels[labels >= 0], vectors[labels >= 0])
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+def nearest_to_centre(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarray, k: int) -> list[np.ndarray]:
+    """For each cluster, the indices of its k posts most similar to its centre (ties by index)."""
+    members = [np.flatnonzero(labels == c) for c in range(len(centre))]
+    out = []
+    for c, rows in enumerate(members):
+        similarity = vectors[rows] @ centre[c]
+        out.append(rows[np.lexsort((rows, -similarity))[:k]])
+    return out
+
+
+class ProbabilityCache:
+    """cls_model scores of posts against the topic list, each post scored at most once."""
+
+    def __init__(self, classifier: PairClassifier, vectors: np.ndarray, topic_vectors: np.ndarray) -> None:
+        self.classifier = classifier
+        self.vectors = vectors
+        self.topic_vectors = topic_vectors
+        self.rows: dict[int, np.ndarray] = {}
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        missing = sorted({int(i) for i in indices} - self.rows.keys())
+        if missing:
+            scores = self.classifier.predict_proba(self.vectors[missing], self.topic_vectors)
+            self.rows.update(zip(missing, scores, strict=True))
+        return (
+            np.vstack([self.rows[int(i)] for i in indices]) if len(indices) else np.empty((0, len(self.topic_vectors)))
+        )
+
+
+@dataclass
+class ClusterTopic:
+    """A cluster's topic, its mean cls_model probability, and the runner-up."""
+
+    cluster: int
+    size: int
+    topic: int
+    confidence: float
+    runner_up: int
+    runner_up_confidence: float
+    voters: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def vote(cluster: int, size: int, voters: np.ndarray, probabilities: np.ndarray) -> ClusterTopic:
+    mean = probabilities.mean(axis=0)
+    order = np.lexsort((np.arange(len(mean)), -mean))
+    first, second = int(order[0]), int(order[1])
+    return ClusterTopic(cluster, size, first, float(mean[first]), second, float(mean[second]), voters.tolist())
+
+
+class ClusteringScorer:
+    """Scores a clustering by cls_model agreement on a fixed random sample of posts."""
+
+    def __init__(self, probabilities: ProbabilityCache, k: int = 20, sample: int = 3000, seed: int = 0) -> None:
+        self.probabilities = probabilities
+        self.k = k
+        n = len(probabilities.vectors)
+        self.sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+
+    def __call__(self, labels: np.ndarray) -> dict[str, float]:
+        vectors = self.probabilities.vectors
+        centre = centres(vectors, labels)
+        voters = nearest_to_centre(vectors, labels, centre, self.k)
+        topics = np.array([vote(c, 0, v, self.probabilities(v)).topic for c, v in enumerate(voters)])
+        own_best = np.argmax(self.probabilities(self.sample), axis=1)
+        sampled = labels[self.sample]
+        agrees = (sampled >= 0) & (own_best == topics[np.maximum(sampled, 0)])
+        clustered = sampled >= 0
+        agreement = float(agrees[clustered].mean()) if clustered.any() else 0.0
+        return {
+            "score": float(agrees.mean()),
+            "agreement": agreement,
+            "coverage": float(np.mean(labels >= 0)),
+            "topics_used": len(set(topics.tolist())),
+        }
+
+
+class ClusterLabeller:
+    """Gives each cluster a topic, then every post its topic by the noise policy.
+
+    After `fit`: `centres_` and `cluster_topics_` (one `ClusterTopic` per cluster).
+    """
+
+    def __init__(self, k: int = 20, noise_policy: str = "classify", noise_distance: float = 0.5) -> None:
+        self.k = k
+        self.noise_policy = noise_policy
+        self.noise_distance = noise_distance
+
+    def fit(self, vectors: np.ndarray, labels: np.ndarray, probabilities: ProbabilityCache) -> ClusterLabeller:
+        if self.noise_policy not in NOISE_POLICIES:
+            raise TopicliError(f"noise policy {self.noise_policy!r} unknown; use one of {', '.join(NOISE_POLICIES)}")
+        self.centres_ = centres(vectors, labels) if labels.max() >= 0 else np.empty((0, vectors.shape[1]))
+        voters = nearest_to_centre(vectors, labels, self.centres_, self.k)
+        sizes = np.bincount(labels[labels >= 0], minlength=len(self.centres_))
+        self.cluster_topics_ = [vote(c, int(sizes[c]), rows, probabilities(rows)) for c, rows in enumerate(voters)]
+        return self
+
+    def assign(
+        self, vectors: np.ndarray, labels: np.ndarray, probabilities: ProbabilityCache
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cluster, topic index or -1, confidence or NaN) for every post; noise by the policy."""
+        clusters = labels.copy()
+        topics = np.full(len(labels), -1, dtype=np.int64)
+        confidence = np.full(len(labels), np.nan, dtype=np.float64)
+        noise = np.flatnonzero(labels < 0)
+        if self.noise_policy == "nearest" and len(noise) and len(self.centres_):
+            similarity = vectors[noise] @ self.centres_.T
+            best = np.argmax(similarity, axis=1)
+            close = 1.0 - similarity[np.arange(len(noise)), best] <= self.noise_distance
+            clusters[noise[close]] = best[close]
+        for info in self.cluster_topics_:
+            rows = clusters == info.cluster
+            topics[rows] = info.topic
+            confidence[rows] = info.confidence
+        if self.noise_policy == "classify" and len(noise):
+            scores = probabilities(noise)
+            topics[noise] = np.argmax(scores, axis=1)
+            confidence[noise] = scores.max(axis=1)
+        return clusters, topics, confidence

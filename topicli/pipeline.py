@@ -1,0 +1,275 @@
+"""The method end to end: embed, search clusterings, name clusters, give every post a topic.
+
+`cluster` leaves a run folder (`clustering.json` + `clusters.npy`) that `label` picks up,
+so the two can run apart; `run` does both. Nothing here prints: progress goes through the
+`progress` factory the caller passes (the CLI gives rich bars).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from topicli import __version__
+from topicli.classifier import load_classifier
+from topicli.classifier_training import topic_phrase
+from topicli.clustering import Candidate, ClusterSearch
+from topicli.config import Settings
+from topicli.embedding import Embedder
+from topicli.errors import TopicliError
+from topicli.io import Posts, atomic_path, read_posts, table_format, write_table
+from topicli.labelling import ClusteringScorer, ClusterLabeller, ProbabilityCache, read_topics
+from topicli.progress import ProgressFactory, no_progress
+
+OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class ClusterRun:
+    """A chosen clustering of a posts file: what `cluster` leaves for `label`."""
+
+    input: str
+    input_sha256: str
+    text_column: str
+    encoder: str
+    labels: np.ndarray  # per post; -1 is noise or an empty post
+    candidates: list[Candidate]
+    chosen: Candidate
+    reason: str
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / "clusters.npy") as temp, open(temp, "wb") as handle:
+            np.save(handle, self.labels)
+        document = {
+            "topicli_version": __version__,
+            "input": self.input,
+            "input_sha256": self.input_sha256,
+            "text_column": self.text_column,
+            "encoder": self.encoder,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "chosen": self.chosen.to_dict(),
+            "reason": self.reason,
+        }
+        with atomic_path(folder / "clustering.json") as temp:
+            temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> ClusterRun:
+        manifest, labels = folder / "clustering.json", folder / "clusters.npy"
+        if not manifest.is_file() or not labels.is_file():
+            raise TopicliError(f"{folder} holds no clustering; run `topicli cluster POSTS` first")
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+        return cls(
+            input=document["input"],
+            input_sha256=document["input_sha256"],
+            text_column=document["text_column"],
+            encoder=document["encoder"],
+            labels=np.load(labels),
+            candidates=[Candidate(**c) for c in document["candidates"]],
+            chosen=Candidate(**document["chosen"]),
+            reason=document["reason"],
+        )
+
+
+@dataclass
+class LabelledPosts:
+    """What `label` produces: posts with their topics, and the topic table."""
+
+    posts: pd.DataFrame
+    topic_table: pd.DataFrame
+    coverage: float
+
+
+def default_run_folder(settings: Settings, posts_path: Path) -> Path:
+    return Path(settings.output.dir) / Path(posts_path).stem
+
+
+def latest_run_folder(settings: Settings) -> Path:
+    """The run folder under the output dir whose clustering was written last."""
+    found = sorted(Path(settings.output.dir).glob("*/clustering.json"), key=lambda p: (p.stat().st_mtime, str(p)))
+    if not found:
+        raise TopicliError(f"no clustering under {settings.output.dir}; run `topicli cluster POSTS` first")
+    return found[-1].parent
+
+
+def topic_table_path(output: Path) -> Path:
+    """The topic table's file beside the posts output: `posts.csv` → `posts.topics.csv`."""
+    return output.with_name(f"{output.stem}.topics{output.suffix}")
+
+
+class Pipeline:
+    """The encoder, cls_model and topic list of one set of settings, loaded when first needed."""
+
+    def __init__(self, settings: Settings, progress: ProgressFactory = no_progress) -> None:
+        self.settings = settings
+        self.progress = progress
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        s = self.settings.encoder
+        return Embedder(s.name, s.batch_size, s.cache_dir)
+
+    @cached_property
+    def classifier(self) -> tuple[Any, dict[str, Any]]:
+        return load_classifier(self.settings.classifier.path)
+
+    @cached_property
+    def topics(self) -> list[str]:
+        return read_topics(self.settings.labelling.topics)
+
+    @cached_property
+    def topic_vectors(self) -> np.ndarray:
+        template = self.classifier[1]["template"]
+        return self.embedder([template.format(topic=topic_phrase(t)) for t in self.topics])
+
+    def embed_posts(self, posts: Posts) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of non-empty posts, their unit vectors)."""
+        texts = posts.texts
+        rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
+        distinct = len({texts[i] for i in rows})
+        with self.progress("embedding posts", distinct) as advance:
+            vectors = self.embedder([texts[i] for i in rows], advance)
+        return rows, vectors
+
+    def probabilities(self, vectors: np.ndarray) -> ProbabilityCache:
+        return ProbabilityCache(self.classifier[0], vectors, self.topic_vectors)
+
+    def cluster(self, posts: Posts) -> ClusterRun:
+        rows, vectors = self.embed_posts(posts)
+        s = self.settings.clustering
+        search = ClusterSearch(s.algorithm, s.min_topics, s.max_topics, s.eps, s.min_samples)
+        scorer = ClusteringScorer(self.probabilities(vectors), self.settings.labelling.k, s.eval_sample, s.seed)
+        with self.progress("searching clusterings", None) as advance:
+            search.fit(vectors, scorer, advance)
+        labels = np.full(len(posts.frame), -1, dtype=np.int64)
+        labels[rows] = search.labels_
+        return ClusterRun(
+            input=str(posts.path),
+            input_sha256=file_digest(posts.path),
+            text_column=posts.text_column,
+            encoder=self.embedder.identity,
+            labels=labels,
+            candidates=search.candidates_,
+            chosen=search.best_,
+            reason=_reason(search),
+        )
+
+    def label(self, posts: Posts, run: ClusterRun) -> LabelledPosts:
+        if file_digest(posts.path) != run.input_sha256:
+            raise TopicliError(f"{posts.path} changed since it was clustered; run `topicli cluster` on it again")
+        rows, vectors = self.embed_posts(posts)
+        labels = run.labels[rows]
+        s = self.settings.labelling
+        probabilities = self.probabilities(vectors)
+        labeller = ClusterLabeller(s.k, s.noise_policy, s.noise_distance).fit(vectors, labels, probabilities)
+        clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
+        frame = posts.frame.copy()
+        taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+        if taken:
+            raise TopicliError(f"{posts.path} already has column(s) {', '.join(taken)}; rename them and rerun")
+        frame["cluster"] = -1
+        frame["topic"] = ""
+        frame["topic_confidence"] = np.nan
+        frame.loc[rows, "cluster"] = clusters
+        frame.loc[rows, "topic"] = [self.topics[t] if t >= 0 else "" for t in topics]
+        frame.loc[rows, "topic_confidence"] = np.round(confidence, 4)
+        texts = [posts.texts[i] for i in rows]
+        table = self._topic_table(labeller, texts, labels, topics, confidence)
+        return LabelledPosts(frame, table, float(np.mean(topics >= 0)) if len(topics) else 0.0)
+
+    def _topic_table(
+        self,
+        labeller: ClusterLabeller,
+        texts: list[str],
+        labels: np.ndarray,
+        topics: np.ndarray,
+        confidence: np.ndarray,
+    ) -> pd.DataFrame:
+        """One row per topic used: its clusters, size, confidence, runner-up and three example posts."""
+        rows = []
+        for topic in sorted(set(topics.tolist()) - {-1}):
+            mine = [c for c in labeller.cluster_topics_ if c.topic == topic]
+            posts = np.flatnonzero(topics == topic)
+            from_noise = posts[labels[posts] < 0]
+            if mine:
+                largest = max(mine, key=lambda c: (c.size, -c.cluster))
+                examples = [texts[i] for i in largest.voters[:3]]
+                runner_up = self.topics[largest.runner_up]
+            else:
+                best = from_noise[np.lexsort((from_noise, -confidence[from_noise]))]
+                examples, runner_up = [texts[i] for i in best[:3]], ""
+            rows.append(
+                {
+                    "topic": self.topics[topic],
+                    "clusters": " ".join(str(c.cluster) for c in mine),
+                    "size": len(posts),
+                    "from_noise": len(from_noise),
+                    "confidence": round(float(np.mean(confidence[posts])), 4),
+                    "runner_up": runner_up,
+                    **{f"example_{i + 1}": (examples[i] if i < len(examples) else "") for i in range(3)},
+                }
+            )
+        table = pd.DataFrame(
+            rows,
+            columns=[
+                "topic",
+                "clusters",
+                "size",
+                "from_noise",
+                "confidence",
+                "runner_up",
+                "example_1",
+                "example_2",
+                "example_3",
+            ],
+        )
+        return table.sort_values(["size", "topic"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def _reason(search: ClusterSearch) -> str:
+    best = search.best_
+    params = (
+        f"eps={best.eps:g}, min_samples={best.min_samples}"
+        if best.algorithm == "dbscan"
+        else (f"min_cluster_size={best.min_cluster_size}, min_samples={best.min_samples}")
+    )
+    in_range = [c for c in search.candidates_ if c.in_range]
+    if not best.in_range:
+        return (
+            f"fixed parameters {params} give {best.n_clusters} clusters, outside "
+            f"{search.min_topics}-{search.max_topics}; used as given"
+        )
+    return (
+        f"chose {params}: {best.n_clusters} clusters with the highest score {best.score:.3f} "
+        f"(coverage {best.coverage:.2f} x cls_model agreement {best.scores['agreement']:.2f}) among "
+        f"{len(in_range)} of {len(search.candidates_)} candidates with {search.min_topics}-{search.max_topics} clusters"
+    )
+
+
+def write_outputs(result: LabelledPosts, output: Path) -> Path:
+    """Posts and topic table, each written atomically; returns the topic table's path."""
+    table_format(output)
+    write_table(result.posts, output)
+    table_path = topic_table_path(output)
+    write_table(result.topic_table, table_path)
+    return table_path
+
+
+def load_posts(path: Path, settings: Settings) -> Posts:
+    return read_posts(path, settings.input.text_column)

@@ -1,0 +1,92 @@
+"""Rich tables for what the commands produce."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from topicli.pipeline import ClusterRun, LabelledPosts
+
+
+def _shorten(text: str, width: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def classifier_metrics(console: Console, manifest: dict[str, Any], folder: Path) -> None:
+    m, training = manifest["metrics"], manifest["training"]
+    table = Table(title="cls_model held-out figures")
+    table.add_column("figure")
+    table.add_column("cls_model", justify="right")
+    table.add_column("cosine zero-shot", justify="right")
+    table.add_column("texts", justify="right")
+    table.add_row("pair ROC-AUC (held-out texts)", f"{m['pair_roc_auc']:.3f}", "", str(m["held_out_texts"]))
+    table.add_row(
+        "top-1, labels seen in training",
+        f"{m['top1_seen_labels']:.3f}",
+        f"{m['top1_seen_labels_cosine']:.3f}",
+        str(m["held_out_texts"]),
+    )
+    table.add_row(
+        "top-1, labels held out of training",
+        f"{m['top1_unseen_labels']:.3f}",
+        f"{m['top1_unseen_labels_cosine']:.3f}",
+        str(m["unseen_label_texts"]),
+    )
+    console.print(table)
+    console.print(
+        f"trained on {training['texts']} texts, {training['labels']} labels, {training['pairs']} pairs; "
+        f"{len(training['near_duplicates'])} near-duplicate label pairs kept apart from negatives; saved to {folder}"
+    )
+
+
+def candidates(console: Console, run: ClusterRun, folder: Path) -> None:
+    dbscan = run.chosen.algorithm == "dbscan"
+    table = Table(title=f"candidate clusterings ({run.chosen.algorithm})")
+    for column in (
+        "eps" if dbscan else "min_cluster_size",
+        "min_samples",
+        "clusters",
+        "coverage",
+        "agreement",
+        "topics",
+        "score",
+        "",
+    ):
+        table.add_column(column, justify="right")
+    ranked = sorted(run.candidates, key=lambda c: (not c.scores, -c.scores.get("score", 0.0)))
+    for c in ranked:
+        scored = bool(c.scores)
+        table.add_row(
+            f"{c.eps:g}" if dbscan else str(c.min_cluster_size),
+            str(c.min_samples),
+            str(c.n_clusters),
+            f"{c.coverage:.2f}",
+            f"{c.scores['agreement']:.2f}" if scored else "",
+            str(c.scores["topics_used"]) if scored else "",
+            f"{c.score:.3f}" if scored else "out of range",
+            "← chosen" if c == run.chosen else "",
+            style="bold green" if c == run.chosen else ("dim" if not scored else None),
+        )
+    console.print(table)
+    console.print(run.reason)
+    console.print(f"clustering saved to {folder}")
+
+
+def topic_table(console: Console, result: LabelledPosts) -> None:
+    table = Table(title="topics")
+    for column in ("topic", "size", "from noise", "confidence", "runner-up", "example"):
+        table.add_column(column, justify="right" if column in ("size", "from noise", "confidence") else "left")
+    for row in result.topic_table.itertuples():
+        table.add_row(
+            row.topic,
+            str(row.size),
+            str(row.from_noise),
+            f"{row.confidence:.2f}",
+            row.runner_up,
+            _shorten(row.example_1),
+        )
+    console.print(table)
