@@ -29,7 +29,9 @@ def test_file_then_environment_then_options(tmp_path: Path) -> None:
     assert (settings.clustering.min_topics, settings.clustering.max_topics) == (5, 40)
     assert settings.clustering.eps == 1.0 and isinstance(settings.clustering.eps, float)
     settings = load_settings(
-        path, overrides={"clustering": {"max_topics": 30, "min_topics": None}}, environ={"TOPICLI_CLUSTERING_MAX_TOPICS": "40"}
+        path,
+        overrides={"clustering": {"max_topics": 30, "min_topics": None}},
+        environ={"TOPICLI_CLUSTERING_MAX_TOPICS": "40"},
     )
     assert (settings.clustering.min_topics, settings.clustering.max_topics) == (5, 30)
 

@@ -7,7 +7,12 @@ import pytest
 from topicli.embedding import EmbeddingCache, embed, load_encoder, shipped_encoder_folder
 from topicli.errors import TopicliError
 
-POSTS = ["sunset over the sea 🌅 #beach", "leg day done 💪", "my golden retriever loves the snow", "sunset over the sea 🌅 #beach"]
+POSTS = [
+    "sunset over the sea 🌅 #beach",
+    "leg day done 💪",
+    "my golden retriever loves the snow",
+    "sunset over the sea 🌅 #beach",
+]
 
 
 class CountingEncoder:
@@ -36,7 +41,7 @@ def test_cache_embeds_each_distinct_text_once_across_runs(tmp_path: Path, embedd
     first = embed(POSTS, counting, EmbeddingCache(tmp_path, counting.identity))
     assert sum(counting.calls) == 3
     assert np.array_equal(first[0], first[3])
-    again = embed(POSTS + ["a new post"], counting, EmbeddingCache(tmp_path, counting.identity))
+    again = embed([*POSTS, "a new post"], counting, EmbeddingCache(tmp_path, counting.identity))
     assert sum(counting.calls) == 4, "a second run embeds only the text it has not seen"
     assert np.array_equal(again[:4], first)
     direct = embedder.encoder.encode(POSTS[:3])

@@ -7,9 +7,9 @@ from topicli.errors import TopicliError
 from topicli.io import read_posts, read_table, write_table
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json", ".parquet"])
 def test_tables_round_trip_every_format_and_keep_empty_strings(tmp_path: Path, suffix: str) -> None:
-    frame = pd.DataFrame({"id": ["a", "b", "c"], "caption": ["café ☕️ #morning", "", "tacos, \"al pastor\"\nnight"]})
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "caption": ["café ☕️ #morning", "", 'tacos, "al pastor"\nnight']})
     path = tmp_path / f"posts{suffix}"
     write_table(frame, path)
     back = read_table(path)
@@ -43,7 +43,7 @@ def test_write_replaces_atomically_and_keeps_the_old_file_on_failure(tmp_path: P
         ("posts.txt", b"caption\nhi\n", "unknown format '.txt'"),
         ("empty.csv", b"", "is empty"),
         ("header.csv", b"caption\n", "has no rows"),
-        ("blank.csv", b"caption\n\" \"\n\"\"\n", "every post in column 'caption' is empty"),
+        ("blank.csv", b'caption\n" "\n""\n', "every post in column 'caption' is empty"),
         ("latin1.csv", b"caption\nfine\ncaf\xe9\n", "invalid UTF-8 on line 3"),
         ("bad.jsonl", b'{"text": "ok"}\n{"text": \n', "line 2 is not valid JSON"),
         ("nocol.csv", b"id,title\n1,hello\n", "no text column found"),

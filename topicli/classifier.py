@@ -29,7 +29,7 @@ def pair_features(texts: np.ndarray, topics: np.ndarray) -> np.ndarray:
     return np.hstack([product, product.sum(axis=1, keepdims=True)]).astype(np.float32)
 
 
-def _residual_network(n_features: int, hidden: int):  # noqa: ANN202 - torch is imported lazily
+def _residual_network(n_features: int, hidden: int):
     import torch
 
     class ResidualNetwork(torch.nn.Module):

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from topicli.config import Settings, load_settings
@@ -36,7 +37,7 @@ class TopicliGroup(typer.core.TyperGroup):
         except TopicliError as error:
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 

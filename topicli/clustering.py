@@ -21,8 +21,8 @@ from sklearn.neighbors import NearestNeighbors
 from topicli.errors import TopicliError
 from topicli.progress import Advance
 
-MIN_SAMPLES_GRID = (3, 5, 8, 12, 20)
-CORE_SHARE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
+MIN_SAMPLES_GRID = (2, 3, 5, 8, 12, 20)
+CORE_SHARE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 HDBSCAN_GRID = ((5, 5), (10, 5), (15, 5), (25, 10), (40, 10))
 Scorer = Callable[[np.ndarray], dict[str, float]]
 

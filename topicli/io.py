@@ -17,8 +17,10 @@ import pyarrow.parquet as pq
 
 from topicli.errors import TopicliError
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 TEXT_COLUMN_NAMES = ("caption", "text", "content", "body")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,9 @@ def table_format(path: Path) -> str:
     """csv, jsonl or parquet, by the file's suffix."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise TopicliError(f"{path}: unknown format {path.suffix or '(no suffix)'!r}; use .csv, .jsonl or .parquet")
+        raise TopicliError(
+            f"{path}: unknown format {path.suffix or '(no suffix)'!r}; use .csv, .jsonl, .json or .parquet"
+        )
     return fmt
 
 
@@ -69,8 +73,21 @@ def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _read_json_array(path: Path, text: str) -> pd.DataFrame:
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TopicliError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not all(isinstance(row, dict) for row in rows):
+        raise TopicliError(f"{path}: a JSON array of objects is needed, one object per post")
+    return pd.DataFrame(rows)
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """A whole table, every column as read; strings stay strings (no NaN for empty cells)."""
+    """A whole table, every column as read; strings stay strings (no NaN for empty cells).
+
+    `.json` holds either one array of objects or one object per line (JSON Lines).
+    """
     path = Path(path)
     fmt = table_format(path)
     if not path.exists():
@@ -85,7 +102,9 @@ def read_table(path: Path) -> pd.DataFrame:
         except (pa.ArrowException, OSError) as error:
             raise TopicliError(f"{path}: not a readable Parquet file ({error})") from None
     text = _decode_utf8(path, path.read_bytes())
-    if fmt == "jsonl":
+    if fmt == "json" and text.lstrip().startswith("["):
+        return _read_json_array(path, text)
+    if fmt in ("json", "jsonl"):
         return _read_jsonl(path, text)
     try:
         return pd.read_csv(StringIO(text), dtype=str, keep_default_na=False)
@@ -131,6 +150,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
     try:
         yield Path(temp)
         os.replace(temp, path)
@@ -146,6 +166,8 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as temp:
         if fmt == "csv":
             frame.to_csv(temp, index=False, lineterminator="\n")
+        elif fmt == "json":
+            frame.to_json(temp, orient="records", force_ascii=False)
         elif fmt == "jsonl":
             frame.to_json(temp, orient="records", lines=True, force_ascii=False)
         else:

@@ -44,42 +44,40 @@ def classifier_metrics(console: Console, manifest: dict[str, Any], folder: Path)
 
 
 def candidates(console: Console, run: ClusterRun, folder: Path) -> None:
+    """The scored candidates, best first; the rest summed up in one line."""
     dbscan = run.chosen.algorithm == "dbscan"
-    table = Table(title=f"candidate clusterings ({run.chosen.algorithm})")
-    for column in (
-        "eps" if dbscan else "min_cluster_size",
-        "min_samples",
-        "clusters",
-        "coverage",
-        "agreement",
-        "topics",
-        "score",
-        "",
-    ):
+    table = Table(title=f"candidate clusterings ({run.chosen.algorithm}), best first")
+    first = "eps" if dbscan else "min_cluster_size"
+    for column in (first, "min_samples", "clusters", "coverage", "agreement", "topics", "score"):
         table.add_column(column, justify="right")
-    ranked = sorted(run.candidates, key=lambda c: (not c.scores, -c.scores.get("score", 0.0)))
-    for c in ranked:
-        scored = bool(c.scores)
+    scored = sorted((c for c in run.candidates if c.scores), key=lambda c: -c.score)
+    for c in scored:
         table.add_row(
             f"{c.eps:g}" if dbscan else str(c.min_cluster_size),
             str(c.min_samples),
             str(c.n_clusters),
             f"{c.coverage:.2f}",
-            f"{c.scores['agreement']:.2f}" if scored else "",
-            str(c.scores["topics_used"]) if scored else "",
-            f"{c.score:.3f}" if scored else "out of range",
-            "← chosen" if c == run.chosen else "",
-            style="bold green" if c == run.chosen else ("dim" if not scored else None),
+            f"{c.scores['agreement']:.2f}",
+            str(c.scores["topics_used"]),
+            f"{c.score:.3f}",
+            style="bold green" if c == run.chosen else None,
         )
     console.print(table)
+    others = [c.n_clusters for c in run.candidates if not c.scores]
+    if others:
+        console.print(
+            f"{len(others)} other candidates had {min(others)} to {max(others)} clusters, outside the range",
+            style="dim",
+        )
     console.print(run.reason)
     console.print(f"clustering saved to {folder}")
 
 
 def topic_table(console: Console, result: LabelledPosts) -> None:
     table = Table(title="topics")
-    for column in ("topic", "size", "from noise", "confidence", "runner-up", "example"):
+    for column in ("topic", "size", "from noise", "confidence", "runner-up"):
         table.add_column(column, justify="right" if column in ("size", "from noise", "confidence") else "left")
+    table.add_column("example", no_wrap=True, overflow="ellipsis", max_width=48)
     for row in result.topic_table.itertuples():
         table.add_row(
             row.topic,

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+from sklearn.cluster import DBSCAN
+
+from topicli.clustering import ClusterSearch, dbscan, radius_graph
+from topicli.errors import TopicliError
+
+from .conftest import tweets
+
+
+@pytest.fixture(scope="module")
+def vectors(embedder) -> np.ndarray:
+    return embedder([row["text"] for row in tweets(800)])
+
+
+def count_scorer(labels: np.ndarray) -> dict[str, float]:
+    """A scorer that prefers coverage: enough to test the search mechanics."""
+    return {"score": float(np.mean(labels >= 0)), "agreement": 1.0, "topics_used": 1}
+
+
+@pytest.mark.parametrize(("eps", "min_samples"), [(0.45, 3), (0.55, 8)])
+def test_dbscan_on_the_shared_graph_equals_exact_cosine_dbscan(
+    vectors: np.ndarray, eps: float, min_samples: int
+) -> None:
+    graph = radius_graph(vectors, 0.6)
+    ours = dbscan(graph, eps, min_samples)
+    exact = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(vectors).labels_
+    assert ours.max() >= 1
+    assert np.array_equal(ours >= 0, exact >= 0)
+    pairs = {(a, b) for a, b in zip(ours, exact, strict=True) if a >= 0}
+    assert len(pairs) == ours.max() + 1, "same partition up to renaming"
+    sizes = np.bincount(ours[ours >= 0])
+    assert (np.diff(sizes) <= 0).all(), "cluster 0 is the largest"
+
+
+def test_search_keeps_only_clusterings_in_range_and_picks_the_best_score(vectors: np.ndarray) -> None:
+    search = ClusterSearch(min_topics=5, max_topics=40).fit(vectors, count_scorer)
+    scored = [c for c in search.candidates_ if c.scores]
+    assert len(search.candidates_) > len(scored) > 1
+    assert all(5 <= c.n_clusters <= 40 for c in scored)
+    assert all(not (5 <= c.n_clusters <= 40) for c in search.candidates_ if not c.scores)
+    assert search.best_.score == max(c.score for c in scored)
+    assert search.labels_.max() + 1 == search.best_.n_clusters
+
+
+def test_fixed_parameters_give_one_candidate(vectors: np.ndarray) -> None:
+    search = ClusterSearch(eps=0.5, min_samples=4).fit(vectors, count_scorer)
+    assert [(c.eps, c.min_samples) for c in search.candidates_] == [(0.5, 4)]
+
+
+def test_no_candidate_in_range_says_what_to_change(vectors: np.ndarray) -> None:
+    with pytest.raises(TopicliError, match=r"no clustering has 500-900 clusters .*min_topics/max_topics"):
+        ClusterSearch(min_topics=500, max_topics=900).fit(vectors, count_scorer)
+
+
+def test_hdbscan_option(vectors: np.ndarray) -> None:
+    search = ClusterSearch(algorithm="hdbscan", min_topics=2, max_topics=100).fit(vectors, count_scorer)
+    assert search.best_.algorithm == "hdbscan" and search.best_.min_cluster_size > 0
+    assert 2 <= search.labels_.max() + 1 <= 100
