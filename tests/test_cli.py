@@ -61,7 +61,7 @@ def test_same_input_same_bytes_cold_and_warm(isolated: Path, monkeypatch: pytest
 
 def test_cluster_then_label_equals_run(isolated: Path) -> None:
     assert invoke("run", EXAMPLES, "-o", "together.parquet")[0] == 0
-    code, out, err = invoke("cluster", EXAMPLES, "--run", "apart")
+    code, _out, err = invoke("cluster", EXAMPLES, "--run", "apart")
     assert code == 0, err
     code, _out, err = invoke("label", "--run", "apart", "-o", "apart.jsonl")
     assert code == 0, err
