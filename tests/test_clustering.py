@@ -23,8 +23,10 @@ def test_dbscan_on_the_shared_graph_equals_exact_cosine_dbscan(
     vectors: np.ndarray, eps: float, min_samples: int
 ) -> None:
     graph = radius_graph(vectors, 0.6)
-    ours = dbscan(graph, eps, min_samples)
-    exact = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(vectors).labels_
+    ours, core = dbscan(graph, eps, min_samples)
+    model = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(vectors)
+    exact = model.labels_
+    assert np.array_equal(np.flatnonzero(core), model.core_sample_indices_)
     assert ours.max() >= 1
     assert np.array_equal(ours >= 0, exact >= 0)
     pairs = {(a, b) for a, b in zip(ours, exact, strict=True) if a >= 0}

@@ -56,9 +56,15 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     return np.array([mapping.get(label, -1) for label in labels], dtype=np.int64)
 
 
-def dbscan(graph: Any, eps: float, min_samples: int) -> np.ndarray:
-    """DBSCAN on a precomputed sparse cosine-distance graph (entries beyond eps are ignored)."""
-    return _relabel(DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph).labels_)
+def dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and core-point mask of DBSCAN on a precomputed sparse cosine-distance graph.
+
+    Entries of the graph beyond eps are ignored, so one graph serves every smaller eps.
+    """
+    model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph)
+    core = np.zeros(graph.shape[0], dtype=bool)
+    core[model.core_sample_indices_] = True
+    return _relabel(model.labels_), core
 
 
 def neighbour_distances(vectors: np.ndarray, k: int) -> np.ndarray:
@@ -76,19 +82,22 @@ def radius_graph(vectors: np.ndarray, radius: float) -> Any:
     return graph.tocsr()
 
 
-def hdbscan_labels(vectors: np.ndarray, min_cluster_size: int, min_samples: int) -> np.ndarray:
+def hdbscan_labels(vectors: np.ndarray, min_cluster_size: int, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of HDBSCAN (euclidean on unit vectors orders like cosine) and its cluster members as "core"."""
     import hdbscan
 
     model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, metric="euclidean")
-    return _relabel(model.fit(vectors).labels_)
+    labels = _relabel(model.fit(vectors).labels_)
+    return labels, labels >= 0
 
 
 class ClusterSearch:
     """Searches clustering parameters and keeps the best-scored clustering in range.
 
     `eps`/`min_samples` of 0 are searched, a value fixes it (HDBSCAN searches
-    min_cluster_size and takes min_samples). After `fit`:
-    `candidates_` (every clustering tried), `best_` and `labels_` (its cluster per post).
+    min_cluster_size and takes min_samples). After `fit`: `candidates_` (every
+    clustering tried), `best_`, and its `labels_` (cluster per post, -1 noise) and
+    `core_` (DBSCAN's core points; HDBSCAN's cluster members).
     """
 
     def __init__(
@@ -130,13 +139,13 @@ class ClusterSearch:
         grid = self._grid(vectors)
         graph = radius_graph(vectors, max(eps for eps, _, _ in grid)) if self.algorithm == "dbscan" else None
         self.candidates_: list[Candidate] = []
-        labelled: list[np.ndarray] = []
         fixed = len(grid) == 1
+        best: Candidate | None = None
         for eps, min_samples, min_cluster_size in grid:
             if self.algorithm == "dbscan":
-                labels = dbscan(graph, eps, min_samples)
+                labels, core = dbscan(graph, eps, min_samples)
             else:
-                labels = hdbscan_labels(vectors, min_cluster_size, min_samples)
+                labels, core = hdbscan_labels(vectors, min_cluster_size, min_samples)
             n_clusters = int(labels.max() + 1)
             candidate = Candidate(
                 algorithm=self.algorithm,
@@ -149,18 +158,16 @@ class ClusterSearch:
             )
             if (candidate.in_range or fixed) and n_clusters > 0:
                 candidate.scores = scorer(labels)
+                if best is None or candidate.score > best.score:
+                    best, self.labels_, self.core_ = candidate, labels, core
             self.candidates_.append(candidate)
-            labelled.append(labels)
             if progress is not None:
                 progress(1)
-        scored = [i for i, c in enumerate(self.candidates_) if c.scores]
-        if not scored:
+        if best is None:
             counts = sorted(c.n_clusters for c in self.candidates_)
             raise TopicliError(
                 f"no clustering has {self.min_topics}-{self.max_topics} clusters (the search found {counts[0]} to "
                 f"{counts[-1]}); widen [clustering] min_topics/max_topics or fix --eps and --min-samples"
             )
-        best = max(scored, key=lambda i: (self.candidates_[i].score, -i))
-        self.best_ = self.candidates_[best]
-        self.labels_ = labelled[best]
+        self.best_ = best
         return self

@@ -48,14 +48,16 @@ class ClusterRun:
     text_column: str
     encoder: str
     labels: np.ndarray  # per post; -1 is noise or an empty post
+    core: np.ndarray  # per post; True for DBSCAN core points (HDBSCAN: cluster members)
     candidates: list[Candidate]
     chosen: Candidate
     reason: str
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "clusters.npy") as temp, open(temp, "wb") as handle:
-            np.save(handle, self.labels)
+        for name, array in (("clusters.npy", self.labels), ("core.npy", self.core)):
+            with atomic_path(folder / name) as temp, open(temp, "wb") as handle:
+                np.save(handle, array)
         document = {
             "topicli_version": __version__,
             "input": self.input,
@@ -81,6 +83,7 @@ class ClusterRun:
             text_column=document["text_column"],
             encoder=document["encoder"],
             labels=np.load(labels),
+            core=np.load(folder / "core.npy"),
             candidates=[Candidate(**c) for c in document["candidates"]],
             chosen=Candidate(**document["chosen"]),
             reason=document["reason"],
@@ -159,12 +162,15 @@ class Pipeline:
             search.fit(vectors, scorer, advance)
         labels = np.full(len(posts.frame), -1, dtype=np.int64)
         labels[rows] = search.labels_
+        core = np.zeros(len(posts.frame), dtype=bool)
+        core[rows] = search.core_
         return ClusterRun(
             input=str(posts.path),
             input_sha256=file_digest(posts.path),
             text_column=posts.text_column,
             encoder=self.embedder.identity,
             labels=labels,
+            core=core,
             candidates=search.candidates_,
             chosen=search.best_,
             reason=_reason(search),
