@@ -1,8 +1,7 @@
 """Which noise policy should be the default? Accuracy of `topicli run` under each policy.
 
 Sets (never test data): examples/posts.csv (its `intended_topic`, shipped topic list) and
-the TweetTopic *train* files (gold topic names as the topic list). Beside them, per-post
-baselines on the same posts: cosine zero-shot and cls_model alone. Writes
+the TweetTopic *train* files (gold topic names as the topic list). Writes
 bench/results/noise_policy.md.
 
     python bench/noise_policy.py
@@ -69,12 +68,6 @@ def main() -> None:
         started = time.perf_counter()
         run = pipeline.cluster(posts)
         cluster_seconds = time.perf_counter() - started
-        rows, vectors = pipeline.embed_posts(posts)
-        names = np.array([topic_phrase(t) for t in pipeline.topics])
-        cosine = names[np.argmax(vectors @ pipeline.topic_vectors.T, axis=1)]
-        own = names[np.argmax(pipeline.probabilities(vectors)(np.arange(len(rows))), axis=1)]
-        lines.append(f"| {name} | cosine zero-shot per post | {np.mean(cosine == gold):.3f} | 1.00 | | |")
-        lines.append(f"| {name} | cls_model per post | {np.mean(own == gold):.3f} | 1.00 | | |")
         for policy in ("unassigned", "nearest", "classify"):
             settings = replace(base, labelling=replace(base.labelling, noise_policy=policy))
             started = time.perf_counter()

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topicli.classifier import load_classifier
 from topicli.errors import TopicliError
-from topicli.labelling import ClusteringScorer, ClusterLabeller, ProbabilityCache, read_topics
+from topicli.labelling import ClusteringScorer, ClusterLabeller, read_topics
+from topicli.scoring import COSINE_SCALE, TopicScores, cosine_scores, part_vectors, softmax
 
 DOGS = [
     "my puppy learned to sit today 🐶",
@@ -33,11 +33,11 @@ TOPICS = ["Dogs", "Coffee", "Running", "Personal Finance"]
 
 @pytest.fixture(scope="module")
 def setup(embedder):
-    model, manifest = load_classifier()
-    posts = embedder(DOGS + COFFEE + RUNNING + ["my puppy chewed my new shoes"])
-    topics = embedder([manifest["template"].format(topic=t.lower()) for t in TOPICS])
+    posts = embedder([*DOGS, *COFFEE, *RUNNING, "my puppy chewed my new shoes"])
+    parts, owner = part_vectors(TOPICS, "This post is about {topic}.", embedder)
+    scores = softmax(cosine_scores(posts, parts, owner, len(TOPICS)), COSINE_SCALE)
     labels = np.array([0] * 5 + [1] * 5 + [2] * 5 + [-1])
-    return posts, labels, ProbabilityCache(model, posts, topics)
+    return posts, labels, TopicScores(posts, scores)
 
 
 def test_shipped_topic_list_and_user_files(tmp_path: Path) -> None:
@@ -70,7 +70,8 @@ def test_clusters_get_their_topic_with_confidence_and_runner_up(setup) -> None:
 )
 def test_noise_policies(setup, policy: str, distance: float, cluster: int, topic: int) -> None:
     posts, labels, probabilities = setup
-    labeller = ClusterLabeller(k=3, noise_policy=policy, noise_distance=distance).fit(posts, labels, probabilities)
+    labeller = ClusterLabeller(k=3, noise_policy=policy, noise_distance=distance, override_margin=1.0)
+    labeller.fit(posts, labels, probabilities)
     clusters, topics, confidence = labeller.assign(posts, labels, probabilities)
     assert topics[:15].tolist() == [0] * 5 + [1] * 5 + [2] * 5
     assert (clusters[-1], topics[-1]) == (cluster, topic)
@@ -84,3 +85,15 @@ def test_scorer_punishes_a_giant_mixed_cluster(setup) -> None:
     merged = scorer(np.where(labels >= 0, 0, -1))
     assert right["agreement"] > 0.9 and right["coverage"] == pytest.approx(15 / 16)
     assert merged["score"] < right["score"] - 0.4
+
+
+def test_a_post_leaves_its_cluster_only_when_its_own_scores_disagree_enough(setup) -> None:
+    posts, labels, probabilities = setup
+    mixed = labels.copy()
+    mixed[4] = 1  # a dog post put in the coffee cluster
+    keep = ClusterLabeller(k=3, override_margin=1.0).fit(posts, mixed, probabilities)
+    assert keep.assign(posts, mixed, probabilities)[1][4] == 1
+    leave = ClusterLabeller(k=3, override_margin=0.0).fit(posts, mixed, probabilities)
+    clusters, topics, confidence = leave.assign(posts, mixed, probabilities)
+    assert (clusters[4], topics[4]) == (1, 0)
+    assert confidence[4] == pytest.approx(float(probabilities(np.array([4]))[0].max()))

@@ -6,6 +6,14 @@ so the expensive part is done once. Radii come from the data: quantiles of each 
 distance to its m-th neighbour, so the grid suits any encoder. Candidates whose cluster
 count lies in [min_topics, max_topics] are ranked by a score supplied by the caller
 (labelling scores them with cls_model).
+
+Exact neighbours and DBSCAN cost O(n^2) (42 s at 50k posts), so from `EXACT_LIMIT` posts
+on the neighbours come from an approximate index (faiss IVF-Flat on inner product, chosen
+by measurement in bench/run.py: it is deterministic, unlike parallel HNSW builds) and the
+graph holds each post's k nearest neighbours within the radius, made symmetric. Whether a
+post is a core point stays exact (k >= the largest min_samples); links between core points
+beyond each other's k nearest are lost, which tests/test_clustering.py bounds by ARI
+against exact DBSCAN. DBSCAN on that graph is connected components of the core points.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix, diags
+from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
@@ -24,6 +34,9 @@ from topicli.progress import Advance
 MIN_SAMPLES_GRID = (2, 3, 5, 8, 12, 20)
 CORE_SHARE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 HDBSCAN_GRID = ((5, 5), (10, 5), (15, 5), (25, 10), (40, 10))
+EXACT_LIMIT = 20_000  # below this many posts, exact sklearn neighbours and DBSCAN: small sets keep their results
+IVF_POSTS_PER_LIST = 256  # about this many posts per faiss inverted list
+IVF_PROBES = 24  # lists searched per query: recall@30 about 0.97 on real embeddings (bench/results/perf.md)
 Scorer = Callable[[np.ndarray], dict[str, float]]
 
 
@@ -52,26 +65,104 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
     """Cluster ids 0..n-1 by decreasing size (ties by first post), noise stays -1."""
     ids, first, counts = np.unique(labels[labels >= 0], return_index=True, return_counts=True)
     order = ids[np.lexsort((first, -counts))]
-    mapping = {old: new for new, old in enumerate(order)}
-    return np.array([mapping.get(label, -1) for label in labels], dtype=np.int64)
+    mapping = np.full(int(labels.max(initial=-1)) + 2, -1, dtype=np.int64)  # the last slot maps -1 to -1
+    mapping[order] = np.arange(len(order))
+    return mapping[labels]
 
 
 def dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """Labels and core-point mask of DBSCAN on a precomputed sparse cosine-distance graph.
 
     Entries of the graph beyond eps are ignored, so one graph serves every smaller eps.
+    sklearn's below `EXACT_LIMIT` posts, `graph_dbscan` from there on.
     """
+    if graph.shape[0] >= EXACT_LIMIT:
+        return graph_dbscan(graph, eps, min_samples)
     model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph)
     core = np.zeros(graph.shape[0], dtype=bool)
     core[model.core_sample_indices_] = True
     return _relabel(model.labels_), core
 
 
-def neighbour_distances(vectors: np.ndarray, k: int) -> np.ndarray:
-    """Cosine distance of every post to its k nearest neighbours (itself excluded)."""
+def graph_dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """DBSCAN on a sparse distance graph (self-loops stored) in a few vectorised passes.
+
+    Clusters are the connected components of core points; a border point joins the
+    cluster of its nearest core neighbour (sklearn takes the first cluster to reach it).
+    """
+    n = graph.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(graph.indptr))
+    within = graph.data <= eps
+    core = np.bincount(rows[within], minlength=n) >= min_samples
+    links = within & core[rows] & core[graph.indices]
+    linked = csr_matrix((np.ones(int(links.sum()), dtype=np.int8), (rows[links], graph.indices[links])), shape=(n, n))
+    _, component = connected_components(linked, directed=False)
+    labels = np.where(core, component, -1)
+    border = np.flatnonzero(within & ~core[rows] & core[graph.indices])
+    if len(border):
+        border = border[np.lexsort((graph.indices[border], graph.data[border], rows[border]))]
+        first = np.unique(rows[border], return_index=True)[1]
+        labels[rows[border[first]]] = component[graph.indices[border[first]]]
+    return _relabel(labels), core
+
+
+def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distances and indices of every post's k nearest neighbours (itself excluded), nearest first.
+
+    Exact below `EXACT_LIMIT` posts, approximate (`approximate_neighbours`) from there on.
+    """
     k = min(k, len(vectors) - 1)
-    distances, _ = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors).kneighbors(vectors)
-    return distances[:, 1:]
+    if len(vectors) >= EXACT_LIMIT:
+        return approximate_neighbours(vectors, k)
+    distances, indices = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors).kneighbors(vectors)
+    return distances[:, 1:], indices[:, 1:]
+
+
+def approximate_neighbours(
+    vectors: np.ndarray, k: int, probes: int = IVF_PROBES, chunk: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
+    """`nearest_neighbours` from a faiss IVF-Flat inner-product index: exact distances, approximate lists.
+
+    The coarse quantiser is trained on a seeded sample, so the same vectors give the same
+    neighbours. A row missing itself in its own list (duplicates) loses its farthest hit instead;
+    a slot the index could not fill holds the post itself at distance 2, beyond any radius.
+    """
+    import faiss
+
+    n, dimension = vectors.shape
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    lists = max(1, n // IVF_POSTS_PER_LIST)
+    quantiser = faiss.IndexFlatIP(dimension)
+    index = faiss.IndexIVFFlat(quantiser, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = 0
+    sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, lists * 64), replace=False))
+    index.train(vectors[sample])
+    index.add(vectors)
+    index.nprobe = min(probes, lists)
+    distances = np.empty((n, k), dtype=np.float32)
+    indices = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk):
+        similarity, found = index.search(vectors[start : start + chunk], k + 1)
+        own = np.broadcast_to(np.arange(start, start + len(found))[:, None], found.shape)
+        is_self = found == own
+        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+        keep = np.ones(found.shape, dtype=bool)
+        keep[np.arange(len(found)), drop] = False
+        found, similarity, own = (a[keep].reshape(-1, k) for a in (found, similarity, own))
+        missing = found < 0
+        found[missing], similarity[missing] = own[missing], -1.0
+        indices[start : start + chunk] = found
+        distances[start : start + chunk] = 1.0 - similarity
+    return np.maximum(distances, 0.0), indices
+
+
+def knn_graph(distances: np.ndarray, indices: np.ndarray, radius: float) -> Any:
+    """Sparse symmetric graph of the k-NN links up to `radius`, with self-loops, in the form `radius_graph` has."""
+    n, k = indices.shape
+    keep = distances <= radius
+    rows = np.repeat(np.arange(n), k).reshape(n, k)[keep]
+    graph = csr_matrix((np.maximum(distances[keep], 1e-9), (rows, indices[keep])), shape=(n, n))
+    return (graph.maximum(graph.T) + diags(np.full(n, 1e-9, dtype=np.float32), format="csr")).tocsr()
 
 
 def radius_graph(vectors: np.ndarray, radius: float) -> Any:
@@ -114,7 +205,7 @@ class ClusterSearch:
         self.eps = eps
         self.min_samples = min_samples
 
-    def _grid(self, vectors: np.ndarray) -> list[tuple[float, int, int]]:
+    def _grid(self, vectors: np.ndarray, distances: np.ndarray | None) -> list[tuple[float, int, int]]:
         """(eps, min_samples, min_cluster_size) to try; eps is DBSCAN's, min_cluster_size HDBSCAN's."""
         if self.algorithm == "hdbscan":
             sizes = [(size, samples) for size, samples in HDBSCAN_GRID]
@@ -123,7 +214,8 @@ class ClusterSearch:
             return [(0.0, samples, size) for size, samples in sizes]
         if self.eps and self.min_samples:
             return [(self.eps, self.min_samples, 0)]
-        distances = neighbour_distances(vectors, max(MIN_SAMPLES_GRID))
+        if distances is None or distances.shape[1] < min(max(MIN_SAMPLES_GRID), len(vectors) - 1):
+            distances, _ = nearest_neighbours(vectors, max(MIN_SAMPLES_GRID))
         if self.eps:
             return [(self.eps, m, 0) for m in MIN_SAMPLES_GRID]
         samples = (self.min_samples,) if self.min_samples else MIN_SAMPLES_GRID
@@ -133,11 +225,37 @@ class ClusterSearch:
             grid |= {(round(float(np.quantile(column, share)), 4), m, 0) for share in CORE_SHARE_GRID}
         return sorted(grid)
 
-    def fit(self, vectors: np.ndarray, scorer: Scorer, progress: Advance | None = None) -> ClusterSearch:
+    @staticmethod
+    def _graph(
+        vectors: np.ndarray,
+        grid: list[tuple[float, int, int]],
+        distances: np.ndarray | None,
+        indices: np.ndarray | None,
+    ) -> Any:
+        """The one neighbourhood graph, at the largest eps of the grid, that every DBSCAN run reads."""
+        radius = max(eps for eps, _, _ in grid)
+        if len(vectors) < EXACT_LIMIT:
+            return radius_graph(vectors, radius)
+        needed = max(min_samples for _, min_samples, _ in grid)
+        if distances is None or indices is None or indices.shape[1] < needed:
+            distances, indices = nearest_neighbours(vectors, needed)
+        return knn_graph(distances, indices, radius)
+
+    def fit(
+        self,
+        vectors: np.ndarray,
+        scorer: Scorer,
+        progress: Advance | None = None,
+        neighbour_distances: np.ndarray | None = None,
+        neighbour_indices: np.ndarray | None = None,
+    ) -> ClusterSearch:
+        """`neighbour_distances`/`_indices`: each post's nearest neighbours, if already computed."""
         if len(vectors) < 3:
             raise TopicliError(f"clustering needs at least 3 non-empty posts, got {len(vectors)}")
-        grid = self._grid(vectors)
-        graph = radius_graph(vectors, max(eps for eps, _, _ in grid)) if self.algorithm == "dbscan" else None
+        grid = self._grid(vectors, neighbour_distances)
+        graph = None
+        if self.algorithm == "dbscan":
+            graph = self._graph(vectors, grid, neighbour_distances, neighbour_indices)
         self.candidates_: list[Candidate] = []
         fixed = len(grid) == 1
         best: Candidate | None = None

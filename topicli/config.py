@@ -35,8 +35,9 @@ class EncoderSettings:
     """The sentence encoder that turns posts into vectors."""
 
     name: str = setting(
-        "all-MiniLM-L6-v2",
-        "all-MiniLM-L6-v2 (shipped), multilingual (USE v3, many languages) or a local sentence-transformers folder",
+        "auto",
+        "auto (all-MiniLM-L6-v2 if 90%+ of posts are English, else multilingual), all-MiniLM-L6-v2, "
+        "multilingual (USE v3) or a local sentence-transformers folder",
     )
     batch_size: int = setting(64, "posts embedded per batch")
     cache_dir: str = setting(".topicli-cache", "folder of cached embeddings, keyed by (encoder, text)")
@@ -79,6 +80,13 @@ class LabellingSettings:
         "classify", "noise posts: unassigned, nearest (cluster within noise_distance) or classify"
     )
     noise_distance: float = setting(0.5, "largest cosine distance to a cluster centre for the nearest policy")
+    scorer: str = setting("cosine", "per-post topic scores: cosine (zero-shot on topic name parts) or cls_model")
+    topic_template: str = setting("This post is about {topic}.", "how a topic name is put into words for cosine")
+    neighbours: int = setting(0, "nearest posts whose scores are blended into a post's; 0 picks sqrt(posts)/3, 5-30")
+    neighbour_weight: float = setting(0.5, "weight of the neighbours' mean scores (0 turns smoothing off)")
+    override_margin: float = setting(
+        0.0, "a post leaves its cluster's topic when its own best topic scores this much higher"
+    )
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,30 @@ class AzureSettings:
     workspace: str = setting("", "Azure Machine Learning workspace name")
     compute: str = setting("", "compute cluster for scale-out jobs")
     location: str = setting("", "Azure region of the workspace")
+    endpoint: str = setting("topicli", "online endpoint that `topicli deploy` creates or updates")
+    model_name: str = setting("topicli-bundle", "name the model bundle is registered under")
+    environment_name: str = setting("topicli-serve", "name of the Azure ML environment for serving and jobs")
+    base_image: str = setting(
+        "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest", "Azure ML base image of that environment"
+    )
+    instance_type: str = setting("Standard_DS3_v2", "VM size of each online deployment instance")
+    instance_count: int = setting(1, "instances of each online deployment")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The model bundle, the scoring server and the `topicli score` client."""
+
+    max_posts: int = setting(256, "most posts one scoring request may carry (written into the bundle)")
+    max_chars: int = setting(5000, "longest post, in characters, a scoring request may carry (written into the bundle)")
+    port: int = setting(5001, "port of `topicli deploy --local` on 127.0.0.1")
+    workers: int = setting(1, "worker processes of the local inference server (each loads the model)")
+    start_timeout: float = setting(180.0, "seconds `deploy --local` waits for the server to answer")
+    batch_size: int = setting(64, "posts per request sent by `topicli score`")
+    in_flight: int = setting(4, "requests `topicli score` keeps in flight at once")
+    retries: int = setting(5, "retries of a request on 429, 5xx or a connection error, with exponential backoff")
+    backoff: float = setting(0.5, "seconds before the first retry; doubled each time")
+    timeout: float = setting(120.0, "seconds one scoring request may take")
 
 
 @dataclass(frozen=True)
@@ -122,12 +154,14 @@ class Settings:
     labelling: LabellingSettings = field(default_factory=LabellingSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
     azure: AzureSettings = field(default_factory=AzureSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
     infra: InfraSettings = field(default_factory=InfraSettings)
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("clustering", "algorithm"): ("dbscan", "hdbscan"),
     ("labelling", "noise_policy"): ("unassigned", "nearest", "classify"),
+    ("labelling", "scorer"): ("cosine", "cls_model"),
     ("output", "format"): ("csv", "parquet", "jsonl"),
 }
 

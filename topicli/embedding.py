@@ -22,6 +22,8 @@ from topicli.progress import Advance
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 MULTILINGUAL = "multilingual"
+AUTO = "auto"
+ENGLISH_SHARE_FOR_DEFAULT = 0.9
 CHUNK = 1024
 
 
@@ -194,6 +196,7 @@ class Embedder:
     def __init__(
         self, name: str = DEFAULT_ENCODER, batch_size: int = 64, cache_dir: str | Path = ".topicli-cache"
     ) -> None:
+        self.name = name
         self.encoder = load_encoder(name, batch_size)
         self.cache = EmbeddingCache(Path(cache_dir), self.encoder.identity) if cache_dir else None
 
@@ -203,3 +206,24 @@ class Embedder:
 
     def __call__(self, texts: Sequence[str], progress: Advance | None = None) -> np.ndarray:
         return embed(texts, self.encoder, self.cache, progress)
+
+
+def english_share(texts: Sequence[str], sample: int = 2000) -> float:
+    """Share of (a seeded sample of) the texts that py3langid reads as English."""
+    import py3langid
+
+    texts = [t for t in texts if t.strip()]
+    if len(texts) > sample:
+        texts = [texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), sample, replace=False))]
+    return float(np.mean([py3langid.classify(t)[0] == "en" for t in texts])) if texts else 1.0
+
+
+def choose_encoder(name: str, texts: Sequence[str]) -> str:
+    """The encoder to use: `auto` picks all-MiniLM-L6-v2 when most posts are English, multilingual otherwise.
+
+    On SIB-200 (bench/results/quality.md) all-MiniLM-L6-v2 is best in English and far behind
+    the multilingual encoder in every other language, so the share of English posts decides.
+    """
+    if name != AUTO:
+        return name
+    return DEFAULT_ENCODER if english_share(texts) >= ENGLISH_SHARE_FOR_DEFAULT else MULTILINGUAL

@@ -1,13 +1,16 @@
-"""Naming clusters from a topic list with cls_model, scoring candidate clusterings, and noise.
+"""Naming clusters from a topic list, scoring candidate clusterings, and each post's topic.
 
-A cluster's topic is voted by the k posts nearest its centre: cls_model scores every
-(post, topic) pair, the scores are averaged per topic, the best mean wins and is the
-cluster's confidence; the second is kept as runner-up.
+A cluster's topic is voted by the k posts nearest its centre: their topic scores
+(topicli.scoring) are averaged per topic, the best mean wins and is the cluster's
+confidence; the second is kept as runner-up.
 
-A clustering is scored by how well its clusters hold together *in cls_model's eyes*: the
+A clustering is scored by how well its clusters hold together in the scorer's eyes: the
 share of a random sample of posts whose own best topic is their cluster's topic (noise
 counts as a miss). A giant cluster of mixed posts scores low even with full coverage,
 which is what the naive "mean confidence x coverage" got wrong.
+
+A post takes its cluster's topic unless its own scores prefer another topic by more than
+`override_margin`; noise posts follow the noise policy.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from topicli.classifier import PairClassifier
 from topicli.errors import TopicliError
+from topicli.scoring import TopicScores
 
 SHIPPED_TOPICS = Path(__file__).parent / "data" / "topics.txt"
 NOISE_POLICIES = ("unassigned", "nearest", "classify")
@@ -58,28 +61,9 @@ def nearest_to_centre(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarra
     return out
 
 
-class ProbabilityCache:
-    """cls_model scores of posts against the topic list, each post scored at most once."""
-
-    def __init__(self, classifier: PairClassifier, vectors: np.ndarray, topic_vectors: np.ndarray) -> None:
-        self.classifier = classifier
-        self.vectors = vectors
-        self.topic_vectors = topic_vectors
-        self.rows: dict[int, np.ndarray] = {}
-
-    def __call__(self, indices: np.ndarray) -> np.ndarray:
-        missing = sorted({int(i) for i in indices} - self.rows.keys())
-        if missing:
-            scores = self.classifier.predict_proba(self.vectors[missing], self.topic_vectors)
-            self.rows.update(zip(missing, scores, strict=True))
-        return (
-            np.vstack([self.rows[int(i)] for i in indices]) if len(indices) else np.empty((0, len(self.topic_vectors)))
-        )
-
-
 @dataclass
 class ClusterTopic:
-    """A cluster's topic, its mean cls_model probability, and the runner-up."""
+    """A cluster's topic, its mean topic probability, and the runner-up."""
 
     cluster: int
     size: int
@@ -101,9 +85,9 @@ def vote(cluster: int, size: int, voters: np.ndarray, probabilities: np.ndarray)
 
 
 class ClusteringScorer:
-    """Scores a clustering by cls_model agreement on a fixed random sample of posts."""
+    """Scores a clustering by topic agreement on a fixed random sample of posts."""
 
-    def __init__(self, probabilities: ProbabilityCache, k: int = 20, sample: int = 3000, seed: int = 0) -> None:
+    def __init__(self, probabilities: TopicScores, k: int = 20, sample: int = 3000, seed: int = 0) -> None:
         self.probabilities = probabilities
         self.k = k
         n = len(probabilities.vectors)
@@ -128,17 +112,20 @@ class ClusteringScorer:
 
 
 class ClusterLabeller:
-    """Gives each cluster a topic, then every post its topic by the noise policy.
+    """Gives each cluster a topic, then every post its topic (override margin, noise policy).
 
     After `fit`: `centres_` and `cluster_topics_` (one `ClusterTopic` per cluster).
     """
 
-    def __init__(self, k: int = 20, noise_policy: str = "classify", noise_distance: float = 0.5) -> None:
+    def __init__(
+        self, k: int = 20, noise_policy: str = "classify", noise_distance: float = 0.5, override_margin: float = 0.0
+    ) -> None:
         self.k = k
         self.noise_policy = noise_policy
         self.noise_distance = noise_distance
+        self.override_margin = override_margin
 
-    def fit(self, vectors: np.ndarray, labels: np.ndarray, probabilities: ProbabilityCache) -> ClusterLabeller:
+    def fit(self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores) -> ClusterLabeller:
         if self.noise_policy not in NOISE_POLICIES:
             raise TopicliError(f"noise policy {self.noise_policy!r} unknown; use one of {', '.join(NOISE_POLICIES)}")
         self.centres_ = centres(vectors, labels) if labels.max() >= 0 else np.empty((0, vectors.shape[1]))
@@ -148,7 +135,7 @@ class ClusterLabeller:
         return self
 
     def assign(
-        self, vectors: np.ndarray, labels: np.ndarray, probabilities: ProbabilityCache
+        self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(cluster, topic index or -1, confidence or NaN) for every post; noise by the policy."""
         clusters = labels.copy()
@@ -164,6 +151,14 @@ class ClusterLabeller:
             rows = clusters == info.cluster
             topics[rows] = info.topic
             confidence[rows] = info.confidence
+        clustered = np.flatnonzero(clusters >= 0)
+        if len(clustered):
+            scores = probabilities(clustered)
+            own = np.argmax(scores, axis=1)
+            gap = scores[np.arange(len(own)), own] - scores[np.arange(len(own)), topics[clustered]]
+            overridden = clustered[gap > self.override_margin]
+            topics[overridden] = own[gap > self.override_margin]
+            confidence[overridden] = scores[gap > self.override_margin].max(axis=1)
         if self.noise_policy == "classify" and len(noise):
             scores = probabilities(noise)
             topics[noise] = np.argmax(scores, axis=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,14 +20,24 @@ import pandas as pd
 
 from topicli import __version__
 from topicli.classifier import load_classifier
-from topicli.classifier_training import topic_phrase
-from topicli.clustering import Candidate, ClusterSearch
+from topicli.clustering import MIN_SAMPLES_GRID, Candidate, ClusterSearch, nearest_neighbours
 from topicli.config import Settings
-from topicli.embedding import Embedder
+from topicli.embedding import AUTO, Embedder, choose_encoder
 from topicli.errors import TopicliError
+from topicli.evaluation import FIGURES, gold_topics, read_gold, score
 from topicli.io import Posts, atomic_path, read_posts, table_format, write_table
-from topicli.labelling import ClusteringScorer, ClusterLabeller, ProbabilityCache, read_topics
+from topicli.labelling import ClusteringScorer, ClusterLabeller, read_topics
 from topicli.progress import ProgressFactory, no_progress
+from topicli.scoring import (
+    COSINE_SCALE,
+    TopicScores,
+    auto_neighbours,
+    classifier_scores,
+    cosine_scores,
+    part_vectors,
+    smooth,
+    softmax,
+)
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
 
@@ -116,17 +127,37 @@ def topic_table_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.topics{output.suffix}")
 
 
+@dataclass
+class Prepared:
+    """What both steps need of a posts file: non-empty rows, their vectors, neighbours and topic scores."""
+
+    posts: Posts
+    rows: np.ndarray
+    vectors: np.ndarray
+    distances: np.ndarray
+    scores: TopicScores
+
+
 class Pipeline:
     """The encoder, cls_model and topic list of one set of settings, loaded when first needed."""
 
-    def __init__(self, settings: Settings, progress: ProgressFactory = no_progress) -> None:
+    def __init__(
+        self, settings: Settings, progress: ProgressFactory = no_progress, topics: list[str] | None = None
+    ) -> None:
         self.settings = settings
         self.progress = progress
+        self.encoder_name = settings.encoder.name
+        self._prepared: Prepared | None = None
+        if topics is not None:
+            self.topics = topics
 
     @cached_property
     def embedder(self) -> Embedder:
+        """The encoder named in the settings; for `auto`, the one chosen when the posts were embedded."""
+        if self.encoder_name == AUTO:
+            raise RuntimeError("the auto encoder is chosen from the posts: embed them first")
         s = self.settings.encoder
-        return Embedder(s.name, s.batch_size, s.cache_dir)
+        return Embedder(self.encoder_name, s.batch_size, s.cache_dir)
 
     @cached_property
     def classifier(self) -> tuple[Any, dict[str, Any]]:
@@ -134,32 +165,68 @@ class Pipeline:
 
     @cached_property
     def topics(self) -> list[str]:
+        """The topic list of the settings, unless the caller gave one."""
         return read_topics(self.settings.labelling.topics)
 
-    @cached_property
-    def topic_vectors(self) -> np.ndarray:
-        template = self.classifier[1]["template"]
-        return self.embedder([template.format(topic=topic_phrase(t)) for t in self.topics])
+    def _checked_classifier(self) -> tuple[Any, dict[str, Any]]:
+        model, manifest = self.classifier
+        if manifest.get("encoder") != self.embedder.identity:
+            raise TopicliError(
+                f"cls_model was trained on encoder {manifest.get('encoder_name', manifest.get('encoder'))!r}, not "
+                f'{self.encoder_name!r}; train one for this encoder or set [labelling] scorer = "cosine"'
+            )
+        return model, manifest
 
     def embed_posts(self, posts: Posts) -> tuple[np.ndarray, np.ndarray]:
         """(indices of non-empty posts, their unit vectors)."""
         texts = posts.texts
         rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
         distinct = len({texts[i] for i in rows})
+        if self.encoder_name == AUTO:
+            self.encoder_name = choose_encoder(AUTO, [texts[i] for i in rows])
         with self.progress("embedding posts", distinct) as advance:
             vectors = self.embedder([texts[i] for i in rows], advance)
         return rows, vectors
 
-    def probabilities(self, vectors: np.ndarray) -> ProbabilityCache:
-        return ProbabilityCache(self.classifier[0], vectors, self.topic_vectors)
+    def neighbours(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances and indices of each post's nearest posts: enough for smoothing and the eps grid."""
+        k = max(self.settings.labelling.neighbours or auto_neighbours(len(vectors)), max(MIN_SAMPLES_GRID))
+        with self.progress("finding neighbours", None) as advance:
+            found = nearest_neighbours(vectors, k)
+            advance(1)
+        return found
+
+    def scores(self, vectors: np.ndarray, neighbours: np.ndarray) -> TopicScores:
+        """Every post's topic probabilities: zero-shot or cls_model, smoothed over its neighbours."""
+        s = self.settings.labelling
+        if s.scorer == "cls_model":
+            model, manifest = self._checked_classifier()
+            parts, owner = part_vectors(self.topics, manifest["template"], self.embedder)
+            raw = classifier_scores(vectors, parts, owner, len(self.topics), model)
+        else:
+            parts, owner = part_vectors(self.topics, s.topic_template, self.embedder)
+            raw = cosine_scores(vectors, parts, owner, len(self.topics))
+        k = s.neighbours or auto_neighbours(len(vectors))
+        smoothed = smooth(raw, neighbours[:, :k], s.neighbour_weight, 1) if s.neighbour_weight else raw
+        matrix = smoothed if s.scorer == "cls_model" else softmax(smoothed, COSINE_SCALE)
+        return TopicScores(vectors, matrix)
+
+    def prepare(self, posts: Posts) -> Prepared:
+        """Vectors, neighbours and topic scores of the posts, computed once for `cluster` and `label` alike."""
+        if self._prepared is None or self._prepared.posts is not posts:
+            rows, vectors = self.embed_posts(posts)
+            distances, indices = self.neighbours(vectors)
+            self._prepared = Prepared(posts, rows, vectors, distances, self.scores(vectors, indices))
+        return self._prepared
 
     def cluster(self, posts: Posts) -> ClusterRun:
-        rows, vectors = self.embed_posts(posts)
+        prepared = self.prepare(posts)
+        rows, vectors = prepared.rows, prepared.vectors
         s = self.settings.clustering
         search = ClusterSearch(s.algorithm, s.min_topics, s.max_topics, s.eps, s.min_samples)
-        scorer = ClusteringScorer(self.probabilities(vectors), self.settings.labelling.k, s.eval_sample, s.seed)
+        scorer = ClusteringScorer(prepared.scores, self.settings.labelling.k, s.eval_sample, s.seed)
         with self.progress("searching clusterings", None) as advance:
-            search.fit(vectors, scorer, advance)
+            search.fit(vectors, scorer, advance, prepared.distances)
         labels = np.full(len(posts.frame), -1, dtype=np.int64)
         labels[rows] = search.labels_
         core = np.zeros(len(posts.frame), dtype=bool)
@@ -179,11 +246,17 @@ class Pipeline:
     def label(self, posts: Posts, run: ClusterRun) -> LabelledPosts:
         if file_digest(posts.path) != run.input_sha256:
             raise TopicliError(f"{posts.path} changed since it was clustered; run `topicli cluster` on it again")
-        rows, vectors = self.embed_posts(posts)
+        prepared = self.prepare(posts)
+        if self.embedder.identity != run.encoder:
+            raise TopicliError(
+                f"{posts.path} was clustered with encoder {run.encoder}, not {self.embedder.identity}; "
+                "label with the same [encoder] name or cluster again"
+            )
+        rows, vectors, probabilities = prepared.rows, prepared.vectors, prepared.scores
         labels = run.labels[rows]
         s = self.settings.labelling
-        probabilities = self.probabilities(vectors)
-        labeller = ClusterLabeller(s.k, s.noise_policy, s.noise_distance).fit(vectors, labels, probabilities)
+        labeller = ClusterLabeller(s.k, s.noise_policy, s.noise_distance, s.override_margin)
+        labeller.fit(vectors, labels, probabilities)
         clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
         frame = posts.frame.copy()
         taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
@@ -263,7 +336,7 @@ def _reason(search: ClusterSearch) -> str:
         )
     return (
         f"chose {params}: {best.n_clusters} clusters with the highest score {best.score:.3f} "
-        f"(coverage {best.coverage:.2f} x cls_model agreement {best.scores['agreement']:.2f}) among "
+        f"(coverage {best.coverage:.2f} x topic agreement {best.scores['agreement']:.2f}) among "
         f"{len(in_range)} of {len(search.candidates_)} candidates with {search.min_topics}-{search.max_topics} clusters"
     )
 
@@ -279,3 +352,18 @@ def write_outputs(result: LabelledPosts, output: Path) -> Path:
 
 def load_posts(path: Path, settings: Settings) -> Posts:
     return read_posts(path, settings.input.text_column)
+
+
+def evaluate_posts(
+    posts: Posts, gold_column: str, settings: Settings, progress: ProgressFactory, use_gold_topics: bool
+) -> dict[str, float]:
+    """`topicli evaluate`: the whole pipeline, scored against gold; the gold labels are the topics unless given."""
+    started = time.perf_counter()
+    gold = read_gold(posts.frame, gold_column, str(posts.path))
+    pipeline = Pipeline(settings, progress, topics=gold_topics(gold) if use_gold_topics else None)
+    clustering = pipeline.cluster(posts)
+    result = pipeline.label(posts, clustering)
+    figures = score(result.posts["topic"].tolist(), gold, result.posts["cluster"].tolist(), pipeline.topics)
+    figures["n_clusters"] = clustering.chosen.n_clusters
+    figures["seconds"] = round(time.perf_counter() - started, 2)
+    return {name: figures[name] for name in FIGURES}

@@ -88,3 +88,12 @@ def topic_table(console: Console, result: LabelledPosts) -> None:
             _shorten(row.example_1),
         )
     console.print(table)
+
+
+def figures(console: Console, figures: dict[str, float], posts: Path) -> None:
+    table = Table(title=f"evaluation of {posts}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from topicli.embedding import choose_encoder, english_share
+from topicli.scoring import auto_neighbours, cosine_scores, part_vectors, smooth, softmax, topic_parts
+
+
+def test_topic_parts() -> None:
+    assert topic_parts("Food & Dining") == ["food", "dining"]
+    assert topic_parts("science/technology") == ["science", "technology"]
+    assert topic_parts("film_tv_&_video") == ["film tv", "video"]
+    assert topic_parts("Arts and Crafts") == ["arts", "crafts"]
+    assert topic_parts("Dogs") == ["dogs"]
+
+
+def test_a_topic_scores_its_best_part(embedder) -> None:
+    posts = embedder(["grilled salmon with lemon for dinner", "a new restaurant opened downtown, great service"])
+    parts, owner = part_vectors(["Food & Dining", "Cars"], "This post is about {topic}.", embedder)
+    assert owner.tolist() == [0, 0, 1]
+    scores = cosine_scores(posts, parts, owner, 2)
+    np.testing.assert_allclose(scores[:, 0], (posts @ parts[:2].T).max(axis=1), rtol=1e-6)
+    assert (scores[:, 0] > scores[:, 1]).all()
+
+
+def test_smoothing_moves_a_post_toward_its_neighbours() -> None:
+    scores = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    neighbours = np.array([[1, 2], [0, 2], [0, 1]])
+    smoothed = smooth(scores, neighbours, 0.5, 1)
+    np.testing.assert_allclose(smoothed[0], [0.5, 0.5])
+    np.testing.assert_allclose(smoothed[1], [0.25, 0.75])
+    assert np.array_equal(smooth(scores, neighbours, 0.0, 1), scores)
+    probabilities = softmax(smoothed, 20.0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.argmax(probabilities[1:], axis=1).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize(("n", "k"), [(10, 5), (200, 5), (7000, 28), (1_000_000, 30)])
+def test_auto_neighbours(n: int, k: int) -> None:
+    assert auto_neighbours(n) == k
+
+
+def test_auto_encoder_follows_the_share_of_english_posts() -> None:
+    english = ["I love the beach in summer", "best coffee in town", "leg day at the gym today"] * 4
+    german = ["Yoga im Park bei Sonnenuntergang", "Heute gibt es Kuchen mit Sahne", "Wir fahren ans Meer"] * 4
+    assert english_share(english) == 1.0 and english_share(german) == 0.0
+    assert choose_encoder("auto", english) == "all-MiniLM-L6-v2"
+    assert choose_encoder("auto", english[:6] + german[:6]) == "multilingual"
+    assert choose_encoder("multilingual", english) == "multilingual"

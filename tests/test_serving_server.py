@@ -1,0 +1,253 @@
+"""The real Azure ML inference server (azmlinfsrv) with score.py and a bundle, and `topicli score` against it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from topicli import local_server
+from topicli.bundle import BundleModel
+from topicli.cli import app
+from topicli.client import Endpoint, partial_path, score_file
+from topicli.config import ServingSettings
+from topicli.errors import TopicliError
+from topicli.io import read_posts
+from topicli.progress import no_progress
+from topicli.serving import ScoringRequest, answer
+
+from .conftest import EXAMPLES
+from .test_serving import agreement, run_examples
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    return run_examples(tmp_path_factory.mktemp("server-run"), cache_dir)
+
+
+@pytest.fixture(scope="module")
+def server(run_folder: Path) -> Iterator[local_server.LocalServer]:
+    state = run_folder / "serve"
+    started = local_server.start(run_folder / "bundle", state, free_port(), timeout=120)
+    yield started
+    local_server.stop(state)
+
+
+@pytest.fixture(scope="module")
+def model(run_folder: Path) -> BundleModel:
+    return BundleModel.load(run_folder / "bundle")
+
+
+def test_liveness_on_loopback_only(server: local_server.LocalServer) -> None:
+    response = httpx.get(server.health_url)
+    assert response.status_code == 200 and "Healthy" in response.text
+    process = psutil.Process(server.pid)
+    listening = {c.laddr for p in [process, *process.children()] for c in p.net_connections() if c.status == "LISTEN"}
+    assert listening == {("127.0.0.1", server.port)}
+
+
+def test_both_request_shapes(server: local_server.LocalServer, model: BundleModel) -> None:
+    texts = ["Sunday long run, 18 km done", "", "New espresso machine!"]
+    by_data = httpx.post(server.url, json={"data": texts}).json()
+    by_posts = httpx.post(server.url, json={"posts": [{"id": f"p{i}", "text": t} for i, t in enumerate(texts)]}).json()
+    assert [r["id"] for r in by_data["results"]] == [0, 1, 2]
+    assert [r["id"] for r in by_posts["results"]] == ["p0", "p1", "p2"]
+    strip = [{k: v for k, v in r.items() if k != "id"} for r in by_data["results"]]
+    assert strip == [{k: v for k, v in r.items() if k != "id"} for r in by_posts["results"]]
+    assert by_data["results"][1] == {"id": 1, "cluster": -1, "topic": None, "confidence": None}
+    in_process = answer(model, ScoringRequest([0, 1, 2], texts))
+    assert by_data["bundle"] == in_process["bundle"] and len(by_data["results"]) == 3
+    for served, local in zip(by_data["results"], in_process["results"], strict=True):
+        assert (served["cluster"], served["topic"]) == (local["cluster"], local["topic"])
+        assert served["confidence"] == pytest.approx(local["confidence"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"this is not json", 400, "invalid_json"),
+        (b"\xff\xfe{", 400, None),  # not UTF-8: azmlinfsrv itself refuses it, before score.py
+        (json.dumps(["a", "b"]).encode(), 400, "bad_shape"),
+        (json.dumps({"text": "a"}).encode(), 400, "bad_shape"),
+        (json.dumps({"data": ["a"], "posts": []}).encode(), 400, "bad_shape"),
+        (json.dumps({"data": "a post"}).encode(), 400, "bad_shape"),
+        (json.dumps({"posts": [{"id": 1, "body": "a"}]}).encode(), 400, "bad_shape"),
+        (json.dumps({"data": []}).encode(), 400, "empty"),
+        (json.dumps({"data": ["a"] * 257}).encode(), 413, "too_many_posts"),
+        (json.dumps({"data": ["a" * 5001]}).encode(), 413, "post_too_long"),
+        (json.dumps({"data": ["fine", 42]}).encode(), 400, "not_text"),
+        (json.dumps({"posts": [{"id": 1, "text": None}]}).encode(), 400, "not_text"),
+        (json.dumps({"posts": [{"id": [1], "text": "a"}]}).encode(), 400, "bad_id"),
+    ],
+)
+def test_bad_requests_get_4xx_and_an_error_object(
+    server: local_server.LocalServer, body: bytes, status: int, code: str | None
+) -> None:
+    response = httpx.post(server.url, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == status
+    if code is None:
+        assert "UTF-8" in response.json()["message"]
+    else:
+        error = response.json()["error"]
+        assert error["code"] == code and error["message"]
+    assert httpx.get(server.health_url).status_code == 200, "the server outlives any input"
+
+
+def test_200_requests_8_in_flight_no_errors_same_answers(server: local_server.LocalServer, model: BundleModel) -> None:
+    texts = [t for t in pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"] if t.strip()]
+    batches = [[texts[(i * 7 + j) % len(texts)] for j in range(1 + i % 8)] for i in range(200)]
+    with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=8)) as http, ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda batch: http.post(server.url, json={"data": batch}), batches))
+    assert [r.status_code for r in responses] == [200] * 200
+    expected = answer(model, ScoringRequest(list(range(len(texts))), texts))["results"]
+    by_text = {text: {k: v for k, v in r.items() if k != "id"} for text, r in zip(texts, expected, strict=True)}
+    for batch, response in zip(batches, responses, strict=True):
+        for text, got in zip(batch, response.json()["results"], strict=True):
+            # A text's vector moves in the 7th digit with the batch it is encoded in; nothing else may move.
+            assert (got["cluster"], got["topic"]) == (by_text[text]["cluster"], by_text[text]["topic"])
+            assert got["confidence"] == pytest.approx(by_text[text]["confidence"], abs=1e-5)
+
+
+class Proxy(ThreadingHTTPServer):
+    """A real HTTP server on loopback in front of azmlinfsrv: answers `failures` first, or fails after `budget`."""
+
+    def __init__(self, target: str, failures: list[int], budget: int | None = None) -> None:
+        self.target, self.failures, self.budget = target, list(failures), budget
+        self.forwarded_posts = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), ProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/score"
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    server: Proxy
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            status = self.server.failures.pop(0) if self.server.failures else None
+            if status is None and self.server.budget is not None:
+                if self.server.budget == 0:
+                    status = 503
+                else:
+                    self.server.budget -= 1
+            if status is None:
+                self.server.forwarded_posts += len(json.loads(body)["posts"])
+        if status is not None:
+            self.send_response(status)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        answer = httpx.post(self.server.target, content=body, headers={"Content-Type": "application/json"})
+        self.send_response(answer.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy_factory(server: local_server.LocalServer) -> Iterator:
+    started: list[Proxy] = []
+
+    def make(failures: list[int], budget: int | None = None) -> Proxy:
+        proxy = Proxy(server.url, failures, budget)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+FAST = replace(ServingSettings(), batch_size=50, in_flight=3, retries=3, backoff=0.01)
+
+
+def _scored_like_run(output: Path, run_folder: Path) -> None:
+    scored = pd.read_csv(output, dtype=str, keep_default_na=False)
+    source = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)
+    assert list(scored.columns) == [*source.columns, "cluster", "topic", "topic_confidence"]
+    confidence = [float(c) if c else None for c in scored["topic_confidence"]]
+    shares = agreement(run_folder, scored["cluster"].astype(int).tolist(), scored["topic"].tolist(), confidence)
+    assert shares == {"cluster": 1.0, "topic": 1.0, "confidence": 1.0}
+
+
+def test_client_retries_429_and_503(proxy_factory, run_folder: Path, tmp_path: Path) -> None:
+    proxy = proxy_factory([429, 503, 429])
+    output = tmp_path / "scored.csv"
+    summary = score_file(read_posts(EXAMPLES), Endpoint(proxy.url), output, FAST, no_progress)
+    assert summary.retries == 3 and summary.sent == summary.posts == 325 and proxy.forwarded_posts == 325
+    assert not partial_path(output).exists()
+    _scored_like_run(output, run_folder)
+
+
+def test_client_resumes_sending_only_what_is_missing(proxy_factory, run_folder: Path, tmp_path: Path) -> None:
+    output = tmp_path / "scored.parquet"
+    failing = proxy_factory([], budget=2)  # two batches answered, then 503 for good
+    with pytest.raises(TopicliError, match="rerun the same command"):
+        score_file(read_posts(EXAMPLES), Endpoint(failing.url), output, replace(FAST, in_flight=1), no_progress)
+    lines = partial_path(output).read_text().splitlines()
+    assert len(lines) == 1 + 100 and not output.exists()
+    with open(partial_path(output), "a") as handle:
+        handle.write('{"id": 12, "clus')  # an interruption mid-line
+    healthy = proxy_factory([])
+    summary = score_file(read_posts(EXAMPLES), Endpoint(healthy.url), output, FAST, no_progress)
+    assert summary.sent == healthy.forwarded_posts == 325 - 100
+    csv = tmp_path / "scored.csv"
+    pd.read_parquet(output).to_csv(csv, index=False)
+    _scored_like_run(csv, run_folder)
+
+
+def test_client_stops_on_a_refusal(server: local_server.LocalServer, tmp_path: Path) -> None:
+    with pytest.raises(TopicliError, match=r"HTTP 413\): 300 posts in one request; at most 256"):
+        score_file(
+            read_posts(EXAMPLES), Endpoint(server.url), tmp_path / "o.csv", replace(FAST, batch_size=300), no_progress
+        )
+
+
+def test_deploy_local_score_and_stop_commands(run_folder: Path, cache_dir: Path, monkeypatch) -> None:
+    monkeypatch.chdir(run_folder.parent.parent)
+    monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
+    port = free_port()
+    result = CliRunner().invoke(app, ["deploy", "--local", "--port", str(port)])
+    assert result.exit_code == 0, result.stderr
+    assert f"http://127.0.0.1:{port}/score" in result.stdout and "azmlinfsrv.pid" in result.stdout
+    pid = int((Path("topicli-out/serve") / local_server.PID_FILE).read_text())
+    try:
+        result = CliRunner().invoke(app, ["deploy", "--local", "--port", str(free_port())])
+        assert result.exit_code == 2 and "already runs" in result.stderr
+        result = CliRunner().invoke(app, ["score", str(EXAMPLES), "--local", "-o", "scored.csv"])
+        assert result.exit_code == 0, result.stderr
+        _scored_like_run(Path("scored.csv"), run_folder)
+    finally:
+        result = CliRunner().invoke(app, ["deploy", "--local", "--stop"])
+    assert result.exit_code == 0 and f"pid {pid}" in result.stdout
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    result = CliRunner().invoke(app, ["score", str(EXAMPLES), "--local"])
+    assert result.exit_code == 2 and "no local server runs" in result.stderr

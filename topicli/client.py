@@ -1,0 +1,210 @@
+"""`topicli score`: send posts to a scoring endpoint (local or Azure ML) and write their topics.
+
+Posts go in batches, a few requests in flight at once. A request that meets 429, a 5xx or a
+connection error is retried with exponential backoff (or the server's Retry-After, when
+longer); any other refusal stops the run with the server's message. Each answered batch is
+appended to `<output>.partial.jsonl` at once, so a rerun after an interruption sends only
+the posts not yet scored; the output, the same table `topicli run` writes, replaces the
+partial file when every post has its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from topicli.config import ServingSettings
+from topicli.errors import TopicliError
+from topicli.io import Posts, atomic_path, table_format, write_table
+from topicli.pipeline import OUTPUT_COLUMNS, file_digest
+from topicli.progress import ProgressFactory
+
+RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to send posts: the scoring URL, and the key when the endpoint wants one."""
+
+    url: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    posts: int  # non-empty posts in the file
+    sent: int  # posts sent by this run (the rest came from the partial file)
+    requests: int  # requests made, retries included
+    retries: int
+
+
+def partial_path(output: Path) -> Path:
+    return output.with_name(f"{output.name}.partial.jsonl")
+
+
+class PartialResults:
+    """Answers kept so far, one JSON line per post after a header naming the input file's digest."""
+
+    def __init__(self, path: Path, input_sha256: str) -> None:
+        self.path = path
+        self.results: dict[int, dict[str, Any]] = {}
+        header = {"input_sha256": input_sha256}
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            if not lines or _parse(lines[0]) != header:
+                raise TopicliError(
+                    f"{path} holds partial results of another input; delete it to score this file from the start"
+                )
+            for line in lines[1:]:
+                row = _parse(line)  # a line cut short by an interruption is dropped and its post sent again
+                if row is not None:
+                    self.results[row["id"]] = row
+        with atomic_path(path) as temp:  # rewritten whole, so a torn last line never runs into the next
+            temp.write_text("".join(json.dumps(r) + "\n" for r in [header, *self.results.values()]), encoding="utf-8")
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write("".join(json.dumps(row) + "\n" for row in rows))
+            handle.flush()
+        self.results.update((row["id"], row) for row in rows)
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class ScoringClient:
+    """Sends batches of (id, text) to one endpoint with retries; thread-safe (one httpx client)."""
+
+    def __init__(self, endpoint: Endpoint, settings: ServingSettings) -> None:
+        self.endpoint = endpoint
+        self.settings = settings
+        headers = {"Authorization": f"Bearer {endpoint.key}"} if endpoint.key else {}
+        limits = httpx.Limits(max_connections=settings.in_flight)
+        self.http = httpx.Client(headers=headers, timeout=settings.timeout, limits=limits)
+        self.requests = 0
+        self.retries = 0
+
+    def close(self) -> None:
+        self.http.close()
+
+    def score(self, ids: list[int], texts: list[str]) -> list[dict[str, Any]]:
+        """One batch's results (id, cluster, topic, confidence), retried on 429/5xx and connection errors."""
+        body = {"posts": [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]}
+        attempt = 0
+        while True:
+            self.requests += 1
+            try:
+                response = self.http.post(self.endpoint.url, json=body)
+                failure = f"HTTP {response.status_code}"
+                if response.status_code not in RETRIED_STATUS:
+                    return _results(response, ids, self.endpoint.url)
+                wait_s = _retry_after(response)
+            except httpx.TransportError as error:
+                failure, wait_s = f"{type(error).__name__}: {error}", 0.0
+            if attempt >= self.settings.retries:
+                raise TopicliError(
+                    f"{self.endpoint.url} failed {attempt + 1} times ({failure}); rerun the same command to send "
+                    "only the posts not scored yet"
+                )
+            self.retries += 1
+            time.sleep(max(wait_s, self.settings.backoff * 2**attempt))
+            attempt += 1
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(float(response.headers.get("retry-after", 0)), 60.0)
+    except ValueError:
+        return 0.0
+
+
+def _results(response: httpx.Response, ids: list[int], url: str) -> list[dict[str, Any]]:
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if response.status_code != 200:
+        error = document.get("error") if isinstance(document, dict) else None
+        message = error.get("message") if isinstance(error, dict) else response.text[:200]
+        raise TopicliError(f"{url} refused a batch (HTTP {response.status_code}): {message}")
+    results = document.get("results") if isinstance(document, dict) else None
+    if not isinstance(results, list) or [r.get("id") for r in results if isinstance(r, dict)] != ids:
+        raise TopicliError(
+            f"{url} answered something other than topicli results for the batch; is it a topicli endpoint?"
+        )
+    return [{k: r.get(k) for k in ("id", "cluster", "topic", "confidence")} for r in results]
+
+
+def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def score_file(
+    posts: Posts, endpoint: Endpoint, output: Path, settings: ServingSettings, progress: ProgressFactory
+) -> ScoreSummary:
+    """Score every non-empty post not already in the partial file, then write the output table."""
+    table_format(output)
+    taken = [c for c in OUTPUT_COLUMNS if c in posts.frame.columns]
+    if taken:
+        raise TopicliError(f"{posts.path} already has column(s) {', '.join(taken)}; rename them and rerun")
+    texts = posts.texts
+    rows = [i for i, text in enumerate(texts) if text.strip()]
+    partial = PartialResults(partial_path(output), file_digest(posts.path))
+    todo = [i for i in rows if i not in partial.results]
+    client = ScoringClient(endpoint, settings)
+    try:
+        with progress("scoring posts", len(rows)) as advance, ThreadPoolExecutor(settings.in_flight) as pool:
+            advance(len(rows) - len(todo))
+            batches = _batches(todo, settings.batch_size)
+            running: set[Future] = set()
+            try:
+                while True:
+                    for batch in batches:
+                        running.add(pool.submit(client.score, batch, [texts[i] for i in batch]))
+                        if len(running) >= settings.in_flight:
+                            break
+                    if not running:
+                        break
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        answered = future.result()
+                        partial.add(answered)
+                        advance(len(answered))
+            finally:
+                for future in running:
+                    future.cancel()
+    finally:
+        client.close()
+    _write_output(posts, partial.results, output)
+    partial.path.unlink()
+    return ScoreSummary(len(rows), len(todo), client.requests, client.retries)
+
+
+def _write_output(posts: Posts, results: dict[int, dict[str, Any]], output: Path) -> None:
+    frame = posts.frame.copy()
+    frame["cluster"] = -1
+    frame["topic"] = ""
+    frame["topic_confidence"] = np.nan
+    if results:
+        rows = list(results)
+        answers = list(results.values())
+        frame.loc[rows, "cluster"] = [r["cluster"] for r in answers]
+        frame.loc[rows, "topic"] = [r["topic"] or "" for r in answers]
+        frame.loc[rows, "topic_confidence"] = [
+            np.nan if r["confidence"] is None else round(r["confidence"], 4) for r in answers
+        ]
+    write_table(frame, output)

@@ -1,0 +1,87 @@
+"""Every post's score for every topic: zero-shot or cls_model, then smoothed over neighbours.
+
+Two things moved topic quality most on the development sets (bench/results/quality.md):
+
+* a topic name is scored by its parts: "Food & Dining" is the better of "food" and
+  "dining", so a post about either part is about the topic;
+* a post's scores are blended with the mean scores of its k nearest posts, so dense
+  neighbourhoods (what density clustering finds) vote together while a post keeps half of
+  its own say.
+
+Scores end as probabilities over the topic list (a softmax of scaled cosines for the
+zero-shot scorer; cls_model's own P for the cls_model scorer).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from topicli.classifier import PairClassifier
+from topicli.classifier_training import topic_phrase
+
+SCORERS = ("cosine", "cls_model")
+COSINE_SCALE = 20.0  # softmax(20 x cosine): turns cosine gaps of ~0.1 into clear probabilities
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+
+def topic_parts(topic: str) -> list[str]:
+    """The parts of a topic name: `Food & Dining` → food, dining; `science/technology` → science, technology."""
+    parts = [part.strip() for part in re.split(r"&|/|,|\band\b|\+", topic_phrase(topic))]
+    return [part for part in parts if part] or [topic_phrase(topic)]
+
+
+def auto_neighbours(n_posts: int) -> int:
+    """k for smoothing when not set: about a third of the square root of the post count, 5 to 30."""
+    return int(np.clip(round(np.sqrt(n_posts) / 3), 5, 30))
+
+
+class TopicScores:
+    """A (posts, topics) matrix of probabilities, read by row: `scores(indices)`."""
+
+    def __init__(self, vectors: np.ndarray, matrix: np.ndarray) -> None:
+        self.vectors = vectors
+        self.matrix = matrix
+
+    def __call__(self, indices: np.ndarray) -> np.ndarray:
+        return self.matrix[np.asarray(indices, dtype=np.int64)]
+
+
+def part_vectors(topics: Sequence[str], template: str, embed: Embed) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors of every topic part put into the template, and the topic each part belongs to."""
+    parts = [(t, part) for t, topic in enumerate(topics) for part in topic_parts(topic)]
+    vectors = embed([template.format(topic=part) for _, part in parts])
+    return vectors, np.array([t for t, _ in parts])
+
+
+def cosine_scores(vectors: np.ndarray, parts: np.ndarray, owner: np.ndarray, n_topics: int) -> np.ndarray:
+    """Per post and topic, the best cosine between the post and the topic's parts."""
+    out = np.full((len(vectors), n_topics), -1.0, dtype=np.float32)
+    for start in range(0, len(vectors), 65536):
+        block = vectors[start : start + 65536] @ parts.T
+        for t in range(n_topics):
+            out[start : start + len(block), t] = block[:, owner == t].max(axis=1)
+    return out
+
+
+def classifier_scores(
+    vectors: np.ndarray, parts: np.ndarray, owner: np.ndarray, n_topics: int, model: PairClassifier
+) -> np.ndarray:
+    """Per post and topic, cls_model's best P over the topic's parts."""
+    probabilities = model.predict_proba(vectors, parts)
+    return np.stack([probabilities[:, owner == t].max(axis=1) for t in range(n_topics)], axis=1)
+
+
+def smooth(scores: np.ndarray, neighbours: np.ndarray, weight: float, rounds: int) -> np.ndarray:
+    """Blend each row with the mean row of its neighbours: (1 - weight) own + weight neighbours."""
+    for _ in range(rounds):
+        scores = (1.0 - weight) * scores + weight * scores[neighbours].mean(axis=1)
+    return scores
+
+
+def softmax(scores: np.ndarray, scale: float) -> np.ndarray:
+    shifted = scale * (scores - scores.max(axis=1, keepdims=True))
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
