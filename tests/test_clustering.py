@@ -1,8 +1,18 @@
 import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
+from sklearn.metrics import adjusted_rand_score
 
-from topicli.clustering import ClusterSearch, dbscan, radius_graph
+import topicli.clustering as clustering
+from topicli.clustering import (
+    ClusterSearch,
+    approximate_neighbours,
+    dbscan,
+    graph_dbscan,
+    knn_graph,
+    nearest_neighbours,
+    radius_graph,
+)
 from topicli.errors import TopicliError
 
 from .conftest import tweets
@@ -59,3 +69,45 @@ def test_hdbscan_option(vectors: np.ndarray) -> None:
     search = ClusterSearch(algorithm="hdbscan", min_topics=2, max_topics=100).fit(vectors, count_scorer)
     assert search.best_.algorithm == "hdbscan" and search.best_.min_cluster_size > 0
     assert 2 <= search.labels_.max() + 1 <= 100
+
+
+@pytest.fixture(scope="module")
+def many_vectors(embedder) -> np.ndarray:
+    """The posts test_end_to_end embeds too, so the session's cache holds them once."""
+    return embedder([row["text"] for row in tweets(2000)])
+
+
+def test_approximate_neighbours_are_deterministic_and_near_exact(many_vectors: np.ndarray) -> None:
+    distances, indices = approximate_neighbours(many_vectors, 20)
+    again = approximate_neighbours(many_vectors, 20)
+    assert np.array_equal(indices, again[1]) and np.array_equal(distances, again[0])
+    exact_distances, exact = nearest_neighbours(many_vectors, 20)
+    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(indices, exact, strict=True)])
+    assert recall >= 0.95
+    assert (indices != np.arange(len(indices))[:, None]).all(), "a post is not its own neighbour"
+    assert (np.diff(distances, axis=1) >= -1e-6).all(), "nearest first"
+    assert np.mean(np.abs(distances[:, 0] - exact_distances[:, 0]) < 1e-4) >= 0.99
+
+
+@pytest.mark.parametrize(("share", "min_samples"), [(0.1, 3), (0.3, 8), (0.2, 20)])
+def test_dbscan_on_the_approximate_graph_agrees_with_exact_dbscan(
+    many_vectors: np.ndarray, share: float, min_samples: int
+) -> None:
+    distances, indices = approximate_neighbours(many_vectors, 30)
+    eps = float(np.quantile(distances[:, min_samples - 1], share))
+    ours, core = graph_dbscan(knn_graph(distances, indices, eps), eps, min_samples)
+    exact = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(many_vectors)
+    assert ours.max() >= 1
+    assert adjusted_rand_score(exact.labels_, ours) >= 0.98
+    assert np.mean(core == np.isin(np.arange(len(core)), exact.core_sample_indices_)) >= 0.99
+
+
+def test_search_above_the_exact_limit_uses_the_approximate_graph(
+    vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clustering, "EXACT_LIMIT", 500)
+    distances, indices = nearest_neighbours(vectors, 20)
+    search = ClusterSearch(min_topics=5, max_topics=40).fit(vectors, count_scorer, None, distances, indices)
+    exact = DBSCAN(eps=search.best_.eps, min_samples=search.best_.min_samples, metric="cosine").fit(vectors)
+    assert 5 <= search.best_.n_clusters <= 40
+    assert adjusted_rand_score(exact.labels_, search.labels_) >= 0.95

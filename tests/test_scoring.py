@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from topicli.embedding import choose_encoder, english_share
-from topicli.scoring import auto_neighbours, cosine_scores, part_vectors, smooth, softmax, topic_parts
+from topicli.scoring import auto_neighbours, cosine_scores, finish_scores, part_vectors, topic_parts
 
 
 def test_topic_parts() -> None:
@@ -23,15 +23,16 @@ def test_a_topic_scores_its_best_part(embedder) -> None:
 
 
 def test_smoothing_moves_a_post_toward_its_neighbours() -> None:
-    scores = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    raw = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
     neighbours = np.array([[1, 2], [0, 2], [0, 1]])
-    smoothed = smooth(scores, neighbours, 0.5, 1)
+    smoothed = finish_scores(raw, neighbours, 0.5, cosine=False)
     np.testing.assert_allclose(smoothed[0], [0.5, 0.5])
     np.testing.assert_allclose(smoothed[1], [0.25, 0.75])
-    assert np.array_equal(smooth(scores, neighbours, 0.0, 1), scores)
-    probabilities = softmax(smoothed, 20.0)
+    assert np.array_equal(finish_scores(raw, neighbours, 0.0, cosine=False), raw)
+    probabilities = finish_scores(raw, neighbours, 0.5, cosine=True)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     assert np.argmax(probabilities[1:], axis=1).tolist() == [1, 1]
+    assert probabilities[1, 1] < probabilities[2, 1] or np.allclose(probabilities[1], probabilities[2])
 
 
 @pytest.mark.parametrize(("n", "k"), [(10, 5), (200, 5), (7000, 28), (1_000_000, 30)])

@@ -69,7 +69,6 @@ def test_run_leaves_a_bundle_without_pickle(run_folder: Path) -> None:
     arrays = load_file(str(bundle / ARRAYS))  # safetensors: plain tensors, nothing executable
     assert len(arrays["core_index"]) == manifest["clustering"]["core_points"] == len(arrays["core_clusters"])
     assert arrays["post_vectors"].shape == (manifest["source"]["posts"], manifest["encoder"]["dimension"])
-    assert manifest["metrics"]["scores_max_difference"] < 1e-5, "serving's scores must replay the run's"
     assert manifest["metrics"]["join_agreement"] > 0.95
     table = pd.read_csv(run_folder / "posts.topics.csv", dtype=str, keep_default_na=False)
     assert {c["topic_name"] for c in manifest["clusters"]} <= set(table["topic"])

@@ -69,15 +69,7 @@ from topicli.embedding import (
 from topicli.errors import TopicliError
 from topicli.io import _UMASK
 from topicli.labelling import ClusterLabeller, ClusterTopic
-from topicli.scoring import (
-    COSINE_SCALE,
-    TopicScores,
-    auto_neighbours,
-    classifier_scores,
-    cosine_scores,
-    part_vectors,
-    softmax,
-)
+from topicli.scoring import TopicScores, finish_scores, raw_scores
 
 if TYPE_CHECKING:
     from topicli.io import Posts
@@ -152,22 +144,6 @@ def join_clusters(
     return labels
 
 
-def raw_scores(
-    vectors: np.ndarray, parts: np.ndarray, owner: np.ndarray, n_topics: int, classifier: PairClassifier | None
-) -> np.ndarray:
-    """Unsmoothed topic scores: cls_model's when there is a classifier, cosine zero-shot otherwise."""
-    if classifier is not None:
-        return classifier_scores(vectors, parts, owner, n_topics, classifier)
-    return cosine_scores(vectors, parts, owner, n_topics)
-
-
-def finish_scores(raw: np.ndarray, neighbour_raw: np.ndarray | None, weight: float, cosine: bool) -> np.ndarray:
-    """Blend with the neighbours' mean raw scores (as `scoring.smooth`), then softmax the cosine scorer's."""
-    if neighbour_raw is not None and weight:
-        raw = (1.0 - weight) * raw + weight * neighbour_raw.mean(axis=1)
-    return softmax(raw, COSINE_SCALE) if cosine else raw
-
-
 def labeller_parameters(labeller: ClusterLabeller) -> dict[str, Any]:
     """The labeller's constructor arguments, read back from it, so a bundle rebuilds the same labeller."""
     return {name: getattr(labeller, name) for name in inspect.signature(ClusterLabeller).parameters}
@@ -209,22 +185,20 @@ def write_bundle(
 ) -> Path:
     """Write the bundle of a labelled run into `folder`, replacing any bundle there only once it is whole."""
     settings, s = pipeline.settings, pipeline.settings.labelling
-    texts = posts.texts
-    rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
-    vectors = pipeline.embedder([texts[i] for i in rows])  # from the embedding cache: labelling just embedded them
+    prepared = pipeline.prepare(posts)  # what labelling computed, not computed again
+    rows, vectors, raw, parts, owner = (
+        prepared.rows,
+        prepared.vectors,
+        prepared.raw_scores,
+        prepared.topic_parts,
+        prepared.part_owner,
+    )
     labels, core = run.labels[rows], run.core[rows]
-    neighbours = pipeline.neighbours(vectors)[1]
-    scores = pipeline.scores(vectors, neighbours)
-    labeller = ClusterLabeller(s.k, s.noise_policy, s.noise_distance, s.override_margin)
-    labeller.fit(vectors, labels, scores)
+    labeller = result.labeller
     use_classifier = s.scorer == "cls_model"
-    classifier, classifier_manifest = pipeline.classifier if use_classifier else (None, {})
-    template = classifier_manifest["template"] if use_classifier else s.topic_template
-    parts, owner = part_vectors(pipeline.topics, template, pipeline.embedder)
-    raw = raw_scores(vectors, parts, owner, len(pipeline.topics), classifier)
-    k = min(s.neighbours or auto_neighbours(len(vectors)), neighbours.shape[1])
-    # The serving path, replayed on the run's own posts: how far its scores and clusters are from the run's.
-    replayed = finish_scores(raw, raw[neighbours[:, :k]], s.neighbour_weight, not use_classifier)
+    template = pipeline.classifier[1]["template"] if use_classifier else s.topic_template
+    k = prepared.neighbours.shape[1]
+    # The serving join rule, replayed on the run's own posts: how often it puts them back in their clusters.
     radius = core_radii(vectors, run, core)
     joined = join_clusters(vectors, vectors[core], labels[core], radius)
     topics = pipeline.topics
@@ -253,7 +227,6 @@ def write_bundle(
             "chosen_scores": run.chosen.scores,
             "n_clusters": run.chosen.n_clusters,
             "join_agreement": float(np.mean(joined == labels)) if len(labels) else 1.0,
-            "scores_max_difference": float(np.abs(replayed - scores(np.arange(len(rows)))).max()) if len(rows) else 0.0,
         },
         "limits": {"max_posts": settings.serving.max_posts, "max_chars": settings.serving.max_chars},
     }
@@ -393,7 +366,7 @@ class BundleModel:
         is_self = distances[:, 0] <= SELF_DISTANCE
         neighbours = np.where(is_self[:, None], indices[:, 1:], indices[:, :-1])[:, :k]
         matrix = finish_scores(
-            raw, self.post_raw_scores[neighbours], self.scoring["neighbour_weight"], self.classifier is None
+            raw, neighbours, self.scoring["neighbour_weight"], self.classifier is None, source=self.post_raw_scores
         )
         return TopicScores(vectors, matrix)
 

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from topicli.classifier import PairClassifier, save_classifier
 from topicli.config import Settings
-from topicli.embedding import Embedder
+from topicli.embedding import Embedder, choose_encoder
 from topicli.errors import TopicliError
 from topicli.io import read_table
 from topicli.progress import ProgressFactory
@@ -237,8 +237,9 @@ def fit_classifier(
     """`topicli train-classifier`: read, embed, train, evaluate, save; returns the manifest."""
     s = settings.classifier
     data = load_labelled(paths, text_columns, label_columns, drop_labels)
-    embedder = Embedder(settings.encoder.name, settings.encoder.batch_size, settings.encoder.cache_dir)
     texts = data["text"].tolist()
+    encoder = choose_encoder(settings.encoder.name, texts)
+    embedder = Embedder(encoder, settings.encoder.batch_size, settings.encoder.cache_dir)
     with progress("embedding training texts", len(set(texts))) as advance:
         vectors = embedder(texts, advance)
     model = PairClassifier(hidden=s.hidden, epochs=s.epochs, seed=s.seed)
@@ -247,7 +248,7 @@ def fit_classifier(
     )
     manifest = {
         "encoder": embedder.identity,
-        "encoder_name": settings.encoder.name,
+        "encoder_name": encoder,
         "template": s.topic_template,
         "data": [str(p) for p in paths],
         "text_columns": list(text_columns),

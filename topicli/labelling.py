@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from topicli.errors import TopicliError
 from topicli.scoring import TopicScores
 
 SHIPPED_TOPICS = Path(__file__).parent / "data" / "topics.txt"
 NOISE_POLICIES = ("unassigned", "nearest", "classify")
+CHUNK = 65536
 
 
 def read_topics(path: Path | str = "") -> list[str]:
@@ -47,15 +49,21 @@ def centres(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Unit-length mean vector of each cluster (rows 0..n_clusters-1)."""
     n_clusters = int(labels.max() + 1)
     sums = np.zeros((n_clusters, vectors.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels[labels >= 0], vectors[labels >= 0])
+    members = np.flatnonzero(labels >= 0)
+    for start in range(0, len(members), CHUNK):  # a 0/1 sparse product sums in post order, as np.add.at did
+        rows = members[start : start + CHUNK]
+        indicator = csr_matrix((np.ones(len(rows)), (labels[rows], np.arange(len(rows)))), (n_clusters, len(rows)))
+        sums += indicator @ np.asarray(vectors[rows], dtype=np.float64)
     return (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 
 def nearest_to_centre(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarray, k: int) -> list[np.ndarray]:
     """For each cluster, the indices of its k posts most similar to its centre (ties by index)."""
-    members = [np.flatnonzero(labels == c) for c in range(len(centre))]
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(len(centre) + 1))
     out = []
-    for c, rows in enumerate(members):
+    for c in range(len(centre)):
+        rows = order[bounds[c] : bounds[c + 1]]
         similarity = vectors[rows] @ centre[c]
         out.append(rows[np.lexsort((rows, -similarity))[:k]])
     return out
@@ -77,11 +85,28 @@ class ClusterTopic:
         return asdict(self)
 
 
-def vote(cluster: int, size: int, voters: np.ndarray, probabilities: np.ndarray) -> ClusterTopic:
-    mean = probabilities.mean(axis=0)
-    order = np.lexsort((np.arange(len(mean)), -mean))
-    first, second = int(order[0]), int(order[1])
-    return ClusterTopic(cluster, size, first, float(mean[first]), second, float(mean[second]), voters.tolist())
+def vote(voters: list[np.ndarray], sizes: np.ndarray, probabilities: TopicScores) -> list[ClusterTopic]:
+    """Every cluster's topic in one pass over a (clusters, k, topics) block of its voters' probabilities.
+
+    Padding rows are zeros added after the real ones, so each mean is bit-for-bit the mean of
+    that cluster's own (voters, topics) rows; ties go to the lower topic index.
+    """
+    if not voters:
+        return []
+    width = max(len(rows) for rows in voters)
+    padded = np.zeros((len(voters), width), dtype=np.int64)
+    counts = np.array([len(rows) for rows in voters])
+    valid = np.arange(width) < counts[:, None]
+    padded[valid] = np.concatenate(voters)
+    block = probabilities(padded.ravel()).reshape(len(voters), width, -1)
+    block[~valid] = 0
+    mean = block.sum(axis=1) / counts[:, None].astype(block.dtype)
+    order = np.argsort(-mean, axis=1, kind="stable")[:, :2]
+    best = np.take_along_axis(mean, order, axis=1)
+    return [
+        ClusterTopic(c, int(sizes[c]), int(o[0]), float(b[0]), int(o[1]), float(b[1]), rows.tolist())
+        for c, (rows, o, b) in enumerate(zip(voters, order, best, strict=True))
+    ]
 
 
 class ClusteringScorer:
@@ -97,7 +122,7 @@ class ClusteringScorer:
         vectors = self.probabilities.vectors
         centre = centres(vectors, labels)
         voters = nearest_to_centre(vectors, labels, centre, self.k)
-        topics = np.array([vote(c, 0, v, self.probabilities(v)).topic for c, v in enumerate(voters)])
+        topics = np.array([info.topic for info in vote(voters, np.zeros(len(voters)), self.probabilities)])
         own_best = np.argmax(self.probabilities(self.sample), axis=1)
         sampled = labels[self.sample]
         agrees = (sampled >= 0) & (own_best == topics[np.maximum(sampled, 0)])
@@ -131,7 +156,7 @@ class ClusterLabeller:
         self.centres_ = centres(vectors, labels) if labels.max() >= 0 else np.empty((0, vectors.shape[1]))
         voters = nearest_to_centre(vectors, labels, self.centres_, self.k)
         sizes = np.bincount(labels[labels >= 0], minlength=len(self.centres_))
-        self.cluster_topics_ = [vote(c, int(sizes[c]), rows, probabilities(rows)) for c, rows in enumerate(voters)]
+        self.cluster_topics_ = vote(voters, sizes, probabilities)
         return self
 
     def assign(

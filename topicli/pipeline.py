@@ -29,14 +29,11 @@ from topicli.io import Posts, atomic_path, read_posts, table_format, write_table
 from topicli.labelling import ClusteringScorer, ClusterLabeller, read_topics
 from topicli.progress import ProgressFactory, no_progress
 from topicli.scoring import (
-    COSINE_SCALE,
     TopicScores,
     auto_neighbours,
-    classifier_scores,
-    cosine_scores,
+    finish_scores,
     part_vectors,
-    smooth,
-    softmax,
+    raw_scores,
 )
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
@@ -108,6 +105,7 @@ class LabelledPosts:
     posts: pd.DataFrame
     topic_table: pd.DataFrame
     coverage: float
+    labeller: ClusterLabeller
 
 
 def default_run_folder(settings: Settings, posts_path: Path) -> Path:
@@ -129,12 +127,17 @@ def topic_table_path(output: Path) -> Path:
 
 @dataclass
 class Prepared:
-    """What both steps need of a posts file: non-empty rows, their vectors, neighbours and topic scores."""
+    """What both steps (and the bundle) need of a posts file, computed once."""
 
     posts: Posts
-    rows: np.ndarray
+    rows: np.ndarray  # the non-empty posts
     vectors: np.ndarray
-    distances: np.ndarray
+    distances: np.ndarray  # to each post's nearest posts, enough for the eps grid
+    indices: np.ndarray  # of those nearest posts
+    neighbours: np.ndarray  # the first k of them, which smooth a post's scores
+    raw_scores: np.ndarray
+    topic_parts: np.ndarray
+    part_owner: np.ndarray
     scores: TopicScores
 
 
@@ -196,27 +199,40 @@ class Pipeline:
             advance(1)
         return found
 
-    def scores(self, vectors: np.ndarray, neighbours: np.ndarray) -> TopicScores:
-        """Every post's topic probabilities: zero-shot or cls_model, smoothed over its neighbours."""
+    def raw_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unsmoothed topic scores of the posts, with the topic-part vectors and the topic of each part."""
         s = self.settings.labelling
+        model, template = None, s.topic_template
         if s.scorer == "cls_model":
             model, manifest = self._checked_classifier()
-            parts, owner = part_vectors(self.topics, manifest["template"], self.embedder)
-            raw = classifier_scores(vectors, parts, owner, len(self.topics), model)
-        else:
-            parts, owner = part_vectors(self.topics, s.topic_template, self.embedder)
-            raw = cosine_scores(vectors, parts, owner, len(self.topics))
-        k = s.neighbours or auto_neighbours(len(vectors))
-        smoothed = smooth(raw, neighbours[:, :k], s.neighbour_weight, 1) if s.neighbour_weight else raw
-        matrix = smoothed if s.scorer == "cls_model" else softmax(smoothed, COSINE_SCALE)
-        return TopicScores(vectors, matrix)
+            template = manifest["template"]
+        parts, owner = part_vectors(self.topics, template, self.embedder)
+        return raw_scores(vectors, parts, owner, len(self.topics), model), parts, owner
 
     def prepare(self, posts: Posts) -> Prepared:
-        """Vectors, neighbours and topic scores of the posts, computed once for `cluster` and `label` alike."""
+        """Vectors, neighbours and topic scores of the posts, computed once for `cluster` and `label` alike.
+
+        A post's topic probabilities are its raw scores smoothed over its k nearest posts.
+        """
         if self._prepared is None or self._prepared.posts is not posts:
             rows, vectors = self.embed_posts(posts)
             distances, indices = self.neighbours(vectors)
-            self._prepared = Prepared(posts, rows, vectors, distances, self.scores(vectors, indices))
+            raw, parts, owner = self.raw_scores(vectors)
+            s = self.settings.labelling
+            k = s.neighbours or auto_neighbours(len(vectors))
+            matrix = finish_scores(raw, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
+            self._prepared = Prepared(
+                posts,
+                rows,
+                vectors,
+                distances,
+                indices,
+                indices[:, :k],
+                raw,
+                parts,
+                owner,
+                TopicScores(vectors, matrix),
+            )
         return self._prepared
 
     def cluster(self, posts: Posts) -> ClusterRun:
@@ -226,7 +242,7 @@ class Pipeline:
         search = ClusterSearch(s.algorithm, s.min_topics, s.max_topics, s.eps, s.min_samples)
         scorer = ClusteringScorer(prepared.scores, self.settings.labelling.k, s.eval_sample, s.seed)
         with self.progress("searching clusterings", None) as advance:
-            search.fit(vectors, scorer, advance, prepared.distances)
+            search.fit(vectors, scorer, advance, prepared.distances, prepared.indices)
         labels = np.full(len(posts.frame), -1, dtype=np.int64)
         labels[rows] = search.labels_
         core = np.zeros(len(posts.frame), dtype=bool)
@@ -270,7 +286,7 @@ class Pipeline:
         frame.loc[rows, "topic_confidence"] = np.round(confidence, 4)
         texts = [posts.texts[i] for i in rows]
         table = self._topic_table(labeller, texts, labels, topics, confidence)
-        return LabelledPosts(frame, table, float(np.mean(topics >= 0)) if len(topics) else 0.0)
+        return LabelledPosts(frame, table, float(np.mean(topics >= 0)) if len(topics) else 0.0, labeller)
 
     def _topic_table(
         self,

@@ -74,11 +74,38 @@ def classifier_scores(
     return np.stack([probabilities[:, owner == t].max(axis=1) for t in range(n_topics)], axis=1)
 
 
-def smooth(scores: np.ndarray, neighbours: np.ndarray, weight: float, rounds: int) -> np.ndarray:
-    """Blend each row with the mean row of its neighbours: (1 - weight) own + weight neighbours."""
-    for _ in range(rounds):
-        scores = (1.0 - weight) * scores + weight * scores[neighbours].mean(axis=1)
-    return scores
+def raw_scores(
+    vectors: np.ndarray, parts: np.ndarray, owner: np.ndarray, n_topics: int, classifier: PairClassifier | None
+) -> np.ndarray:
+    """Unsmoothed topic scores: cls_model's when there is a classifier, cosine zero-shot otherwise."""
+    if classifier is not None:
+        return classifier_scores(vectors, parts, owner, n_topics, classifier)
+    return cosine_scores(vectors, parts, owner, n_topics)
+
+
+def smooth(
+    scores: np.ndarray, neighbours: np.ndarray, weight: float, source: np.ndarray | None = None, chunk: int = 16384
+) -> np.ndarray:
+    """Blend each row with the mean of its neighbours' rows: (1 - weight) own + weight neighbours.
+
+    `neighbours` index rows of `source` (the scores themselves unless given: a served post's
+    neighbours are run posts). Rows are done in chunks: the gathered (posts, k, topics) block
+    would be 12 GB at 1M posts.
+    """
+    source = scores if source is None else source
+    blended = np.empty_like(scores)
+    for start in range(0, len(scores), chunk):
+        rows = slice(start, start + chunk)
+        blended[rows] = (1.0 - weight) * scores[rows] + weight * source[neighbours[rows]].mean(axis=1)
+    return blended
+
+
+def finish_scores(
+    raw: np.ndarray, neighbours: np.ndarray, weight: float, cosine: bool, source: np.ndarray | None = None
+) -> np.ndarray:
+    """Topic probabilities: raw scores smoothed over the neighbours, then (cosine scorer) a scaled softmax."""
+    smoothed = smooth(raw, neighbours, weight, source) if weight and neighbours.shape[1] else raw
+    return softmax(smoothed, COSINE_SCALE) if cosine else smoothed.astype(np.float32)
 
 
 def softmax(scores: np.ndarray, scale: float) -> np.ndarray:
