@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topicli.embedding import EmbeddingCache, embed, load_encoder, shipped_encoder_folder
+from topicli.embedding import INT8_ENCODER, EmbeddingCache, embed, load_encoder, shipped_encoder_folder
 from topicli.errors import TopicliError
 
 POSTS = [
@@ -80,3 +80,13 @@ def test_local_folder_and_multilingual_encoders() -> None:
 def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TopicliError, match="neither all-MiniLM-L6-v2, multilingual"):
         load_encoder(str(tmp_path / "no-model"))
+
+
+def test_int8_encoder_matches_fp32_on_real_posts(embedder) -> None:
+    from .conftest import tweets
+
+    texts = [row["text"] for row in tweets(300)]
+    int8 = load_encoder(INT8_ENCODER)
+    assert int8.identity != embedder.identity, "int8 and fp32 vectors are cached apart"
+    cosine = np.sum(int8.encode(texts) * embedder(texts), axis=1)
+    assert cosine.min() >= 0.99

@@ -173,9 +173,7 @@ def label(
     clustering = ClusterRun.load(folder)
     data = read_posts(Path(clustering.input), clustering.text_column)
     pipeline = Pipeline(settings, progress_bar)
-    result = pipeline.label(data, clustering)
-    _write(result, output or folder / f"posts.{settings.output.format}")
-    _write_bundle(pipeline, data, clustering, result, folder, include_encoder)
+    _write(pipeline, data, clustering, pipeline.label(data, clustering), folder, output, include_encoder)
 
 
 @app.command()
@@ -199,9 +197,7 @@ def run(
     folder = default_run_folder(settings, posts)
     clustering.save(folder)
     render.candidates(console, clustering, folder)
-    result = pipeline.label(data, clustering)
-    _write(result, output or folder / f"posts.{settings.output.format}")
-    _write_bundle(pipeline, data, clustering, result, folder, include_encoder)
+    _write(pipeline, data, clustering, pipeline.label(data, clustering), folder, output, include_encoder)
 
 
 @app.command()
@@ -351,15 +347,20 @@ def _azureml_job(
     console.print(f"submitted job {job.name} to {settings.azure.compute}: {job.studio_url}")
 
 
-def _write(result: LabelledPosts, output: Path) -> None:
+def _write(
+    pipeline: Pipeline,
+    data: Posts,
+    clustering: ClusterRun,
+    result: LabelledPosts,
+    folder: Path,
+    output: Path | None,
+    include_encoder: bool,
+) -> None:
+    """What `label` and `run` leave: posts with topics, the topic table, and the model bundle."""
+    output = output or folder / f"posts.{pipeline.settings.output.format}"
     table_path = write_outputs(result, output)
     render.topic_table(console, result)
     console.print(f"wrote {output} and {table_path} (coverage {result.coverage:.0%})")
-
-
-def _write_bundle(
-    pipeline: Pipeline, data: Posts, clustering: ClusterRun, result: LabelledPosts, folder: Path, include_encoder: bool
-) -> None:
     written = write_bundle(pipeline, data, clustering, result, bundle_folder(folder), include_encoder)
     console.print(f"model bundle in {written} (serve it with `topicli deploy --local`)")
 

@@ -37,6 +37,7 @@ class EncoderSettings:
     name: str = setting(
         "auto",
         "auto (all-MiniLM-L6-v2 if 90%+ of posts are English, else multilingual), all-MiniLM-L6-v2, "
+        "all-MiniLM-L6-v2-int8 (the same as int8 ONNX: ~2x faster, cosine >= 0.99 to fp32), "
         "multilingual (USE v3) or a local sentence-transformers folder",
     )
     batch_size: int = setting(64, "posts embedded per batch")

@@ -21,6 +21,7 @@ from topicli.io import atomic_path
 from topicli.progress import Advance
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+INT8_ENCODER = "all-MiniLM-L6-v2-int8"
 MULTILINGUAL = "multilingual"
 AUTO = "auto"
 ENGLISH_SHARE_FOR_DEFAULT = 0.9
@@ -135,9 +136,11 @@ def _folder_identity(folder: Path) -> str:
 
 
 def load_encoder(name: str, batch_size: int = 64) -> Encoder:
-    """The encoder a setting names: the shipped default, `multilingual`, or a local folder."""
+    """The encoder a setting names: the shipped default (or its int8 ONNX form), `multilingual`, or a local folder."""
     if name == MULTILINGUAL:
         return MultilingualEncoder(batch_size)
+    if name == INT8_ENCODER:
+        return OnnxInt8Encoder(shipped_encoder_folder(), batch_size)
     if name == DEFAULT_ENCODER:
         folder = shipped_encoder_folder()
         return SentenceTransformerEncoder(folder, f"{DEFAULT_ENCODER}-{_folder_identity(folder)}", batch_size)
