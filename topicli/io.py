@@ -33,7 +33,8 @@ class Posts:
 
     @property
     def texts(self) -> list[str]:
-        return [text if isinstance(text, str) else "" for text in self.frame[self.text_column]]
+        """Every post's text ("" where missing); builds a new list each call, so read it once."""
+        return [text if isinstance(text, str) else "" for text in self.frame[self.text_column].tolist()]
 
 
 def table_format(path: Path) -> str:

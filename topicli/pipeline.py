@@ -284,7 +284,8 @@ class Pipeline:
         frame.loc[rows, "cluster"] = clusters
         frame.loc[rows, "topic"] = [self.topics[t] if t >= 0 else "" for t in topics]
         frame.loc[rows, "topic_confidence"] = np.round(confidence, 4)
-        texts = [posts.texts[i] for i in rows]
+        all_texts = posts.texts
+        texts = [all_texts[i] for i in rows]
         table = self._topic_table(labeller, texts, labels, topics, confidence)
         return LabelledPosts(frame, table, float(np.mean(topics >= 0)) if len(topics) else 0.0, labeller)
 
