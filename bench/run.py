@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 CACHE = ROOT / ".topicli-cache"
 RESULTS = ROOT / "bench" / "results" / "perf.md"
+PREAMBLE = ("# topicli performance", "", "2 cores; each ratio is against a baseline run in the same call.", "")
 EXACT_MAX = 50_000  # exact sklearn DBSCAN above this is O(n^2): 42 s at 50k, hours at 1M
 
 
@@ -184,7 +186,88 @@ def case_embedding(n: int) -> dict:
     return {"seconds": seconds, "baseline s": baseline, "posts/s": n / seconds, "min cosine": float(cosine.min())}
 
 
-CASES = {"ann": case_ann, "cluster": case_cluster, "labelling": case_labelling, "embedding": case_embedding}
+def real_posts(n: int) -> Path:
+    """n real short texts in one CSV (`text`), shuffled (seed 0): HuffPost headlines, CLINC150 requests,
+    20 Newsgroups subjects (train + test), AG News titles and descriptions, TweetTopic tweets (4 splits),
+    SIB-200 English; duplicates kept, as in real posts."""
+    import pandas as pd
+
+    def jsonl(path: Path, column: str) -> list[str]:
+        return [json.loads(line)[column] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def read(name: str, column: str) -> list[str]:
+        return pd.read_csv(DATA / name, dtype=str, keep_default_na=False)[column].tolist()
+
+    texts = read("train/huffpost.csv", "text") + read("train/clinc150.csv", "text")
+    texts += read("train/ag_news_test.csv", "Title") + read("train/ag_news_test.csv", "Description")
+    for split in ("train", "test"):
+        texts += jsonl(DATA / "train" / "20newsgroups" / f"{split}.jsonl", "subject")
+    for name in ("train_2020", "train_random", "test_2021", "test_random"):
+        texts += jsonl(DATA / "eval" / "tweet_topic_single" / f"{name}.single.json", "text")
+    texts += jsonl(DATA / "eval" / "tweet_topic_multi_en_dev.jsonl", "text")
+    for split in ("train", "dev", "test"):
+        texts += pd.read_csv(DATA / "eval" / "sib200" / "eng_Latn" / f"{split}.tsv", sep="\t", dtype=str)[
+            "text"
+        ].tolist()
+    texts = [text for text in texts if text.strip()]
+    if len(texts) < n:
+        raise SystemExit(f"only {len(texts)} texts in {DATA}, fewer than {n}")
+    chosen = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))[:n]]
+    path = ROOT / "bench" / "results" / "tmp" / f"posts-{n}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"text": chosen}).to_csv(path, index=False)
+    return path
+
+
+def case_e2e(n: int, tool: str) -> dict:
+    """`topicli run` (a child process, cache warm) or BERTopic `fit_transform` on the same posts and vectors."""
+    import pandas as pd
+
+    from topicli.embedding import Embedder, text_key
+
+    path = real_posts(n)
+    texts = pd.read_csv(path, dtype=str, keep_default_na=False)["text"].tolist()
+    if tool == "embedding":  # fills the cache: what a cold run spends before clustering
+        embedder = Embedder("all-MiniLM-L6-v2", cache_dir=CACHE)
+        missing = sum(hit is None for hit in embedder.cache.lookup([text_key(t) for t in dict.fromkeys(texts)]))
+        started = time.perf_counter()
+        embedder(texts)
+        return {"seconds": time.perf_counter() - started, "embedded": missing, "distinct": len(set(texts))}
+    if tool == "topicli run":
+        command = [
+            str(Path(sys.executable).with_name("topicli")),
+            "run",
+            str(path),
+            "--output",
+            str(path.with_suffix(".out.csv")),
+        ]
+        started = time.perf_counter()
+        subprocess.run(
+            command,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "TOPICLI_ENCODER_NAME": "all-MiniLM-L6-v2"},
+        )
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+        topics = pd.read_csv(path.with_suffix(".out.csv"), dtype=str, keep_default_na=False)["topic"]
+        return {"seconds": seconds, "peak RSS GiB": peak, "topics": topics[topics != ""].nunique()}
+    from bertopic import BERTopic
+
+    vectors = Embedder("all-MiniLM-L6-v2", cache_dir=CACHE)(texts)
+    started = time.perf_counter()
+    assigned, _ = BERTopic().fit_transform(texts, vectors)
+    return {"seconds": time.perf_counter() - started, "topics": len(set(assigned) - {-1})}
+
+
+CASES = {
+    "ann": case_ann,
+    "cluster": case_cluster,
+    "labelling": case_labelling,
+    "embedding": case_embedding,
+    "e2e": case_e2e,
+}
 ANN_LIBRARIES = (
     "topicli (hnswlib, 1-thread build)",
     "hnswlib (2-thread build, not deterministic)",
@@ -197,7 +280,7 @@ ANN_LIBRARIES = (
 
 def child(case: str, size: int, variant: str) -> None:
     result = CASES[case](size, variant) if variant else CASES[case](size)
-    result["peak RSS GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result.setdefault("peak RSS GiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     print(json.dumps(result))
 
 
@@ -217,6 +300,46 @@ def table(title: str, header: list[str], rows: list[list[object]]) -> list[str]:
     """A markdown table under a heading."""
     lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return [*lines, *("| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows), ""]
+
+
+def sections(text: str) -> dict[str, list[str]]:
+    """The `## ` sections of a results file by title, each its lines (heading included)."""
+    found: dict[str, list[str]] = {}
+    title = ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+            found[title] = []
+        if title:
+            found[title].append(line)
+    return found
+
+
+def first_cell(row: str) -> str:
+    return row.split("|")[1].strip()
+
+
+def merge(old: list[str], new: list[str]) -> list[str]:
+    """A section rerun: the new table's rows, plus the old rows whose first cell it did not measure again.
+
+    Old rows stay where they were (a rerun row takes its old row's place; new keys go last);
+    a changed header drops the old rows.
+    """
+    if old[:4] != new[:4]:
+        return new
+    fresh = {first_cell(line): line for line in new[4:] if line.startswith("|")}
+    rows = [fresh.pop(first_cell(line), line) for line in old[4:] if line.startswith("|")]
+    return [*new[:4], *rows, *fresh.values(), ""]
+
+
+def write_results(lines: list[str]) -> None:
+    """perf.md with the sections just run merged in: sections and rows not rerun are kept."""
+    kept = sections(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    for title, fresh in sections("\n".join(lines)).items():
+        kept[title] = merge(kept[title], fresh) if title in kept else fresh
+    text = "\n".join([*PREAMBLE, *(line for section in kept.values() for line in section)])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def ann_section(n: int) -> list[str]:
@@ -282,12 +405,40 @@ def embedding_section(n: int) -> list[str]:
     return table(f"Embedding {n:,} tweets, longest first", ["path", "posts/s", "x faster", "min cosine to fp32"], body)
 
 
+def e2e_section(n: int) -> list[str]:
+    rows = {tool: run_child("e2e", n, tool) for tool in ("embedding", "topicli run", "BERTopic fit_transform")}
+    embedding = rows.pop("embedding")
+    base = rows["BERTopic fit_transform"].get("seconds")
+    body = [
+        [
+            f"{tool}, {n:,} posts",
+            r.get("seconds", r.get("error")),
+            base / r["seconds"] if base and "seconds" in r else "n/a",
+            r.get("topics"),
+            r.get("peak RSS GiB"),
+        ]
+        for tool, r in rows.items()
+    ]
+    body.append(
+        [
+            f"embedding, cold ({embedding.get('embedded')} of {embedding.get('distinct')} distinct texts not cached)",
+            embedding.get("seconds", embedding.get("error")),
+            "n/a",
+            "n/a",
+            embedding.get("peak RSS GiB"),
+        ]
+    )
+    header = ["path (embeddings cached: warm)", "s", "x faster than BERTopic", "topics", "peak RSS GiB"]
+    return table(f"End to end, {n:,} real posts (bench/run.py real_posts)", header, body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50k,100k", help="posts for the clustering case, e.g. 100k,300k,1m")
     parser.add_argument("--ann-size", default="50k", help="posts for the neighbour-library comparison")
     parser.add_argument("--posts", type=int, default=2000, help="tweets for the embedding case")
-    parser.add_argument("--cases", default="ann,cluster,labelling,embedding")
+    parser.add_argument("--e2e-size", default="100k", help="real posts for `topicli run` against BERTopic")
+    parser.add_argument("--cases", default="ann,cluster,labelling,embedding,e2e")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
@@ -296,7 +447,7 @@ def main() -> None:
         child(args.child, args.size, args.variant)
         return
     cases = args.cases.split(",")
-    lines = ["# topicli performance", "", "2 cores; each ratio is against a baseline run in the same call.", ""]
+    lines = list(PREAMBLE)
     if "ann" in cases:
         lines += ann_section(parse_size(args.ann_size))
     if "cluster" in cases:
@@ -305,10 +456,10 @@ def main() -> None:
         lines += labelling_section()
     if "embedding" in cases:
         lines += embedding_section(args.posts)
-    text = "\n".join(lines)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n", encoding="utf-8")
-    sys.stdout.write(text + "\n")
+    if "e2e" in cases:
+        lines += e2e_section(parse_size(args.e2e_size))
+    sys.stdout.write("\n".join(lines) + "\n")
+    write_results(lines)
 
 
 if __name__ == "__main__":

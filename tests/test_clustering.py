@@ -111,3 +111,23 @@ def test_search_above_the_exact_limit_uses_the_approximate_graph(
     exact = DBSCAN(eps=search.best_.eps, min_samples=search.best_.min_samples, metric="cosine").fit(vectors)
     assert 5 <= search.best_.n_clusters <= 40
     assert adjusted_rand_score(exact.labels_, search.labels_) >= 0.95
+
+
+def test_search_above_the_search_limit_clusters_a_sample_and_joins_the_rest(
+    many_vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clustering, "EXACT_LIMIT", 500)
+    monkeypatch.setattr(clustering, "SEARCH_LIMIT", 1000)
+    sample = clustering.search_sample(len(many_vectors))
+    assert len(sample) == 1000 and np.array_equal(sample, np.unique(sample))
+    distances, indices = nearest_neighbours(many_vectors, 20)
+    assert np.isin(indices, sample).all(), "neighbours are sample posts"
+    search = ClusterSearch(min_topics=5, max_topics=40).fit(many_vectors, count_scorer, None, distances, indices)
+    again = ClusterSearch(min_topics=5, max_topics=40).fit(many_vectors, count_scorer)
+    assert np.array_equal(search.labels_, again.labels_) and len(search.labels_) == len(many_vectors)
+    assert not search.core_[np.setdiff1d(np.arange(len(many_vectors)), sample)].any(), "core points are sample posts"
+    best = search.best_
+    alone = DBSCAN(eps=best.eps, min_samples=best.min_samples, metric="cosine").fit(many_vectors[sample])
+    assert adjusted_rand_score(alone.labels_, search.labels_[sample]) >= 0.95
+    exact = DBSCAN(eps=best.eps, min_samples=2 * best.min_samples, metric="cosine").fit(many_vectors)
+    assert adjusted_rand_score(exact.labels_, search.labels_) >= 0.5

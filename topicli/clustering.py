@@ -14,6 +14,14 @@ neighbours within the radius, made symmetric. Deciding core points needs only ea
 min_samples nearest (k covers the largest); links between core points beyond each other's
 k nearest are lost, and the index misses a few neighbours: tests/test_clustering.py bounds
 both by ARI against exact DBSCAN. DBSCAN on that graph is connected components of the core points.
+
+Above `SEARCH_LIMIT` posts the index holds a fixed random sample of that many posts, and
+every post's neighbours are its nearest sample posts: DBSCAN runs on the sample, and every
+other post joins, as a border point, the cluster of its nearest sample core point within
+eps among those neighbours. A fixed k cannot see past a crowd of near-duplicates larger
+than k (at 300k synthetic posts, 18 noisy copies of each source text, the k-NN graph broke
+into 5,000+ components), and the single-thread index build dominates the time; a sample of
+fixed size keeps both as measured at 100k (bench/results/perf.md).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ MIN_SAMPLES_GRID = (2, 3, 5, 8, 12, 20)
 CORE_SHARE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
 HDBSCAN_GRID = ((5, 5), (10, 5), (15, 5), (25, 10), (40, 10))
 EXACT_LIMIT = 20_000  # below this many posts, exact sklearn neighbours and DBSCAN: small sets keep their results
+SEARCH_LIMIT = 100_000  # above this many posts, neighbours are sample posts and DBSCAN runs on the sample
+SAMPLE_SEED = 0
 HNSW_LINKS, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 100, 64  # recall@30 ~0.98 on real embeddings (bench/run.py)
 Scorer = Callable[[np.ndarray], dict[str, float]]
 
@@ -106,34 +116,47 @@ def graph_dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, 
     return _relabel(labels), core
 
 
+def search_sample(n: int) -> np.ndarray:
+    """Sorted indices of the posts DBSCAN runs on: all up to `SEARCH_LIMIT`, else a fixed random `SEARCH_LIMIT`."""
+    if n <= SEARCH_LIMIT:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size=SEARCH_LIMIT, replace=False))
+
+
 def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Cosine distances and indices of every post's k nearest neighbours (itself excluded), nearest first.
 
-    Exact below `EXACT_LIMIT` posts, approximate (`approximate_neighbours`) from there on.
+    Exact below `EXACT_LIMIT` posts, approximate (`approximate_neighbours`) from there on;
+    above `SEARCH_LIMIT` posts the neighbours are drawn from `search_sample` only.
     """
     k = min(k, len(vectors) - 1)
     if len(vectors) >= EXACT_LIMIT:
-        return approximate_neighbours(vectors, k)
+        return approximate_neighbours(vectors, k, search_sample(len(vectors)))
     distances, indices = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors).kneighbors(vectors)
     return distances[:, 1:], indices[:, 1:]
 
 
-def approximate_neighbours(vectors: np.ndarray, k: int, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def approximate_neighbours(
+    vectors: np.ndarray, k: int, base: np.ndarray | None = None, chunk: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
     """`nearest_neighbours` from an hnswlib HNSW index on inner product: exact distances, approximate lists.
 
-    The index is built on one thread, in post order with a fixed seed, so the same vectors
-    always give the same graph (a parallel build does not); the queries, each independent,
-    run on every core. A row missing itself in its own list (duplicates) loses its farthest
-    hit instead.
+    The index holds the `base` rows (all by default) and every post is queried against it.
+    It is built on one thread, in row order with a fixed seed, so the same vectors always
+    give the same graph (a parallel build does not); the queries, each independent, run on
+    every core. A row missing itself in its own list (duplicates, or not in `base`) loses
+    its farthest hit instead.
     """
     import hnswlib
 
     n, dimension = vectors.shape
+    base = np.arange(n) if base is None else base
     index = hnswlib.Index(space="ip", dim=dimension)
-    index.init_index(max_elements=n, ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_LINKS, random_seed=0)
+    index.init_index(max_elements=len(base), ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_LINKS, random_seed=0)
     index.set_num_threads(1)
-    for start in range(0, n, chunk):
-        index.add_items(np.ascontiguousarray(vectors[start : start + chunk], dtype=np.float32))
+    for start in range(0, len(base), chunk):
+        rows = base[start : start + chunk]
+        index.add_items(np.ascontiguousarray(vectors[rows], dtype=np.float32), rows)
     index.set_num_threads(os.cpu_count() or 1)
     index.set_ef(max(HNSW_EF_SEARCH, 2 * (k + 1)))
     distances = np.empty((n, k), dtype=np.float32)
@@ -148,6 +171,18 @@ def approximate_neighbours(vectors: np.ndarray, k: int, chunk: int = 65536) -> t
         indices[start : start + chunk] = found[keep].reshape(-1, k)
         distances[start : start + chunk] = distance[keep].reshape(-1, k)
     return np.maximum(distances, 0.0), indices
+
+
+def join_sample(
+    labels: np.ndarray, core: np.ndarray, sample: np.ndarray, distances: np.ndarray, local: np.ndarray, eps: float
+) -> np.ndarray:
+    """Labels of all posts from DBSCAN's on the sample: a post outside it takes the cluster of its
+    nearest sample core point within eps (`local`: its neighbours' positions in the sample), else -1."""
+    reach = core[local] & (distances <= eps)
+    nearest = local[np.arange(len(local)), reach.argmax(axis=1)]
+    joined = np.where(reach.any(axis=1), labels[nearest], -1)
+    joined[sample] = labels
+    return _relabel(joined)
 
 
 def knn_graph(distances: np.ndarray, indices: np.ndarray, radius: float) -> Any:
@@ -243,18 +278,35 @@ class ClusterSearch:
         neighbour_distances: np.ndarray | None = None,
         neighbour_indices: np.ndarray | None = None,
     ) -> ClusterSearch:
-        """`neighbour_distances`/`_indices`: each post's nearest neighbours, if already computed."""
+        """`neighbour_distances`/`_indices`: each post's nearest neighbours (`nearest_neighbours`), if computed.
+
+        DBSCAN above `SEARCH_LIMIT` posts runs on `search_sample`; the scorer always sees every post's label.
+        """
         if len(vectors) < 3:
             raise TopicliError(f"clustering needs at least 3 non-empty posts, got {len(vectors)}")
-        grid = self._grid(vectors, neighbour_distances)
+        sample = search_sample(len(vectors))
+        sampled = self.algorithm == "dbscan" and len(sample) < len(vectors)
+        searched, distances, indices = vectors, neighbour_distances, neighbour_indices
+        if sampled:
+            needed = max(MIN_SAMPLES_GRID)
+            if distances is None or indices is None or indices.shape[1] < needed or not np.isin(indices, sample).all():
+                distances, indices = nearest_neighbours(vectors, needed)
+            full_distances, local = distances, np.searchsorted(sample, indices)
+            searched, distances, indices = vectors[sample], distances[sample], local[sample]
+        grid = self._grid(searched, distances)
         graph = None
         if self.algorithm == "dbscan":
-            graph = self._graph(vectors, grid, neighbour_distances, neighbour_indices)
+            graph = self._graph(searched, grid, distances, indices)
         self.candidates_: list[Candidate] = []
         fixed = len(grid) == 1
         best: Candidate | None = None
         for eps, min_samples, min_cluster_size in grid:
-            if self.algorithm == "dbscan":
+            if sampled:
+                labels, sample_core = dbscan(graph, eps, min_samples)
+                labels = join_sample(labels, sample_core, sample, full_distances, local, eps)
+                core = np.zeros(len(vectors), dtype=bool)
+                core[sample] = sample_core
+            elif self.algorithm == "dbscan":
                 labels, core = dbscan(graph, eps, min_samples)
             else:
                 labels, core = hdbscan_labels(vectors, min_cluster_size, min_samples)
