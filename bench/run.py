@@ -1,12 +1,13 @@
 """Performance of topicli beside the obvious alternatives, each measured in the same run.
 
-    python bench/run.py [--sizes 50k,100k] [--cases ann,cluster,labelling,embedding] [--posts 2000]
+    python bench/run.py [--sizes 50k,100k] [--cases ann,cluster,labelling,embedding,e2e] [--posts 2000]
 
 Every case runs in a child process of its own, so its peak RSS (`ru_maxrss`) is its own.
 Posts at scale are synthetic: real all-MiniLM-L6-v2 embeddings of 10,000 HuffPost
 headlines and the 6,798 TweetTopic test tweets (../shared/data), each synthetic post a
 random one of them plus Gaussian noise of norm ~0.5, re-normalised (cosine ~0.89 to its
-source). The table goes to stdout and bench/results/perf.md.
+source). The end-to-end case (`e2e`) uses real text instead (`real_posts`). Tables go to
+stdout and are merged into bench/results/perf.md: sections and rows not rerun are kept.
 """
 
 from __future__ import annotations
@@ -337,7 +338,7 @@ def write_results(lines: list[str]) -> None:
     kept = sections(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
     for title, fresh in sections("\n".join(lines)).items():
         kept[title] = merge(kept[title], fresh) if title in kept else fresh
-    text = "\n".join([*PREAMBLE, *(line for section in kept.values() for line in section)])
+    text = "\n".join([*PREAMBLE, *("\n".join(section).strip("\n") + "\n" for section in kept.values())])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
 

@@ -16,9 +16,10 @@ k nearest are lost, and the index misses a few neighbours: tests/test_clustering
 both by ARI against exact DBSCAN. DBSCAN on that graph is connected components of the core points.
 
 Above `SEARCH_LIMIT` posts the index holds a fixed random sample of that many posts, and
-every post's neighbours are its nearest sample posts: DBSCAN runs on the sample, and every
-other post joins, as a border point, the cluster of its nearest sample core point within
-eps among those neighbours. A fixed k cannot see past a crowd of near-duplicates larger
+every post's neighbours are its nearest sample posts (its topic scores are smoothed over
+them, as a served post's are over run posts): DBSCAN runs on the sample, and every other
+post joins, as a border point, the cluster of its nearest sample core point within eps
+among those neighbours. A fixed k cannot see past a crowd of near-duplicates larger
 than k (at 300k synthetic posts, 18 noisy copies of each source text, the k-NN graph broke
 into 5,000+ components), and the single-thread index build dominates the time; a sample of
 fixed size keeps both as measured at 100k (bench/results/perf.md).
@@ -176,8 +177,8 @@ def approximate_neighbours(
 def join_sample(
     labels: np.ndarray, core: np.ndarray, sample: np.ndarray, distances: np.ndarray, local: np.ndarray, eps: float
 ) -> np.ndarray:
-    """Labels of all posts from DBSCAN's on the sample: a post outside it takes the cluster of its
-    nearest sample core point within eps (`local`: its neighbours' positions in the sample), else -1."""
+    """Every post's cluster from DBSCAN's `labels`/`core` of the sample: a post outside the sample joins
+    the cluster of its nearest sample core point within eps (`local`: its neighbours' places in the sample)."""
     reach = core[local] & (distances <= eps)
     nearest = local[np.arange(len(local)), reach.argmax(axis=1)]
     joined = np.where(reach.any(axis=1), labels[nearest], -1)
