@@ -297,19 +297,19 @@ class Pipeline:
         topics: np.ndarray,
         confidence: np.ndarray,
     ) -> pd.DataFrame:
-        """One row per topic used: its clusters, size, confidence, runner-up and three example posts."""
+        """One row per topic used: the clusters voted to it, size, confidence, runner-up, three example posts.
+
+        The examples are the topic's most confident posts (distinct texts); the runner-up is that of
+        the largest cluster voted to the topic, empty when none was (all its posts came one by one).
+        """
         rows = []
         for topic in sorted(set(topics.tolist()) - {-1}):
             mine = [c for c in labeller.cluster_topics_ if c.topic == topic]
             posts = np.flatnonzero(topics == topic)
             from_noise = posts[labels[posts] < 0]
-            if mine:
-                largest = max(mine, key=lambda c: (c.size, -c.cluster))
-                examples = [texts[i] for i in largest.voters[:3]]
-                runner_up = self.topics[largest.runner_up]
-            else:
-                best = from_noise[np.lexsort((from_noise, -confidence[from_noise]))]
-                examples, runner_up = [texts[i] for i in best[:3]], ""
+            ranked = posts[np.lexsort((posts, -confidence[posts]))]
+            examples = list(dict.fromkeys(texts[i] for i in ranked))[:3]
+            runner_up = self.topics[max(mine, key=lambda c: (c.size, -c.cluster)).runner_up] if mine else ""
             rows.append(
                 {
                     "topic": self.topics[topic],
