@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,12 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 REPEATS = {1: 100, 64: 30}
 THROUGHPUT_REQUESTS = 40
 IN_FLIGHT = 4
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -67,7 +60,7 @@ def main() -> None:
     def in_process(body: str) -> None:
         assert handle(model, body)[0] == 200
 
-    server = local_server.start(bundle, tmp / "state", free_port())
+    server = local_server.start(bundle, tmp / "state", local_server.free_port())
     try:
         with httpx.Client(timeout=120) as http:
 

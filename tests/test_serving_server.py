@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +30,6 @@ from .conftest import EXAMPLES
 from .test_serving import agreement, run_examples
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     return run_examples(tmp_path_factory.mktemp("server-run"), cache_dir)
@@ -45,7 +38,7 @@ def run_folder(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Pat
 @pytest.fixture(scope="module")
 def server(run_folder: Path) -> Iterator[local_server.LocalServer]:
     state = run_folder / "serve"
-    started = local_server.start(run_folder / "bundle", state, free_port(), timeout=120)
+    started = local_server.start(run_folder / "bundle", state, local_server.free_port(), timeout=120)
     yield started
     local_server.stop(state)
 
@@ -234,13 +227,13 @@ def test_client_stops_on_a_refusal(server: local_server.LocalServer, tmp_path: P
 def test_deploy_local_score_and_stop_commands(run_folder: Path, cache_dir: Path, monkeypatch) -> None:
     monkeypatch.chdir(run_folder.parent.parent)
     monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
-    port = free_port()
+    port = local_server.free_port()
     result = CliRunner().invoke(app, ["deploy", "--local", "--port", str(port)])
     assert result.exit_code == 0, result.stderr
     assert f"http://127.0.0.1:{port}/score" in result.stdout and "azmlinfsrv.pid" in result.stdout
     pid = int((Path("topicli-out/serve") / local_server.PID_FILE).read_text())
     try:
-        result = CliRunner().invoke(app, ["deploy", "--local", "--port", str(free_port())])
+        result = CliRunner().invoke(app, ["deploy", "--local", "--port", str(local_server.free_port())])
         assert result.exit_code == 2 and "already runs" in result.stderr
         result = CliRunner().invoke(app, ["score", str(EXAMPLES), "--local", "-o", "scored.csv"])
         assert result.exit_code == 0, result.stderr

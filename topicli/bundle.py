@@ -67,7 +67,7 @@ from topicli.embedding import (
     shipped_encoder_folder,
 )
 from topicli.errors import TopicliError
-from topicli.io import _UMASK
+from topicli.io import UMASK
 from topicli.labelling import ClusterLabeller, ClusterTopic
 from topicli.scoring import TopicScores, finish_scores, raw_scores
 
@@ -247,8 +247,8 @@ def write_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         save_file(arrays, str(staging / ARRAYS))
-        os.chmod(staging, 0o777 & ~_UMASK)  # mkdtemp and safetensors make private files; give the usual modes
-        os.chmod(staging / ARRAYS, 0o666 & ~_UMASK)
+        os.chmod(staging, 0o777 & ~UMASK)  # mkdtemp and safetensors make private files; give the usual modes
+        os.chmod(staging / ARRAYS, 0o666 & ~UMASK)
         if use_classifier:
             shutil.copytree(Path(settings.classifier.path or SHIPPED_MODEL), staging / CLASSIFIER_FOLDER)
         if include_encoder:

@@ -60,6 +60,7 @@ def init(
     console.print(f"wrote {path}")
 
 
+PostsArgument = Annotated[Path, typer.Argument(help="posts file (.csv, .jsonl, .json, .parquet)")]
 TextColumnOption = Annotated[
     str | None, typer.Option("--text-column", help="column holding the post text (default: caption/text/content/body)")
 ]
@@ -134,7 +135,7 @@ def train_classifier(
 
 @app.command()
 def cluster(
-    posts: Annotated[Path, typer.Argument(help="posts file (.csv, .jsonl, .parquet)")],
+    posts: PostsArgument,
     text_column: TextColumnOption = None,
     topics: TopicsOption = None,
     eps: EpsOption = None,
@@ -178,7 +179,7 @@ def label(
 
 @app.command()
 def run(
-    posts: Annotated[Path, typer.Argument(help="posts file (.csv, .jsonl, .parquet)")],
+    posts: PostsArgument,
     text_column: TextColumnOption = None,
     topics: TopicsOption = None,
     eps: EpsOption = None,
@@ -295,7 +296,7 @@ def deploy(
 
 @app.command()
 def score(
-    posts: Annotated[Path, typer.Argument(help="posts file (.csv, .jsonl, .parquet)")],
+    posts: PostsArgument,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="scoring URL of an endpoint")] = None,
     on_azure: Annotated[
         bool, typer.Option("--azure", help="the [azure] endpoint; URL and key from the workspace")

@@ -8,11 +8,9 @@ the bundled engine gets a small launcher script (see `terraform_executable`).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -24,6 +22,7 @@ from python_terraform import IsFlagged, IsNotFlagged, Terraform
 
 from topicli.config import AzureSettings, Settings, default_config_text
 from topicli.errors import TopicliError
+from topicli.io import atomic_path
 
 LAUNCHER = Path(".terraform", "topicli", "terraform")
 PLAN_FILE = Path(".terraform", "topicli.tfplan")
@@ -212,14 +211,8 @@ def write_outputs(path: Path, outputs: Mapping[str, Any]) -> dict[str, str]:
     section = document["azure"]
     for name, value in written.items():
         section[name] = value
-    handle, temporary = tempfile.mkstemp(dir=path.parent.resolve(), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(tomlkit.dumps(document))
+    with atomic_path(path) as temporary:
+        temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
         if path.exists():
             shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return written

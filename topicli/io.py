@@ -19,8 +19,8 @@ from topicli.errors import TopicliError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
 TEXT_COLUMN_NAMES = ("caption", "text", "content", "body")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+UMASK = os.umask(0)  # read once: files we write get the mode open() would give them
+os.umask(UMASK)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
-    os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
+    os.chmod(temp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the mode open() would
     try:
         yield Path(temp)
         os.replace(temp, path)
