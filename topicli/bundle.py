@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -67,7 +66,7 @@ from topicli.embedding import (
     shipped_encoder_folder,
 )
 from topicli.errors import TopicliError
-from topicli.io import UMASK
+from topicli.io import UMASK, atomic_folder
 from topicli.labelling import ClusterLabeller, ClusterTopic
 from topicli.scoring import TopicScores, finish_scores, raw_scores
 
@@ -172,7 +171,9 @@ def _copy_encoder(name: str, destination: Path) -> None:
 def _digest(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(path.read_bytes())
+        with open(path, "rb") as handle:  # in blocks: the arrays file is the size of the run's vectors
+            for block in iter(lambda h=handle: h.read(1 << 24), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]
 
 
@@ -242,22 +243,15 @@ def write_bundle(
         "topic_part_vectors": np.ascontiguousarray(parts, dtype=np.float32),
         "topic_part_owner": owner.astype(np.int64),
     }
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as staging:
         save_file(arrays, str(staging / ARRAYS))
-        os.chmod(staging, 0o777 & ~UMASK)  # mkdtemp and safetensors make private files; give the usual modes
-        os.chmod(staging / ARRAYS, 0o666 & ~UMASK)
+        os.chmod(staging / ARRAYS, 0o666 & ~UMASK)  # safetensors makes private files; give the usual mode
         if use_classifier:
             shutil.copytree(Path(settings.classifier.path or SHIPPED_MODEL), staging / CLASSIFIER_FOLDER)
         if include_encoder:
             _copy_encoder(pipeline.encoder_name, staging / ENCODER_FOLDER)
         manifest["bundle_id"] = _digest(staging / ARRAYS, *sorted(staging.glob(f"{CLASSIFIER_FOLDER}/*")))
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _replace_folder(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -265,17 +259,6 @@ def _join_rule(run: ClusterRun) -> str:
     if run.chosen.algorithm == "dbscan":
         return f"nearest DBSCAN core point within eps={run.chosen.eps:g}"
     return "nearest HDBSCAN cluster member within that member's core distance (approximation)"
-
-
-def _replace_folder(new: Path, destination: Path) -> None:
-    """Put folder `new` at `destination`; an old one is moved aside first and removed after."""
-    old = None
-    if destination.exists():
-        old = destination.with_name(f".{destination.name}.old-{os.getpid()}")
-        os.replace(destination, old)
-    os.replace(new, destination)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def find_bundle(model_dir: Path) -> Path:

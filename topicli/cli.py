@@ -7,15 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
-from topicli import azure, local_server, render
+from topicli import azure, infra, local_server, render, triton_deploy
 from topicli.bundle import bundle_folder, write_bundle
 from topicli.classifier_training import fit_classifier
 from topicli.cli_support import ConfigOption, TopicliGroup, console, err_console, progress_bar, settings_for
-from topicli.client import Endpoint, partial_path, score_file
+from topicli.client import Endpoint, partial_path, score_file, triton_endpoint
 from topicli.config import DEFAULT_CONFIG_PATH, Settings, default_config_text
 from topicli.errors import TopicliError
-from topicli.infra_cli import infra_app
+from topicli.export_cli import export_app
+from topicli.infra_cli import infra_app, terraform_output_on_error
 from topicli.io import Posts, read_posts
 from topicli.pipeline import (
     ClusterRun,
@@ -38,6 +41,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(infra_app, name="infra")
+app.add_typer(export_app, name="export")
 
 
 @app.callback()
@@ -259,14 +263,32 @@ def deploy(
         Path | None, typer.Option("--bundle", help="model bundle folder (default: the bundle of the latest run)")
     ] = None,
     keep_old: Annotated[bool, typer.Option("--keep-old", help="keep the previous deployment after the switch")] = False,
-    dry_run: DryRunOption = False,
+    triton: Annotated[
+        bool,
+        typer.Option("--triton", help="serve it with Triton in an Azure container group (terraform/triton, CPU)"),
+    ] = False,
+    repository: Annotated[
+        Path | None,
+        typer.Option("--repository", help="with --triton: a Triton model repository to upload (default: the bundle's)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="write the Azure ML YAML, or --triton's variables and files; send nothing")
+    ] = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="with --dry-run: folder for the YAML (default beside the run)")
+        Path | None,
+        typer.Option("--output", "-o", help="with --dry-run: folder for the files it writes (default beside the run)"),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Serve the model bundle: an Azure ML online endpoint (blue/green), or `--local` on this machine."""
+    """Serve the model bundle: an Azure ML online endpoint (blue/green), `--triton`, or `--local` on this machine."""
     settings = settings_for(config, serving={"port": port})
+    if triton:
+        if local or stop or port is not None or keep_old:
+            raise TopicliError("--triton deploys to Azure: leave out --local, --stop, --port and --keep-old")
+        _deploy_triton(settings, bundle, repository, output, dry_run)
+        return
+    if repository is not None:
+        raise TopicliError("--repository goes with --triton")
     state = Path(settings.output.dir) / "serve"
     if local and stop:
         stopped = local_server.stop(state)
@@ -302,6 +324,9 @@ def score(
         bool, typer.Option("--azure", help="the [azure] endpoint; URL and key from the workspace")
     ] = False,
     local: Annotated[bool, typer.Option("--local", help="the server of `deploy --local` (the default)")] = False,
+    triton: Annotated[
+        str | None, typer.Option("--triton", help="base URL of a Triton server with `export triton`'s repository")
+    ] = None,
     key: Annotated[str, typer.Option("--key", envvar="TOPICLI_ENDPOINT_KEY", help="endpoint key")] = "",
     text_column: TextColumnOption = None,
     output: Annotated[
@@ -311,10 +336,12 @@ def score(
     config: ConfigOption = None,
 ) -> None:
     """Send posts to a scoring endpoint and write their topics; a rerun resumes where it stopped."""
-    if sum([endpoint is not None, on_azure, local]) > 1:
-        raise TopicliError("give one of --endpoint, --azure and --local")
+    if sum([endpoint is not None, on_azure, local, triton is not None]) > 1:
+        raise TopicliError("give one of --endpoint, --azure, --local and --triton")
     settings = settings_for(config, input={"text_column": text_column})
-    if endpoint:
+    if triton is not None:
+        target = triton_endpoint(triton)
+    elif endpoint:
         target = Endpoint(endpoint, key)
     elif on_azure:
         target = azure.azure_endpoint(settings, azure.ml_client(settings))
@@ -329,6 +356,33 @@ def score(
         f"wrote {path}: {summary.posts} posts, {summary.sent} sent to {target.url} in {summary.requests} requests "
         f"({summary.retries} retried)"
     )
+
+
+def _deploy_triton(
+    settings: Settings, bundle: Path | None, repository: Path | None, output: Path | None, dry_run: bool
+) -> None:
+    """`deploy --triton`: write (or take) the Triton model repository, then deploy it, or describe it (--dry-run)."""
+    if repository is None:
+        folder = bundle or bundle_folder(latest_run_folder(settings))
+        with err_console.status(f"writing the Triton model repository of {folder}"):
+            repository = triton_deploy.write_repository(settings, folder)
+        console.print(f"wrote the Triton model repository {repository}")
+    prepared = triton_deploy.prepare(settings, repository)
+    if dry_run:
+        for path in triton_deploy.dry_run(prepared, output or triton_deploy.dry_run_folder(repository)):
+            console.print(f"wrote {path}")
+        table = Table(title="deploy --triton would (variables validated offline)", title_justify="left")
+        table.add_column("step", style="bold")
+        table.add_column("what")
+        for step, what in triton_deploy.steps(prepared):
+            table.add_row(step, escape(what))
+        console.print(table)
+        return
+    runner = infra.runner_for(settings, prepared.terraform_dir, prepared.variables)
+    with terraform_output_on_error():
+        deployed = triton_deploy.deploy(prepared, runner, on_step=lambda line: console.print(line, markup=False))
+    console.print(f"container group {deployed.container_group} serves {deployed.share}/{deployed.share_folder}")
+    console.print(f"inference URL {deployed.inference_url} (POST /v2/models/topicli/infer)")
 
 
 def _on_azureml(on: str) -> bool:

@@ -1,4 +1,7 @@
-"""`topicli score`: send posts to a scoring endpoint (local or Azure ML) and write their topics.
+"""`topicli score`: send posts to a scoring endpoint (local, Azure ML or Triton) and write their topics.
+
+Two protocols: topicli's own JSON (`score.py` under azmlinfsrv or Azure ML), and the KServe v2
+inference protocol that Triton speaks over HTTP, for the ensemble `topicli export triton` writes.
 
 Posts go in batches, a few requests in flight at once. A request that meets 429, a 5xx or a
 connection error is retried with exponential backoff (or the server's Retry-After, when
@@ -26,16 +29,27 @@ from topicli.errors import TopicliError
 from topicli.io import Posts, atomic_path, table_format, write_table
 from topicli.pipeline import OUTPUT_COLUMNS, file_digest
 from topicli.progress import ProgressFactory
+from topicli.triton import ENSEMBLE, ENSEMBLE_OUTPUTS
+from topicli.triton_tokenizer import TEXT
 
 RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
+TRITON = "kserve-v2"
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where to send posts: the scoring URL, and the key when the endpoint wants one."""
+    """Where to send posts: the scoring URL, the key when the endpoint wants one, and its protocol."""
 
     url: str
     key: str = ""
+    protocol: str = "topicli"  # or TRITON: KServe v2 inference requests to the ensemble
+
+
+def triton_endpoint(base_url: str) -> Endpoint:
+    """The inference URL of the topicli ensemble on a Triton server (`http://host:8000`)."""
+    if not base_url.startswith(("http://", "https://")):
+        raise TopicliError(f"--triton wants the server's base URL, like http://host:8000; got {base_url!r}")
+    return Endpoint(f"{base_url.rstrip('/')}/v2/models/{ENSEMBLE}/infer", protocol=TRITON)
 
 
 @dataclass(frozen=True)
@@ -102,7 +116,12 @@ class ScoringClient:
 
     def score(self, ids: list[int], texts: list[str]) -> list[dict[str, Any]]:
         """One batch's results (id, cluster, topic, confidence), retried on 429/5xx and connection errors."""
-        body = {"posts": [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]}
+        triton = self.endpoint.protocol == TRITON
+        body = (
+            _triton_body(texts)
+            if triton
+            else {"posts": [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]}
+        )
         attempt = 0
         while True:
             self.requests += 1
@@ -110,7 +129,7 @@ class ScoringClient:
                 response = self.http.post(self.endpoint.url, json=body)
                 failure = f"HTTP {response.status_code}"
                 if response.status_code not in RETRIED_STATUS:
-                    return _results(response, ids, self.endpoint.url)
+                    return (_triton_results if triton else _results)(response, ids, self.endpoint.url)
                 wait_s = _retry_after(response)
             except httpx.TransportError as error:
                 failure, wait_s = f"{type(error).__name__}: {error}", 0.0
@@ -146,6 +165,37 @@ def _results(response: httpx.Response, ids: list[int], url: str) -> list[dict[st
             f"{url} answered something other than topicli results for the batch; is it a topicli endpoint?"
         )
     return [{k: r.get(k) for k in ("id", "cluster", "topic", "confidence")} for r in results]
+
+
+def _triton_body(texts: list[str]) -> dict[str, Any]:
+    """A KServe v2 inference request: the posts as one BYTES tensor of shape [posts, 1]."""
+    return {
+        "inputs": [{"name": TEXT, "shape": [len(texts), 1], "datatype": "BYTES", "data": texts}],
+        "outputs": [{"name": name} for name in ENSEMBLE_OUTPUTS],
+    }
+
+
+def _triton_results(response: httpx.Response, ids: list[int], url: str) -> list[dict[str, Any]]:
+    """Rows from a KServe v2 answer; Triton's errors are `{"error": "message"}`."""
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if response.status_code != 200:
+        message = document.get("error") if isinstance(document, dict) else None
+        raise TopicliError(f"{url} refused a batch (HTTP {response.status_code}): {message or response.text[:200]}")
+    outputs = document.get("outputs") if isinstance(document, dict) else None
+    tensors = {o.get("name"): o.get("data") for o in outputs or [] if isinstance(o, dict)}
+    if any(not isinstance(tensors.get(name), list) or len(tensors[name]) != len(ids) for name in ENSEMBLE_OUTPUTS):
+        raise TopicliError(
+            f"{url} answered without {', '.join(ENSEMBLE_OUTPUTS)} for every post; is it topicli's ensemble?"
+        )
+    return [
+        {"id": i, "cluster": int(cluster), "topic": topic or None, "confidence": float(confidence) if topic else None}
+        for i, topic, confidence, cluster in zip(
+            ids, tensors["TOPIC"], tensors["CONFIDENCE"], tensors["CLUSTER"], strict=True
+        )
+    ]
 
 
 def _batches(ids: list[int], size: int) -> Iterator[list[int]]:

@@ -147,6 +147,23 @@ class InfraSettings:
 
 
 @dataclass(frozen=True)
+class TritonSettings:
+    """`topicli deploy --triton`: Triton Inference Server in an Azure container group (terraform/triton, CPU only)."""
+
+    image: str = setting("nvcr.io/nvidia/tritonserver:25.10-py3", "Triton Inference Server image, with its tag")
+    tokenizers_version: str = setting(
+        "", "tokenizers release the container installs; empty takes the one installed here"
+    )
+    cpu: float = setting(2.0, "CPU cores of the container, 1 to 4")
+    memory_gb: float = setting(8.0, "memory of the container in GB, 2 to 16")
+    dns_label: str = setting(
+        "", "DNS label of the container group's public IP; empty names it <prefix>-triton-<suffix>"
+    )
+    instances: int = setting(1, "instances of each model that Triton runs side by side")
+    max_batch_size: int = setting(64, "most posts Triton batches into one model call")
+
+
+@dataclass(frozen=True)
 class Settings:
     input: InputSettings = field(default_factory=InputSettings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
@@ -157,6 +174,7 @@ class Settings:
     azure: AzureSettings = field(default_factory=AzureSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     infra: InfraSettings = field(default_factory=InfraSettings)
+    triton: TritonSettings = field(default_factory=TritonSettings)
 
 
 CHOICES: dict[tuple[str, str], tuple[str, ...]] = {

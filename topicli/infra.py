@@ -12,7 +12,7 @@ import shlex
 import shutil
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -140,11 +140,17 @@ class TerraformRunner:
         """Install the providers and set up the state backend (cheap when already done)."""
         self._call("init", self._terraform.init, var=None)
 
-    def plan(self) -> Plan:
-        """Init, then plan the changes that bring Azure in line with the configuration, saved for `apply`."""
+    def plan(self, targets: Sequence[str] = ()) -> Plan:
+        """Init, then plan the changes that bring Azure in line with the configuration, saved for `apply`.
+
+        `targets` (resource addresses) limits the plan to them and what they depend on (`-target`).
+        """
         self.init()
         path = self.folder / PLAN_FILE
-        text = self._call("plan", self._terraform.plan, out=str(path), detailed_exitcode=IsNotFlagged)
+        path.parent.mkdir(parents=True, exist_ok=True)  # init makes .terraform/ only for providers or modules
+        text = self._call(
+            "plan", self._terraform.plan, out=str(path), detailed_exitcode=IsNotFlagged, target=list(targets)
+        )
         shown = json.loads(self._call("show", self._terraform.cmd, "show", str(path), json=IsFlagged))
         changes = tuple(
             (change["address"], _action(change["change"]["actions"]))
@@ -186,15 +192,19 @@ class TerraformRunner:
         return {name: output["value"] for name, output in shown.items()}
 
 
-def runner_for(settings: Settings) -> TerraformRunner:
-    """A runner on [infra] terraform_dir with the variables from the settings."""
-    folder = Path(settings.infra.terraform_dir).resolve()
+def runner_for(
+    settings: Settings, folder: Path | None = None, variables: Mapping[str, Any] | None = None
+) -> TerraformRunner:
+    """A runner on `folder` (default [infra] terraform_dir) with `variables` (default: from [azure] and [infra])."""
+    where = "[infra] terraform_dir" if folder is None else "the folder"
+    folder = Path(settings.infra.terraform_dir if folder is None else folder).resolve()
     if not any(folder.glob("*.tf")):
         raise TopicliError(
-            f"[infra] terraform_dir {folder} holds no Terraform configuration (*.tf); "
-            "point it at the terraform/ folder of topicli"
+            f"{where} {folder} holds no Terraform configuration (*.tf); "
+            "point [infra] terraform_dir at the terraform/ folder of topicli"
         )
-    return TerraformRunner(folder, terraform_variables(settings), terraform_executable(folder))
+    variables = terraform_variables(settings) if variables is None else variables
+    return TerraformRunner(folder, variables, terraform_executable(folder))
 
 
 def write_outputs(path: Path, outputs: Mapping[str, Any]) -> dict[str, str]:

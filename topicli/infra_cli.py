@@ -22,7 +22,7 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="go ahead without a
 
 
 @contextmanager
-def _terraform_output_on_error() -> Iterator[None]:
+def terraform_output_on_error() -> Iterator[None]:
     """Show what Terraform said before the one-line error."""
     try:
         yield
@@ -49,7 +49,7 @@ def _values_table(title: str, values: dict[str, Any]) -> Table:
 def plan(config: ConfigOption = None) -> None:
     """Show what `up` would change in Azure, changing nothing."""
     runner = infra.runner_for(settings_for(config))
-    with _terraform_output_on_error():
+    with terraform_output_on_error():
         planned = runner.plan()
     _show(planned.text)
     console.print(f"[bold]{'no changes' if planned.empty else planned.summary()}[/]")
@@ -59,7 +59,7 @@ def plan(config: ConfigOption = None) -> None:
 def up(config: ConfigOption = None, yes: YesOption = False) -> None:
     """Create or update the Azure resources, then write their names into the config file."""
     runner = infra.runner_for(settings_for(config))
-    with _terraform_output_on_error():
+    with terraform_output_on_error():
         planned = runner.plan()
         _show(planned.text)
         if planned.empty:
@@ -79,7 +79,7 @@ def down(config: ConfigOption = None, yes: YesOption = False) -> None:
     """Destroy every Azure resource that `up` created (asks for the workspace name first)."""
     settings = settings_for(config)
     runner = infra.runner_for(settings)
-    with _terraform_output_on_error():
+    with terraform_output_on_error():
         resources = runner.resources()
         if not resources:
             console.print(f"nothing to destroy: the Terraform state in {runner.folder} holds no resources")
@@ -105,7 +105,7 @@ def output(
 ) -> None:
     """Show the outputs of the last `up`: subscription, resource group, workspace, compute, registry, storage."""
     runner = infra.runner_for(settings_for(config))
-    with _terraform_output_on_error():
+    with terraform_output_on_error():
         outputs = runner.outputs()
     if as_json:
         console.print_json(json.dumps(outputs))

@@ -64,7 +64,12 @@ def nearest_to_centre(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarra
     out = []
     for c in range(len(centre)):
         rows = order[bounds[c] : bounds[c + 1]]
-        similarity = vectors[rows] @ centre[c]
+        # in row blocks: a giant cluster's rows gathered at once would copy most of a memory-mapped matrix
+        similarity = (
+            np.concatenate([vectors[rows[start : start + CHUNK]] @ centre[c] for start in range(0, len(rows), CHUNK)])
+            if len(rows)
+            else np.empty(0, dtype=np.float32)
+        )
         out.append(rows[np.lexsort((rows, -similarity))[:k]])
     return out
 

