@@ -4,8 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topicli.embedding import INT8_ENCODER, EmbeddingCache, embed, load_encoder, shipped_encoder_folder
+from topicli.embedding import INT8_ENCODER, ONNX_ENCODER, EmbeddingCache, embed, load_encoder, shipped_encoder_folder
 from topicli.errors import TopicliError
+
+from .conftest import tweets
 
 POSTS = [
     "sunset over the sea 🌅 #beach",
@@ -78,15 +80,31 @@ def test_local_folder_and_multilingual_encoders() -> None:
 
 
 def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(TopicliError, match="neither all-MiniLM-L6-v2, multilingual"):
+    with pytest.raises(TopicliError, match="is none of all-MiniLM-L6-v2, all-MiniLM-L6-v2-onnx"):
         load_encoder(str(tmp_path / "no-model"))
 
 
 def test_int8_encoder_matches_fp32_on_real_posts(embedder) -> None:
-    from .conftest import tweets
-
     texts = [row["text"] for row in tweets(300)]
     int8 = load_encoder(INT8_ENCODER)
     assert int8.identity != embedder.identity, "int8 and fp32 vectors are cached apart"
     cosine = np.sum(int8.encode(texts) * embedder(texts), axis=1)
     assert cosine.min() >= 0.99
+
+
+def test_onnx_encoder_is_exported_once_and_matches_pytorch(
+    tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    texts = [row["text"] for row in tweets(300)]
+    first = load_encoder(ONNX_ENCODER)
+    exported = sorted(p.name for p in (tmp_path / "topicli" / "onnx" / first.identity).iterdir())
+    assert exported == ["encoder.onnx", "tokenizer.json"]
+    assert first.identity != embedder.identity  # never mixed with PyTorch vectors in the cache
+    mtime = (tmp_path / "topicli" / "onnx" / first.identity / "encoder.onnx").stat().st_mtime_ns
+    second = load_encoder(ONNX_ENCODER)  # loads the export: no second one
+    assert (tmp_path / "topicli" / "onnx" / first.identity / "encoder.onnx").stat().st_mtime_ns == mtime
+    reference = embedder.encoder.encode(texts)
+    vectors = second.encode(texts)
+    assert np.min(np.sum(vectors * reference, axis=1)) >= 0.9999
+    np.testing.assert_array_equal(vectors, first.encode(texts))  # batches of similar length: order-independent rows

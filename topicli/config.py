@@ -37,7 +37,8 @@ class EncoderSettings:
     name: str = setting(
         "auto",
         "auto (all-MiniLM-L6-v2 if 90%+ of posts are English, else multilingual), all-MiniLM-L6-v2, "
-        "all-MiniLM-L6-v2-int8 (the same as int8 ONNX: ~2x faster, cosine >= 0.99 to fp32), "
+        "all-MiniLM-L6-v2-onnx (the same exported to ONNX, run by ONNX Runtime: ~2x faster, cosine >= 0.99999), "
+        "all-MiniLM-L6-v2-int8 (int8 weights, ONNX), "
         "multilingual (USE v3) or a local sentence-transformers folder",
     )
     batch_size: int = setting(64, "posts embedded per batch")
