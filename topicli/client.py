@@ -150,11 +150,16 @@ def _retry_after(response: httpx.Response) -> float:
         return 0.0
 
 
-def _results(response: httpx.Response, ids: list[int], url: str) -> list[dict[str, Any]]:
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON, or None when it is not JSON (a proxy's error page, say)."""
     try:
-        document = response.json()
+        return response.json()
     except ValueError:
-        document = None
+        return None
+
+
+def _results(response: httpx.Response, ids: list[int], url: str) -> list[dict[str, Any]]:
+    document = _json(response)
     if response.status_code != 200:
         error = document.get("error") if isinstance(document, dict) else None
         message = error.get("message") if isinstance(error, dict) else response.text[:200]
@@ -177,10 +182,7 @@ def _triton_body(texts: list[str]) -> dict[str, Any]:
 
 def _triton_results(response: httpx.Response, ids: list[int], url: str) -> list[dict[str, Any]]:
     """Rows from a KServe v2 answer; Triton's errors are `{"error": "message"}`."""
-    try:
-        document = response.json()
-    except ValueError:
-        document = None
+    document = _json(response)
     if response.status_code != 200:
         message = document.get("error") if isinstance(document, dict) else None
         raise TopicliError(f"{url} refused a batch (HTTP {response.status_code}): {message or response.text[:200]}")
