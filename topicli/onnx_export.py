@@ -30,15 +30,15 @@ from typing import Any
 import numpy as np
 
 from topicli.bundle import SELF_DISTANCE, BundleModel, Predictions
-from topicli.embedding import SentenceTransformerEncoder
+from topicli.embedding import ONNX_ENCODER_FILE, OnnxEncoder, SentenceTransformerEncoder, onnx_session
 from topicli.errors import TopicliError
 from topicli.io import atomic_folder
 from topicli.scoring import COSINE_SCALE
-from topicli.triton_tokenizer import TOKENIZER_FILE, tokenize
+from topicli.triton_tokenizer import TOKENIZER_FILE
 
 OPSET = 18
 EXPORT_MANIFEST = "export.json"
-ENCODER_FILE = "encoder.onnx"
+ENCODER_FILE = ONNX_ENCODER_FILE
 ASSIGN_FILE = "assign.onnx"
 ENCODER_INPUTS = ("input_ids", "attention_mask")
 ASSIGN_INPUTS = ("embedding", "valid")
@@ -359,9 +359,6 @@ class OnnxPipeline:
     """An exported folder run by onnxruntime: `predict(texts)` as `BundleModel.predict` gives it."""
 
     def __init__(self, folder: Path, batch_size: int = 64, threads: int = 0) -> None:
-        import onnxruntime
-        from tokenizers import Tokenizer
-
         folder = Path(folder)
         if not (folder / EXPORT_MANIFEST).is_file():
             raise TopicliError(
@@ -369,27 +366,12 @@ class OnnxPipeline:
             )
         self.manifest = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))
         self.topics: list[str] = self.manifest["topics"]
-        self.batch_size = batch_size
-        self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        providers = ["CPUExecutionProvider"]
-        self.encoder = onnxruntime.InferenceSession(str(folder / ENCODER_FILE), options, providers=providers)
-        self.assign = onnxruntime.InferenceSession(str(folder / ASSIGN_FILE), options, providers=providers)
+        self.encoder = OnnxEncoder(folder, self.manifest["encoder"], self.manifest["dimension"], batch_size, threads)
+        self.assign = onnx_session(folder / ASSIGN_FILE, threads)
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Unit embeddings and the has-text mask, in batches of similar length (less padding)."""
-        order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
-        vectors = np.zeros((len(texts), self.manifest["dimension"]), dtype=np.float32)
-        valid = np.zeros(len(texts), dtype=bool)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            batch = tokenize(self.tokenizer, [texts[i] for i in rows])
-            feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-            vectors[rows] = self.encoder.run(None, feeds)[0]
-            valid[rows] = batch.valid
-        return vectors, valid
+        """Unit embeddings and the has-text mask."""
+        return self.encoder.encode(texts), np.array([bool(text.strip()) for text in texts], dtype=bool)
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         """Cluster, topic index (-1 none) and confidence (NaN with no topic) of each text."""

@@ -37,7 +37,6 @@ from topicli.scoring import (
 )
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
-SCORE_BLOCK = 16384  # posts whose topic probabilities are finished at once
 
 
 def file_digest(path: Path) -> str:
@@ -124,22 +123,6 @@ def latest_run_folder(settings: Settings) -> Path:
 def topic_table_path(output: Path) -> Path:
     """The topic table's file beside the posts output: `posts.csv` → `posts.topics.csv`."""
     return output.with_name(f"{output.stem}.topics{output.suffix}")
-
-
-def finish_scores_in_blocks(
-    raw: np.ndarray, neighbours: np.ndarray, weight: float, cosine: bool, block: int = SCORE_BLOCK
-) -> np.ndarray:
-    """`finish_scores` a block of posts at a time, into one (posts, topics) array.
-
-    A post's probabilities depend only on its own raw row and its neighbours' (read from the
-    whole `raw`), so the blocks give the same bits as one call, while the softmax's
-    temporaries are a block's, not four more (posts, topics) arrays (bench/run.py `streaming`).
-    """
-    out = np.empty(raw.shape, dtype=np.float32)
-    for start in range(0, len(raw), block):
-        rows = slice(start, start + block)
-        out[rows] = finish_scores(raw[rows], neighbours[rows], weight, cosine, source=raw)
-    return out
 
 
 @dataclass
@@ -249,7 +232,7 @@ class Pipeline:
             raw, parts, owner = self.raw_scores(vectors)
             s = self.settings.labelling
             k = s.neighbours or auto_neighbours(len(vectors))
-            matrix = finish_scores_in_blocks(raw, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
+            matrix = finish_scores(raw, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
             self._prepared = Prepared(
                 posts,
                 rows,

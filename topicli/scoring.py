@@ -101,11 +101,28 @@ def smooth(
 
 
 def finish_scores(
-    raw: np.ndarray, neighbours: np.ndarray, weight: float, cosine: bool, source: np.ndarray | None = None
+    raw: np.ndarray,
+    neighbours: np.ndarray,
+    weight: float,
+    cosine: bool,
+    source: np.ndarray | None = None,
+    block: int = 16384,
 ) -> np.ndarray:
-    """Topic probabilities: raw scores smoothed over the neighbours, then (cosine scorer) a scaled softmax."""
-    smoothed = smooth(raw, neighbours, weight, source) if weight and neighbours.shape[1] else raw
-    return softmax(smoothed, COSINE_SCALE) if cosine else smoothed.astype(np.float32)
+    """Topic probabilities: raw scores smoothed over the neighbours, then (cosine scorer) a scaled softmax.
+
+    A block of posts at a time: a post's probabilities depend only on its own raw row and its
+    neighbours' rows of `source` (the whole `raw` unless given), so blocks give the same bits as
+    one pass while the softmax's temporaries are a block's, not four more (posts, topics) arrays.
+    """
+    source = raw if source is None else source
+    out = np.empty(raw.shape, dtype=np.float32)
+    for start in range(0, len(raw), block):
+        rows = slice(start, start + block)
+        part = raw[rows]
+        if weight and neighbours.shape[1]:
+            part = smooth(part, neighbours[rows], weight, source)
+        out[rows] = softmax(part, COSINE_SCALE) if cosine else part
+    return out
 
 
 def softmax(scores: np.ndarray, scale: float) -> np.ndarray:
