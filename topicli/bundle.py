@@ -38,7 +38,6 @@ are plain numbers and such drift moves scores in the last digits, not the method
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
@@ -66,7 +65,7 @@ from topicli.embedding import (
     shipped_encoder_folder,
 )
 from topicli.errors import TopicliError
-from topicli.io import UMASK, atomic_folder
+from topicli.io import UMASK, atomic_folder, file_digest
 from topicli.labelling import ClusterLabeller, ClusterTopic
 from topicli.scoring import TopicScores, finish_scores, raw_scores
 
@@ -168,15 +167,6 @@ def _copy_encoder(name: str, destination: Path) -> None:
     shutil.copytree(source, destination)
 
 
-def _digest(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:  # in blocks: the arrays file is the size of the run's vectors
-            for block in iter(lambda h=handle: h.read(1 << 24), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def write_bundle(
     pipeline: Pipeline,
     posts: Posts,
@@ -250,7 +240,7 @@ def write_bundle(
             shutil.copytree(Path(settings.classifier.path or SHIPPED_MODEL), staging / CLASSIFIER_FOLDER)
         if include_encoder:
             _copy_encoder(pipeline.encoder_name, staging / ENCODER_FOLDER)
-        manifest["bundle_id"] = _digest(staging / ARRAYS, *sorted(staging.glob(f"{CLASSIFIER_FOLDER}/*")))
+        manifest["bundle_id"] = file_digest(staging / ARRAYS, *sorted(staging.glob(f"{CLASSIFIER_FOLDER}/*")))[:16]
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return folder
 

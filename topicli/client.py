@@ -26,8 +26,8 @@ import numpy as np
 
 from topicli.config import ServingSettings
 from topicli.errors import TopicliError
-from topicli.io import Posts, atomic_path, table_format, write_table
-from topicli.pipeline import OUTPUT_COLUMNS, file_digest
+from topicli.io import Posts, atomic_path, file_digest, table_format, write_table
+from topicli.pipeline import OUTPUT_COLUMNS
 from topicli.progress import ProgressFactory
 from topicli.triton import ENSEMBLE, ENSEMBLE_OUTPUTS
 from topicli.triton_tokenizer import TEXT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -153,6 +154,16 @@ def read_posts(path: Path, text_column: str = "") -> Posts:
     if not any(text.strip() for text in posts.texts):
         raise TopicliError(f"{path}: every post in column {column!r} is empty; is that the right column?")
     return posts
+
+
+def file_digest(*paths: Path) -> str:
+    """sha256 (hex) of the files' bytes, one file after another, read in blocks."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 @contextmanager

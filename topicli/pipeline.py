@@ -7,7 +7,6 @@ so the two can run apart; `run` does both. Nothing here prints: progress goes th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from topicli.config import Settings
 from topicli.embedding import AUTO, Embedder, choose_encoder
 from topicli.errors import TopicliError
 from topicli.evaluation import FIGURES, gold_topics, read_gold, score
-from topicli.io import Posts, atomic_path, read_posts, table_format, write_table
+from topicli.io import Posts, atomic_path, file_digest, read_posts, table_format, write_table
 from topicli.labelling import ClusteringScorer, ClusterLabeller, read_topics
 from topicli.progress import ProgressFactory, no_progress
 from topicli.scoring import (
@@ -37,14 +36,6 @@ from topicli.scoring import (
 )
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

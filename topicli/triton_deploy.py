@@ -46,13 +46,13 @@ from topicli import infra
 from topicli.bundle import MANIFEST
 from topicli.config import Settings
 from topicli.errors import TopicliError
+from topicli.io import file_digest
 
 TERRAFORM_FOLDER = "triton"  # under [infra] terraform_dir
 # Applied before the upload: the share, and through it the storage account it needs.
 STORAGE_TARGETS = ("azurerm_storage_share.models",)
 VARIABLES_FILE = "triton.tfvars.json"
 UPLOAD_FILE = "upload.json"
-CHUNK = 1 << 20
 # Most ranges of one file uploaded at once (4 MiB each).
 UPLOAD_CONCURRENCY = 4
 
@@ -155,14 +155,6 @@ def write_repository(settings: Settings, bundle: Path) -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_repository(repository: Path) -> Repository:
     """Every folder and file under `repository`, by path; an error unless it is a Triton model repository."""
     repository = Path(repository)
@@ -181,7 +173,7 @@ def read_repository(repository: Path) -> Repository:
         if path.is_dir():
             folders.append(relative)
         elif path.is_file():
-            files.append(RepositoryFile(relative, path.stat().st_size, _sha256(path)))
+            files.append(RepositoryFile(relative, path.stat().st_size, file_digest(path)))
     return Repository(repository, tuple(sorted(folders)), tuple(sorted(files, key=lambda file: file.path)))
 
 
