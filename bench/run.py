@@ -183,31 +183,31 @@ EMBEDDING_PATHS = (
     "SentenceTransformer.encode, batch 64 (topicli's fp32 setting)",
     "SentenceTransformer.encode, batch 16",
     "all-MiniLM-L6-v2-int8 (ONNX Runtime, batches of 4: topicli)",
-    "all-MiniLM-L6-v2-int8, batches of 16 (before)",
-    "all-MiniLM-L6-v2-onnx (fp32 export, ONNX Runtime, batches of 8: topicli)",
+    "all-MiniLM-L6-v2-onnx, one 2-thread session, batches of 8 (before)",
+    "all-MiniLM-L6-v2-onnx (fp32 export, ONNX Runtime, batches of 4 on one 1-thread session per core: topicli)",
 )
 
 
 def case_embedding(n: int, rounds: str = "1") -> dict:
     """posts/s of each encoder path on n TweetTopic training tweets (longest first), in interleaved rounds:
     each round times every path once, so a ratio compares paths timed side by side."""
-    from topicli.embedding import INT8_ENCODER, ONNX_ENCODER, load_encoder
+    from topicli.embedding import INT8_ENCODER, ONNX_ENCODER, ONNX_ENCODER_FILE, load_encoder, onnx_session
 
     lines = (DATA / "eval" / "tweet_topic_single" / "train_random.single.json").read_text().splitlines()
     texts = sorted((json.loads(line)["text"] for line in lines if line.strip()), key=len, reverse=True)[:n]
     fp32, int8 = load_encoder("all-MiniLM-L6-v2"), load_encoder(INT8_ENCODER)
-    int8_16 = load_encoder(INT8_ENCODER)
-    int8_16.batch_size = 16
-    onnx = load_encoder(ONNX_ENCODER)
+    onnx, onnx_before = load_encoder(ONNX_ENCODER), load_encoder(ONNX_ENCODER)
+    onnx_before.batch_size = 8
+    onnx_before.sessions = [onnx_session(onnx.folder / ONNX_ENCODER_FILE, 2)]
     runs = {
         EMBEDDING_PATHS[0]: lambda: fp32.model.encode(texts, batch_size=32, normalize_embeddings=True),
         EMBEDDING_PATHS[1]: lambda: fp32.model.encode(texts, batch_size=64, normalize_embeddings=True),
         EMBEDDING_PATHS[2]: lambda: fp32.model.encode(texts, batch_size=16, normalize_embeddings=True),
         EMBEDDING_PATHS[3]: lambda: int8.encode(texts),
-        EMBEDDING_PATHS[4]: lambda: int8_16.encode(texts),
+        EMBEDDING_PATHS[4]: lambda: onnx_before.encode(texts),
         EMBEDDING_PATHS[5]: lambda: onnx.encode(texts),
     }
-    fp32.encode(texts[:64]), int8.encode(texts[:64]), int8_16.encode(texts[:64]), onnx.encode(texts[:64])
+    fp32.encode(texts[:64]), int8.encode(texts[:64]), onnx_before.encode(texts[:64]), onnx.encode(texts[:64])
     seconds: dict[str, list[float]] = {path: [] for path in runs}
     cosine: dict[str, float] = {}
     for _ in range(int(rounds)):

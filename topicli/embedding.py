@@ -29,6 +29,7 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 INT8_ENCODER = "all-MiniLM-L6-v2-int8"
 ONNX_ENCODER = "all-MiniLM-L6-v2-onnx"
 ONNX_ENCODER_FILE = "encoder.onnx"
+ONNX_BATCH = 4  # texts per ONNX Runtime call: on two cores 4 beat 8 and 16 (bench/run.py embedding)
 MULTILINGUAL = "multilingual"
 AUTO = "auto"
 ENGLISH_SHARE_FOR_DEFAULT = 0.9
@@ -130,36 +131,55 @@ class OnnxEncoder:
     """An encoder exported to ONNX (`ONNX_ENCODER_FILE` + the tokenizer's `TOKENIZER_FILE` in `folder`), run by
     ONNX Runtime; pooling and unit length are in the graph.
 
-    For all-MiniLM-L6-v2 (`ONNX_ENCODER`, see `shipped_onnx_encoder`) it is the same arithmetic
-    as the sentence-transformers model (cosine >= 0.99999 per post) at about twice its posts/s
-    on two cores (bench/run.py embedding), in batches of 8 texts of similar length.
+    Texts are sorted by length and cut into batches of `batch_size` (less padding). The batches
+    go to `workers` sessions of one thread each (default: one per core), side by side: ONNX
+    Runtime lets go of the GIL while it runs, and a small model's matmuls gain less from two
+    threads splitting each one than from two batches at once (on two cores, 1.1-1.4x one
+    two-thread session; bench/run.py embedding). Each batch is computed whole by one session,
+    so the vectors do not depend on which worker ran it. For all-MiniLM-L6-v2 (`ONNX_ENCODER`,
+    see `shipped_onnx_encoder`) it is the same arithmetic as the sentence-transformers model
+    (cosine >= 0.99999 per post).
     """
 
     def __init__(
-        self, folder: Path, identity: str, dimension: int, batch_size: int = 64, threads: int | None = None
+        self, folder: Path, identity: str, dimension: int, batch_size: int = ONNX_BATCH, workers: int | None = None
     ) -> None:
         from tokenizers import Tokenizer
 
+        self.folder = folder
         self.identity = identity
         self.dimension = dimension
         self.batch_size = batch_size
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-        self.session = onnx_session(folder / ONNX_ENCODER_FILE, threads)
+        self.sessions = [onnx_session(folder / ONNX_ENCODER_FILE, 1) for _ in range(workers or os.cpu_count() or 1)]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors, in batches of texts of similar length (less padding)."""
+        """Unit vectors, one per text."""
+        from concurrent.futures import ThreadPoolExecutor
+        from queue import SimpleQueue
+
+        idle: SimpleQueue[Any] = SimpleQueue()
+        for session in self.sessions:
+            idle.put(session)
         order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+
+        def run(rows: list[int]) -> None:
             batch = tokenize(self.tokenizer, [texts[i] for i in rows])
-            feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-            out[rows] = self.session.run(None, feeds)[0]
+            session = idle.get()
+            try:
+                out[rows] = session.run(None, {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask})[0]
+            finally:
+                idle.put(session)
+
+        with ThreadPoolExecutor(len(self.sessions)) as pool:
+            list(pool.map(run, batches))
         return out
 
 
 def shipped_onnx_encoder(batch_size: int = 64, models_dir: Path | None = None) -> OnnxEncoder:
-    """all-MiniLM-L6-v2 exported by torch to ONNX (fp32), in batches of at most 8.
+    """all-MiniLM-L6-v2 exported by torch to ONNX (fp32), in batches of at most 4.
 
     The graph and its tokenizer are exported on first use into `onnx_models_dir()` (a few
     seconds, atomically) and loaded from there afterwards, with no torch. The identity differs
@@ -175,7 +195,7 @@ def shipped_onnx_encoder(batch_size: int = 64, models_dir: Path | None = None) -
         with atomic_folder(target) as staging:
             export_encoder(model, staging / ONNX_ENCODER_FILE)
             configured_tokenizer(model).save(str(staging / TOKENIZER_FILE))
-    return OnnxEncoder(target, identity, 384, min(batch_size, 8))
+    return OnnxEncoder(target, identity, 384, min(batch_size, ONNX_BATCH))
 
 
 class MultilingualEncoder:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from topicli.bundle import SELF_DISTANCE, BundleModel, Predictions
-from topicli.embedding import ONNX_ENCODER_FILE, OnnxEncoder, SentenceTransformerEncoder, onnx_session
+from topicli.embedding import ONNX_BATCH, ONNX_ENCODER_FILE, OnnxEncoder, SentenceTransformerEncoder, onnx_session
 from topicli.errors import TopicliError
 from topicli.io import atomic_folder
 from topicli.scoring import COSINE_SCALE
@@ -358,7 +358,7 @@ def _version(package: str) -> str:
 class OnnxPipeline:
     """An exported folder run by onnxruntime: `predict(texts)` as `BundleModel.predict` gives it."""
 
-    def __init__(self, folder: Path, batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(self, folder: Path, batch_size: int = ONNX_BATCH) -> None:
         folder = Path(folder)
         if not (folder / EXPORT_MANIFEST).is_file():
             raise TopicliError(
@@ -366,8 +366,8 @@ class OnnxPipeline:
             )
         self.manifest = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))
         self.topics: list[str] = self.manifest["topics"]
-        self.encoder = OnnxEncoder(folder, self.manifest["encoder"], self.manifest["dimension"], batch_size, threads)
-        self.assign = onnx_session(folder / ASSIGN_FILE, threads)
+        self.encoder = OnnxEncoder(folder, self.manifest["encoder"], self.manifest["dimension"], batch_size)
+        self.assign = onnx_session(folder / ASSIGN_FILE)
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Unit embeddings and the has-text mask."""
