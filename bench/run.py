@@ -180,23 +180,30 @@ def case_labelling(_: int) -> dict:
 EMBEDDING_BASELINE = "SentenceTransformer.encode, batch 32 (its default): baseline"
 EMBEDDING_PATHS = (
     EMBEDDING_BASELINE,
-    "SentenceTransformer.encode, batch 64 (topicli's fp32 setting)",
+    "SentenceTransformer.encode, batch 64 (topicli's batch for PyTorch encoders)",
     "SentenceTransformer.encode, batch 16",
     "all-MiniLM-L6-v2-int8 (ONNX Runtime, batches of 4: topicli)",
-    "all-MiniLM-L6-v2-onnx, one 2-thread session, batches of 8 (before)",
-    "all-MiniLM-L6-v2-onnx (fp32 export, ONNX Runtime, batches of 4 on one 1-thread session per core: topicli)",
+    "all-MiniLM-L6-v2 in ONNX Runtime, one 2-thread session, batches of 8 (before)",
+    "all-MiniLM-L6-v2 in ONNX Runtime (fp32 export, batches of 4 on one 1-thread session per core): topicli's default",
 )
 
 
 def case_embedding(n: int, rounds: str = "1") -> dict:
     """posts/s of each encoder path on n TweetTopic training tweets (longest first), in interleaved rounds:
     each round times every path once, so a ratio compares paths timed side by side."""
-    from topicli.embedding import INT8_ENCODER, ONNX_ENCODER, ONNX_ENCODER_FILE, load_encoder, onnx_session
+    from topicli.embedding import (
+        DEFAULT_ENCODER,
+        INT8_ENCODER,
+        ONNX_ENCODER_FILE,
+        load_encoder,
+        onnx_session,
+        shipped_encoder_folder,
+    )
 
     lines = (DATA / "eval" / "tweet_topic_single" / "train_random.single.json").read_text().splitlines()
     texts = sorted((json.loads(line)["text"] for line in lines if line.strip()), key=len, reverse=True)[:n]
-    fp32, int8 = load_encoder("all-MiniLM-L6-v2"), load_encoder(INT8_ENCODER)
-    onnx, onnx_before = load_encoder(ONNX_ENCODER), load_encoder(ONNX_ENCODER)
+    fp32, int8 = load_encoder(str(shipped_encoder_folder())), load_encoder(INT8_ENCODER)  # a folder: PyTorch
+    onnx, onnx_before = load_encoder(DEFAULT_ENCODER), load_encoder(DEFAULT_ENCODER)
     onnx_before.batch_size = 8
     onnx_before.sessions = [onnx_session(onnx.folder / ONNX_ENCODER_FILE, 2)]
     runs = {

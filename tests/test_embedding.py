@@ -1,10 +1,20 @@
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from topicli.embedding import INT8_ENCODER, ONNX_ENCODER, EmbeddingCache, embed, load_encoder, shipped_encoder_folder
+import topicli
+from topicli.embedding import (
+    DEFAULT_ENCODER,
+    INT8_ENCODER,
+    EmbeddingCache,
+    OnnxEncoder,
+    embed,
+    load_encoder,
+    shipped_encoder_folder,
+)
 from topicli.errors import TopicliError
 
 from .conftest import tweets
@@ -80,7 +90,7 @@ def test_local_folder_and_multilingual_encoders() -> None:
 
 
 def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(TopicliError, match="is none of all-MiniLM-L6-v2, all-MiniLM-L6-v2-onnx"):
+    with pytest.raises(TopicliError, match="is none of all-MiniLM-L6-v2, all-MiniLM-L6-v2-int8"):
         load_encoder(str(tmp_path / "no-model"))
 
 
@@ -92,19 +102,24 @@ def test_int8_encoder_matches_fp32_on_real_posts(embedder) -> None:
     assert cosine.min() >= 0.99
 
 
-def test_onnx_encoder_is_exported_once_and_matches_pytorch(
-    tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch
+def test_default_encoder_runs_in_onnx_runtime_exported_once_with_pytorch_vectors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     texts = [row["text"] for row in tweets(300)]
-    first = load_encoder(ONNX_ENCODER)
-    exported = sorted(p.name for p in (tmp_path / "topicli" / "onnx" / first.identity).iterdir())
-    assert exported == ["encoder.onnx", "tokenizer.json"]
-    assert first.identity != embedder.identity  # never mixed with PyTorch vectors in the cache
-    mtime = (tmp_path / "topicli" / "onnx" / first.identity / "encoder.onnx").stat().st_mtime_ns
-    second = load_encoder(ONNX_ENCODER)  # loads the export: no second one
-    assert (tmp_path / "topicli" / "onnx" / first.identity / "encoder.onnx").stat().st_mtime_ns == mtime
-    reference = embedder.encoder.encode(texts)
+    first = load_encoder(DEFAULT_ENCODER)
+    assert isinstance(first, OnnxEncoder)
+    folder = tmp_path / "topicli" / "onnx" / f"{first.identity}-onnx"
+    assert sorted(p.name for p in folder.iterdir()) == ["encoder.onnx", "tokenizer.json"]
+    mtime = (folder / "encoder.onnx").stat().st_mtime_ns
+    second = load_encoder(DEFAULT_ENCODER)  # loads the export: no second one
+    assert (folder / "encoder.onnx").stat().st_mtime_ns == mtime
+    pytorch = load_encoder(str(shipped_encoder_folder()))  # the same weights, as a sentence-transformers folder
     vectors = second.encode(texts)
-    assert np.min(np.sum(vectors * reference, axis=1)) >= 0.9999
-    np.testing.assert_array_equal(vectors, first.encode(texts))  # batches of similar length: order-independent rows
+    assert np.min(np.sum(vectors * pytorch.encode(texts), axis=1)) >= 0.9999
+    # Each batch is computed whole by one session: rows do not depend on the order or on the worker.
+    np.testing.assert_array_equal(vectors, first.encode(texts))
+    np.testing.assert_array_equal(vectors[::-1], first.encode(texts[::-1]))
+    # The identity names the weights, so the shipped cls_model (trained on PyTorch vectors) accepts it.
+    shipped = json.loads((Path(topicli.__file__).parent / "models" / "cls_model" / "manifest.json").read_text())
+    assert first.identity == shipped["encoder"]

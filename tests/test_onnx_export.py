@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from topicli.bundle import BundleModel, Predictions
 from topicli.cli import app
+from topicli.embedding import SentenceTransformerEncoder, load_encoder, shipped_encoder_folder
 from topicli.onnx_export import ASSIGN_FILE, ENCODER_FILE, EXPORT_MANIFEST, OnnxPipeline, export_onnx
 
 from .conftest import EXAMPLES, tweets
@@ -21,13 +22,13 @@ from .test_serving import run_examples
 NEW_POSTS = ["Golden hour at the beach, best surf of the summer 🌊", "   ", "receta de paella valenciana", ""]
 
 
-def minilm_run(folder: Path, cache_dir: Path, **settings: str) -> Path:
+def minilm_run(folder: Path, cache_dir: Path, *options: str, **settings: str) -> Path:
     """`topicli run examples/posts.csv` with all-MiniLM-L6-v2 (the examples alone would pick multilingual)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TOPICLI_ENCODER_NAME", "all-MiniLM-L6-v2")
         for name, value in settings.items():
             patch.setenv(name, value)
-        return run_examples(folder, cache_dir)
+        return run_examples(folder, cache_dir, *options)
 
 
 def example_texts() -> list[str]:
@@ -74,11 +75,23 @@ def test_same_topics_as_the_bundle_on_the_examples(model: BundleModel, exported:
     assert_same(model.predict(texts), exported.predict(texts))
 
 
-def test_embeddings_match_the_bundle_encoder(model: BundleModel, exported: OnnxPipeline) -> None:
+def test_embeddings_match_the_pytorch_model(model: BundleModel, exported: OnnxPipeline) -> None:
     texts = [t for t in example_texts() if t.strip()]
     vectors, valid = exported.embed(texts)
     assert valid.all()
-    assert np.min(np.sum(vectors * model.encoder.encode(texts), axis=1)) >= 0.999
+    pytorch = load_encoder(str(shipped_encoder_folder()))  # a folder: sentence-transformers in PyTorch
+    assert isinstance(pytorch, SentenceTransformerEncoder)
+    assert np.min(np.sum(vectors * pytorch.encode(texts), axis=1)) >= 0.9999
+
+
+def test_a_bundle_carrying_its_encoder_exports_it_through_torch(tmp_path: Path, cache_dir: Path) -> None:
+    run_folder = minilm_run(tmp_path, cache_dir, "--include-encoder")
+    model = BundleModel.load(run_folder / "bundle")
+    assert isinstance(model.encoder, SentenceTransformerEncoder)  # served by PyTorch from the bundle's copy
+    texts = example_texts()
+    assert_same(
+        model.predict(texts), OnnxPipeline(export_onnx(run_folder / "bundle", tmp_path / "onnx")).predict(texts)
+    )
 
 
 @pytest.mark.heavy

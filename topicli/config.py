@@ -36,10 +36,10 @@ class EncoderSettings:
 
     name: str = setting(
         "auto",
-        "auto (all-MiniLM-L6-v2 if 90%+ of posts are English, else multilingual), all-MiniLM-L6-v2, "
-        "all-MiniLM-L6-v2-onnx (the same exported to ONNX, run by ONNX Runtime: ~2x faster, cosine >= 0.99999), "
+        "auto (all-MiniLM-L6-v2 if 90%+ of posts are English, else multilingual), "
+        "all-MiniLM-L6-v2 (exported to ONNX on first use and run by ONNX Runtime), "
         "all-MiniLM-L6-v2-int8 (int8 weights, ONNX), "
-        "multilingual (USE v3) or a local sentence-transformers folder",
+        "multilingual (USE v3) or a local sentence-transformers folder (run by PyTorch)",
     )
     batch_size: int = setting(64, "posts embedded per batch")
     cache_dir: str = setting(".topicli-cache", "folder of cached embeddings, keyed by (encoder, text)")

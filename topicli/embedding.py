@@ -27,7 +27,6 @@ from topicli.triton_tokenizer import TOKENIZER_FILE, tokenize
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 INT8_ENCODER = "all-MiniLM-L6-v2-int8"
-ONNX_ENCODER = "all-MiniLM-L6-v2-onnx"
 ONNX_ENCODER_FILE = "encoder.onnx"
 ONNX_BATCH = 4  # texts per ONNX Runtime call: on two cores 4 beat 8 and 16 (bench/run.py embedding)
 MULTILINGUAL = "multilingual"
@@ -49,7 +48,8 @@ class Encoder(Protocol):
 
 
 class SentenceTransformerEncoder:
-    """A sentence-transformers model from a local folder (the shipped one or the user's)."""
+    """A sentence-transformers model from a local folder, run by PyTorch: a user's folder, or the one a bundle
+    carries. The shipped all-MiniLM-L6-v2 runs in ONNX Runtime instead (`shipped_encoder`)."""
 
     def __init__(self, folder: Path, identity: str, batch_size: int = 64) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -131,14 +131,15 @@ class OnnxEncoder:
     """An encoder exported to ONNX (`ONNX_ENCODER_FILE` + the tokenizer's `TOKENIZER_FILE` in `folder`), run by
     ONNX Runtime; pooling and unit length are in the graph.
 
-    Texts are sorted by length and cut into batches of `batch_size` (less padding). The batches
+    Texts are sorted by length, then text, and cut into batches of `batch_size` (less padding;
+    a text's batch depends on which texts come with it, not on their order). The batches
     go to `workers` sessions of one thread each (default: one per core), side by side: ONNX
     Runtime lets go of the GIL while it runs, and a small model's matmuls gain less from two
     threads splitting each one than from two batches at once (on two cores, 1.1-1.4x one
     two-thread session; bench/run.py embedding). Each batch is computed whole by one session,
-    so the vectors do not depend on which worker ran it. For all-MiniLM-L6-v2 (`ONNX_ENCODER`,
-    see `shipped_onnx_encoder`) it is the same arithmetic as the sentence-transformers model
-    (cosine >= 0.99999 per post).
+    so the vectors do not depend on which worker ran it. For the shipped all-MiniLM-L6-v2
+    (`shipped_encoder`) it is the same arithmetic as the sentence-transformers model (cosine
+    >= 0.99999 per post).
     """
 
     def __init__(
@@ -161,7 +162,7 @@ class OnnxEncoder:
         idle: SimpleQueue[Any] = SimpleQueue()
         for session in self.sessions:
             idle.put(session)
-        order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+        order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), texts[i]))
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
 
@@ -178,16 +179,19 @@ class OnnxEncoder:
         return out
 
 
-def shipped_onnx_encoder(batch_size: int = 64, models_dir: Path | None = None) -> OnnxEncoder:
-    """all-MiniLM-L6-v2 exported by torch to ONNX (fp32), in batches of at most 4.
+def shipped_encoder(batch_size: int = ONNX_BATCH, models_dir: Path | None = None) -> OnnxEncoder:
+    """all-MiniLM-L6-v2 (the default encoder) exported by torch to ONNX (fp32), in batches of at most 4.
 
-    The graph and its tokenizer are exported on first use into `onnx_models_dir()` (a few
-    seconds, atomically) and loaded from there afterwards, with no torch. The identity differs
-    from the PyTorch model's, so the cache keeps the two apart.
+    ONNX Runtime runs it at 2.5x the posts/s of `SentenceTransformer.encode` on two cores, with
+    the same vectors (cosine >= 0.99999 per post, equal macro-F1 on the dev sets;
+    bench/results/perf.md). The graph and its tokenizer are exported on first use into
+    `onnx_models_dir()` (a few seconds, atomically) and loaded from there afterwards, without
+    torch. The identity is the model's, as with PyTorch: it names the weights, and the cache's
+    vectors are the same whichever of the two computed them.
     """
     folder = shipped_encoder_folder()
-    identity = f"{DEFAULT_ENCODER}-onnx-{_folder_identity(folder)}"
-    target = (models_dir or onnx_models_dir()) / identity
+    identity = f"{DEFAULT_ENCODER}-{_folder_identity(folder)}"
+    target = (models_dir or onnx_models_dir()) / f"{identity}-onnx"
     if not (target / ONNX_ENCODER_FILE).is_file():
         from topicli.onnx_export import configured_tokenizer, export_encoder
 
@@ -232,20 +236,18 @@ def _folder_identity(folder: Path) -> str:
 
 
 def load_encoder(name: str, batch_size: int = 64) -> Encoder:
-    """The encoder a setting names: the shipped default (or its ONNX or int8 ONNX form), `multilingual`, or a folder."""
+    """The encoder a setting names: the shipped default (in ONNX Runtime), its int8 form, `multilingual`, or a
+    sentence-transformers folder (in PyTorch)."""
     if name == MULTILINGUAL:
         return MultilingualEncoder(batch_size)
     if name == INT8_ENCODER:
         return OnnxInt8Encoder(shipped_encoder_folder(), batch_size)
-    if name == ONNX_ENCODER:
-        return shipped_onnx_encoder(batch_size)
     if name == DEFAULT_ENCODER:
-        folder = shipped_encoder_folder()
-        return SentenceTransformerEncoder(folder, f"{DEFAULT_ENCODER}-{_folder_identity(folder)}", batch_size)
+        return shipped_encoder(batch_size)
     folder = Path(name).expanduser()
     if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
         raise TopicliError(
-            f"encoder {name!r} is none of {DEFAULT_ENCODER}, {ONNX_ENCODER}, {INT8_ENCODER}, {MULTILINGUAL}, "
+            f"encoder {name!r} is none of {DEFAULT_ENCODER}, {INT8_ENCODER}, {MULTILINGUAL}, "
             "nor a local sentence-transformers folder (with modules.json); fix [encoder] name"
         )
     return SentenceTransformerEncoder(folder.resolve(), _folder_identity(folder.resolve()), batch_size)

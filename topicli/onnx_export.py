@@ -23,6 +23,7 @@ bundle's NaN: JSON, which carries Triton's HTTP answers, has no NaN.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -321,17 +322,22 @@ def export_onnx(bundle: Path, out: Path) -> Path:
     import onnx
 
     model = BundleModel.load(bundle)
-    if not isinstance(model.encoder, SentenceTransformerEncoder):
+    encoder = model.encoder
+    if not isinstance(encoder, OnnxEncoder | SentenceTransformerEncoder):
         raise TopicliError(
             f"the bundle's encoder {model.manifest['encoder']['name']} has no ONNX export (only sentence-transformers "
             'models do); run with `[encoder] name = "all-MiniLM-L6-v2"` to export'
         )
     with atomic_folder(out) as staging:
-        export_encoder(model.encoder, staging / ENCODER_FILE)
+        if isinstance(encoder, OnnxEncoder):  # already exported: the shipped model
+            shutil.copyfile(encoder.folder / ONNX_ENCODER_FILE, staging / ENCODER_FILE)
+            shutil.copyfile(encoder.folder / TOKENIZER_FILE, staging / TOKENIZER_FILE)
+        else:
+            export_encoder(encoder, staging / ENCODER_FILE)
+            configured_tokenizer(encoder).save(str(staging / TOKENIZER_FILE))
         assign = assignment_graph(model)
         onnx.checker.check_model(assign, full_check=True)
         onnx.save_model(assign, str(staging / ASSIGN_FILE), save_as_external_data=True, location=f"{ASSIGN_FILE}.data")
-        configured_tokenizer(model.encoder).save(str(staging / TOKENIZER_FILE))
         manifest = {
             "bundle_id": model.bundle_id,
             "bundle": str(Path(bundle).resolve()),
