@@ -123,3 +123,17 @@ def test_default_encoder_runs_in_onnx_runtime_exported_once_with_pytorch_vectors
     # The identity names the weights, so the shipped cls_model (trained on PyTorch vectors) accepts it.
     shipped = json.loads((Path(topicli.__file__).parent / "models" / "cls_model" / "manifest.json").read_text())
     assert first.identity == shipped["encoder"]
+
+
+def test_default_encoder_exports_to_a_temporary_folder_where_the_cache_is_not_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # ~/.cache/topicli/onnx cannot be made under a file
+    encoder = load_encoder(DEFAULT_ENCODER)
+    assert isinstance(encoder, OnnxEncoder)
+    assert not encoder.folder.is_relative_to(blocker) and (encoder.folder / "encoder.onnx").is_file()
+    vectors = encoder.encode(POSTS)
+    assert vectors.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)

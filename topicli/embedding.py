@@ -11,8 +11,11 @@ memory holds the vectors at most once, as pages the kernel can drop, never as co
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -186,20 +189,32 @@ def shipped_encoder(batch_size: int = ONNX_BATCH, models_dir: Path | None = None
     the same vectors (cosine >= 0.99999 per post, equal macro-F1 on the dev sets;
     bench/results/perf.md). The graph and its tokenizer are exported on first use into
     `onnx_models_dir()` (a few seconds, atomically) and loaded from there afterwards, without
-    torch. The identity is the model's, as with PyTorch: it names the weights, and the cache's
-    vectors are the same whichever of the two computed them.
+    torch. Where that folder cannot be written (a read-only home in a container), the export
+    goes to a temporary folder removed when the process ends. The identity is the model's, as
+    with PyTorch: it names the weights, and the cache's vectors are the same whichever of the
+    two computed them.
     """
     folder = shipped_encoder_folder()
     identity = f"{DEFAULT_ENCODER}-{_folder_identity(folder)}"
     target = (models_dir or onnx_models_dir()) / f"{identity}-onnx"
     if not (target / ONNX_ENCODER_FILE).is_file():
-        from topicli.onnx_export import configured_tokenizer, export_encoder
-
-        model = SentenceTransformerEncoder(folder, identity)
-        with atomic_folder(target) as staging:
-            export_encoder(model, staging / ONNX_ENCODER_FILE)
-            configured_tokenizer(model).save(str(staging / TOKENIZER_FILE))
+        try:
+            _export_shipped(folder, identity, target)
+        except OSError:
+            scratch = tempfile.mkdtemp(prefix="topicli-onnx-")
+            atexit.register(shutil.rmtree, scratch, True)
+            target = Path(scratch) / target.name
+            _export_shipped(folder, identity, target)
     return OnnxEncoder(target, identity, 384, min(batch_size, ONNX_BATCH))
+
+
+def _export_shipped(folder: Path, identity: str, target: Path) -> None:
+    from topicli.onnx_export import configured_tokenizer, export_encoder
+
+    model = SentenceTransformerEncoder(folder, identity)
+    with atomic_folder(target) as staging:
+        export_encoder(model, staging / ONNX_ENCODER_FILE)
+        configured_tokenizer(model).save(str(staging / TOKENIZER_FILE))
 
 
 class MultilingualEncoder:
