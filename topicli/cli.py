@@ -13,7 +13,15 @@ from rich.table import Table
 from topicli import azure, infra, local_server, render, triton_deploy
 from topicli.bundle import bundle_folder, write_bundle
 from topicli.classifier_training import fit_classifier
-from topicli.cli_support import ConfigOption, TopicliGroup, console, err_console, progress_bar, settings_for
+from topicli.cli_support import (
+    ConfigOption,
+    TopicliGroup,
+    chosen_bundle,
+    console,
+    err_console,
+    progress_bar,
+    settings_for,
+)
 from topicli.client import Endpoint, partial_path, score_file, triton_endpoint
 from topicli.config import DEFAULT_CONFIG_PATH, Settings, default_config_text
 from topicli.errors import TopicliError
@@ -294,7 +302,7 @@ def deploy(
         stopped = local_server.stop(state)
         console.print(f"stopped the local server (pid {stopped.pid})" if stopped else "no local server was running")
         return
-    folder = bundle or bundle_folder(latest_run_folder(settings))
+    folder = chosen_bundle(bundle, settings)
     if local:
         s = settings.serving
         with err_console.status("starting azmlinfsrv"):
@@ -363,7 +371,7 @@ def _deploy_triton(
 ) -> None:
     """`deploy --triton`: write (or take) the Triton model repository, then deploy it, or describe it (--dry-run)."""
     if repository is None:
-        folder = bundle or bundle_folder(latest_run_folder(settings))
+        folder = chosen_bundle(bundle, settings)
         with err_console.status(f"writing the Triton model repository of {folder}"):
             repository = triton_deploy.write_repository(settings, folder)
         console.print(f"wrote the Triton model repository {repository}")

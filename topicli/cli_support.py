@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from topicli.bundle import bundle_folder
 from topicli.config import Settings, load_settings
 from topicli.errors import TopicliError
+from topicli.pipeline import latest_run_folder
 
 console = Console()
 err_console = Console(stderr=True)
@@ -63,3 +65,8 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Any]:
             progress.advance(task, n)
 
         yield advance
+
+
+def chosen_bundle(bundle: Path | None, settings: Settings) -> Path:
+    """The bundle a command was given, or else the bundle of the latest run."""
+    return bundle or bundle_folder(latest_run_folder(settings))

@@ -8,10 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from topicli.bundle import bundle_folder
-from topicli.cli_support import ConfigOption, TopicliGroup, console, err_console, settings_for
+from topicli.cli_support import ConfigOption, TopicliGroup, chosen_bundle, console, err_console, settings_for
 from topicli.onnx_export import export_onnx
-from topicli.pipeline import latest_run_folder
 from topicli.triton import ENSEMBLE, write_repository
 
 export_app = typer.Typer(
@@ -22,10 +20,6 @@ BundleArgument = Annotated[
     Path | None,
     typer.Argument(help="model bundle folder (default: the bundle of the latest run)", show_default=False),
 ]
-
-
-def _bundle(bundle: Path | None, config: Path | None) -> Path:
-    return bundle or bundle_folder(latest_run_folder(settings_for(config)))
 
 
 def _files_table(folder: Path) -> Table:
@@ -46,7 +40,7 @@ def onnx(
     config: ConfigOption = None,
 ) -> None:
     """The encoder and the topic assignment as ONNX graphs, with the tokenizer."""
-    folder = _bundle(bundle, config)
+    folder = chosen_bundle(bundle, settings_for(config))
     with err_console.status(f"exporting {folder}"):
         written = export_onnx(folder, output or folder.parent / "onnx")
     console.print(_files_table(written))
@@ -71,7 +65,7 @@ def triton(
 ) -> None:
     """A Triton model repository: tokenizer (Python), encoder and assignment (ONNX), and their ensemble."""
     settings = settings_for(config, triton={"instances": instances, "max_batch_size": max_batch_size})
-    folder = bundle or bundle_folder(latest_run_folder(settings))
+    folder = chosen_bundle(bundle, settings)
     with err_console.status(f"exporting {folder}"):
         written = write_repository(
             folder,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -349,16 +350,10 @@ def export_onnx(bundle: Path, out: Path) -> Path:
                 ENCODER_FILE: {"inputs": list(ENCODER_INPUTS), "outputs": ["embedding"]},
                 ASSIGN_FILE: {"inputs": list(ASSIGN_INPUTS), "outputs": list(ASSIGN_OUTPUTS)},
             },
-            "versions": {name: _version(name) for name in ("topicli", "torch", "onnx", "onnxruntime", "skl2onnx")},
+            "versions": {name: version(name) for name in ("topicli", "torch", "onnx", "onnxruntime", "skl2onnx")},
         }
         (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 class OnnxPipeline:
