@@ -1,12 +1,15 @@
-"""Scoring levers on development splits only: neighbour smoothing (weight, k, rounds) and prototype refinement.
+"""Scoring levers on development splits only: topic floor, neighbour smoothing and prototype refinement.
 
 With `override_margin = 0` (the default) every post ends with its own best smoothed topic, so
 topicli's topic quality is that of its smoothed scores; this measures them directly, with the
 same functions as a run (`topicli.scoring`) and exact neighbours. Sets: TweetTopic single
 *train* files (6 topics), SIB-200 English *train + dev* (7 topics), and the TweetTopic
-multi-label *dev* file (19 topics; it has no other split). No test file is read.
+multi-label *dev* file (19 topics; it has no other split); and, for the floor with the
+multilingual encoder, every SIB-200 language's *train + dev*. No test file is read.
 
-Levers:
+Levers (each on top of the defaults; the default floor is in every row but the floor's own):
+- topic floor: a times each topic's q-quantile cosine over the posts taken off its scores
+  (`topicli.scoring.topic_floors`; a=0 is no floor);
 - smoothing weight w, k = m x the default k (sqrt(n)/3, 5-30), and r rounds of smoothing;
 - prototype refinement: each topic's centroid of the posts weighted by their topic
   probability, its cosine added (x beta) to the raw scores, then smoothed again (t rounds);
@@ -33,13 +36,23 @@ import numpy as np
 import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
+from topicli.config import LabellingSettings
 from topicli.embedding import DEFAULT_ENCODER, Embedder
 from topicli.evaluation import score
-from topicli.scoring import COSINE_SCALE, auto_neighbours, cosine_scores, part_vectors, smooth, softmax
+from topicli.scoring import (
+    COSINE_SCALE,
+    auto_neighbours,
+    cosine_scores,
+    part_vectors,
+    smooth,
+    softmax,
+    topic_floors,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eval"
 TEMPLATE = "This post is about {topic}."
+DEFAULTS = LabellingSettings()
 
 
 def tweet_single_train() -> tuple[list[str], list[list[str]]]:
@@ -56,12 +69,17 @@ def tweet_multi_dev() -> tuple[list[str], list[list[str]]]:
     return [r["text"] for r in rows], [r["topics"] for r in rows]
 
 
-def sib_english_train_dev() -> tuple[list[str], list[list[str]]]:
-    folder = DATA / "sib200" / "eng_Latn"
+def sib_train_dev(language: str = "eng_Latn") -> tuple[list[str], list[list[str]]]:
+    folder = DATA / "sib200" / language
     frame = pd.concat(
         [pd.read_csv(folder / f, sep="\t", dtype=str, keep_default_na=False) for f in ("train.tsv", "dev.tsv")]
     )
     return frame["text"].tolist(), [[c] for c in frame["category"]]
+
+
+def floored(cosine: np.ndarray) -> np.ndarray:
+    """Cosine scores less the default topic floors."""
+    return cosine - topic_floors(cosine, DEFAULTS.floor_quantile, DEFAULTS.floor_weight)
 
 
 class Scores:
@@ -72,7 +90,8 @@ class Scores:
         self.topics = sorted({g for labels in gold for g in labels})
         self.vectors = embedder(texts)
         parts, owner = part_vectors(self.topics, TEMPLATE, embedder)
-        self.raw = cosine_scores(self.vectors, parts, owner, len(self.topics))
+        self.cosine = cosine_scores(self.vectors, parts, owner, len(self.topics))
+        self.raw = floored(self.cosine)
         self.k = auto_neighbours(len(texts))
         search = NearestNeighbors(n_neighbors=min(3 * self.k + 1, len(texts)), metric="cosine").fit(self.vectors)
         self.neighbours = search.kneighbors(self.vectors)[1][:, 1:]
@@ -103,6 +122,9 @@ class Scores:
     def default(self, raw: np.ndarray) -> np.ndarray:
         return softmax(smooth(raw, self.neighbours[:, : self.k], 0.5), COSINE_SCALE)
 
+    def floor(self, quantile: float, weight: float) -> float:
+        return self.f1(self.default(self.cosine - topic_floors(self.cosine, quantile, weight)))
+
     def topic_centred(self) -> float:
         return self.f1(self.default(self.raw - self.raw.mean(axis=0, keepdims=True)))
 
@@ -110,7 +132,7 @@ class Scores:
         centred = self.vectors - self.vectors.mean(axis=0)
         centred /= np.linalg.norm(centred, axis=1, keepdims=True)
         parts, owner = part_vectors(self.topics, TEMPLATE, embedder)
-        return self.f1(self.default(cosine_scores(centred.astype(np.float32), parts, owner, len(self.topics))))
+        return self.f1(self.default(floored(cosine_scores(centred.astype(np.float32), parts, owner, len(self.topics)))))
 
     def prior_em(self, iterations: int = 10) -> float:
         p = self.default(self.raw)
@@ -122,13 +144,35 @@ class Scores:
         return self.f1(q)
 
 
+def multilingual_floor() -> list[str]:
+    """The topic floor with the multilingual encoder, on every SIB-200 language's train + dev splits."""
+    embedder = Embedder("multilingual", cache_dir=ROOT / ".topicli-cache")
+    languages = sorted(p.name for p in (DATA / "sib200").iterdir() if p.is_dir())
+    weights = (0.0, 0.5, DEFAULTS.floor_weight, 1.0)
+    lines = [
+        "",
+        f"## Topic floor with the multilingual encoder (q={DEFAULTS.floor_quantile}), SIB-200 train+dev (7 topics)",
+        "",
+        "| language | " + " | ".join(f"a={a}" for a in weights) + " |",
+        "|---|" + "---|" * len(weights),
+    ]
+    rows = []
+    for language in languages:
+        scores = Scores(embedder, *sib_train_dev(language))
+        rows.append([scores.floor(DEFAULTS.floor_quantile, a) for a in weights])
+        lines.append(f"| {language} | " + " | ".join(f"{f:.3f}" for f in rows[-1]) + " |")
+        print(lines[-1], flush=True)
+    lines.append("| mean | " + " | ".join(f"{f:.3f}" for f in np.mean(rows, axis=0)) + " |")
+    return lines
+
+
 def main() -> None:
     if not DATA.is_dir():
         sys.exit(f"{DATA} is absent: the shared data folder sits beside the clone")
     embedder = Embedder(DEFAULT_ENCODER, cache_dir=ROOT / ".topicli-cache")
     sets = {
         "TweetTopic single, train (6)": tweet_single_train(),
-        "SIB-200 English, train+dev (7)": sib_english_train_dev(),
+        "SIB-200 English, train+dev (7)": sib_train_dev(),
         "TweetTopic multi-label, dev (19)": tweet_multi_dev(),
     }
     scores = {name: Scores(embedder, *data) for name, data in sets.items()}
@@ -148,26 +192,33 @@ def main() -> None:
     lines = [
         "# Scoring levers on development splits",
         "",
-        f"Macro-F1 of each post's best smoothed topic, {DEFAULT_ENCODER}; the default is w=0.5, k=1x, 1 round, no",
-        "refinement (marked **). Produced by `python bench/levers.py`.",
+        f"Macro-F1 of each post's best smoothed topic, {DEFAULT_ENCODER}; the default (marked **) is the topic floor",
+        f"q={DEFAULTS.floor_quantile}, a={DEFAULTS.floor_weight}, smoothing w=0.5, k=1x, 1 round, no refinement; "
+        "every row but the floor's own has the default floor. Produced by `python bench/levers.py`.",
         "",
         "| lever | setting | " + " | ".join(names) + " |",
         "|---|---|" + "---|" * len(names),
     ]
-    for lever, setting, arguments in rows:
-        figures = [scores[n].macro_f1(*arguments) for n in names]
-        mark = "**" if arguments == (0.5, 1, 1, 0.0, 0) else ""
+
+    def emit(lever: str, setting: str, figures: list[float], default: bool = False) -> None:
+        mark = "**" if default else ""
         lines.append(f"| {lever} | {mark}{setting}{mark} | " + " | ".join(f"{f:.3f}" for f in figures) + " |")
         print(lines[-1], flush=True)
+
+    for q, a in [(DEFAULTS.floor_quantile, 0.0), *product((0.02, 0.05, 0.1, 0.2), (0.25, 0.5, 0.75, 1.0))]:
+        setting = f"q={q}, a={a}" if a else "none (a=0)"
+        default = (q, a) == (DEFAULTS.floor_quantile, DEFAULTS.floor_weight)
+        emit("topic floor", setting, [scores[n].floor(q, a) for n in names], default)
+    for lever, setting, arguments in rows:
+        emit(lever, setting, [scores[n].macro_f1(*arguments) for n in names], arguments == (0.5, 1, 1, 0.0, 0))
     others = {
         ("centring", "each topic's mean score over the posts removed"): lambda s: s.topic_centred(),
         ("centring", "the posts' mean vector removed"): lambda s: s.post_centred(embedder),
         ("prior re-estimation", "EM, 10 iterations"): lambda s: s.prior_em(),
     }
     for (lever, setting), measure in others.items():
-        figures = [measure(scores[n]) for n in names]
-        lines.append(f"| {lever} | {setting} (w=0.5, k=1x) | " + " | ".join(f"{f:.3f}" for f in figures) + " |")
-        print(lines[-1], flush=True)
+        emit(lever, f"{setting} (w=0.5, k=1x)", [measure(scores[n]) for n in names])
+    lines += multilingual_floor()
     out = ROOT / "bench" / "results" / "levers.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

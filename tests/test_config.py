@@ -44,6 +44,7 @@ def test_file_then_environment_then_options(tmp_path: Path) -> None:
         ('[clustering]\nmin_topics = "five"\n', "[clustering] min_topics must be int, got str"),
         ("[clustering]\nmin_topics = true\n", "[clustering] min_topics must be int, got bool"),
         ('[clustering]\nalgorithm = "kmeans"\n', "must be one of dbscan, hdbscan"),
+        ("[labelling]\nfloor_quantile = 5\n", "[labelling] floor_quantile must be between 0.0 and 1.0, got 5.0"),
         ("[clustering\n", "not valid TOML"),
     ],
 )

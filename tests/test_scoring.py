@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from topicli.embedding import choose_encoder, english_share
-from topicli.scoring import auto_neighbours, cosine_scores, finish_scores, part_vectors, topic_parts
+from topicli.scoring import (
+    FLOOR_MIN_POSTS,
+    auto_neighbours,
+    cosine_scores,
+    finish_scores,
+    part_vectors,
+    topic_floors,
+    topic_parts,
+)
 
 
 def test_topic_parts() -> None:
@@ -33,6 +41,19 @@ def test_smoothing_moves_a_post_toward_its_neighbours() -> None:
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     assert np.argmax(probabilities[1:], axis=1).tolist() == [1, 1]
     assert probabilities[1, 1] < probabilities[2, 1] or np.allclose(probabilities[1], probabilities[2])
+
+
+def test_a_topic_near_every_post_loses_its_floor_and_its_pull() -> None:
+    """Topic 1 scores 0.4 more on every post (a name near everything): it takes them all until its floor goes."""
+    rng = np.random.default_rng(0)
+    own = rng.integers(0, 2, size=400)
+    raw = np.where(np.eye(2, dtype=bool)[own], 0.5, 0.2) + rng.normal(0, 0.02, (400, 2))
+    raw[:, 1] += 0.4
+    assert (raw.argmax(axis=1) == 1).all()
+    floors = topic_floors(raw, 0.05, 0.75)
+    np.testing.assert_allclose(floors, [0.75 * np.quantile(raw[:, 0], 0.05), 0.75 * np.quantile(raw[:, 1], 0.05)])
+    assert ((raw - floors).argmax(axis=1) == own).mean() > 0.95
+    assert not topic_floors(raw, 0.05, 0.0).any() and not topic_floors(raw[: FLOOR_MIN_POSTS - 1], 0.05, 0.75).any()
 
 
 @pytest.mark.parametrize(("n", "k"), [(10, 5), (200, 5), (7000, 28), (1_000_000, 30)])

@@ -14,7 +14,15 @@ import pytest
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-from topicli.bundle import ARRAYS, MANIFEST, BundleModel, BundleVersionWarning, find_bundle, join_clusters
+from topicli.bundle import (
+    ARRAYS,
+    FORMAT_VERSION,
+    MANIFEST,
+    BundleModel,
+    BundleVersionWarning,
+    find_bundle,
+    join_clusters,
+)
 from topicli.cli import app
 from topicli.errors import TopicliError
 
@@ -61,12 +69,13 @@ def model(run_folder: Path) -> BundleModel:
 def test_run_leaves_a_bundle_without_pickle(run_folder: Path) -> None:
     bundle = run_folder / "bundle"
     manifest = json.loads((bundle / MANIFEST).read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION == 2
     assert {"topicli", "numpy", "sentence-transformers", "torch", "python"} <= manifest["versions"].keys()
     assert manifest["topics"] and len(manifest["clusters"]) == manifest["clustering"]["n_clusters"]
     assert manifest["encoder"]["identity"] and manifest["encoder"]["source"] == "package"
     assert manifest["settings"]["labelling"]["noise_policy"] == "classify"
     arrays = load_file(str(bundle / ARRAYS))  # safetensors: plain tensors, nothing executable
+    assert arrays["topic_floors"].shape == (len(manifest["topics"]),) and arrays["topic_floors"].all()
     assert len(arrays["core_index"]) == manifest["clustering"]["core_points"] == len(arrays["core_clusters"])
     assert arrays["post_vectors"].shape == (manifest["source"]["posts"], manifest["encoder"]["dimension"])
     assert manifest["metrics"]["join_agreement"] > 0.95

@@ -7,8 +7,8 @@ A bundle is a folder written after labelling (`<run folder>/bundle/`):
   identity and where its weights come from);
 - `arrays.safetensors`: the vectors of the run's posts and their raw topic scores (a new
   post's scores are smoothed over its nearest run posts, as a run smooths over neighbours),
-  which of them are core points (cluster, radius), the cluster centres, and the embeddings
-  of the topic names' parts;
+  which of them are core points (cluster, radius), the cluster centres, the embeddings
+  of the topic names' parts, and each topic's floor (taken off a new post's scores too);
 - `cls_model/`: the classifier's `manifest.json` + `weights.safetensors`, copied when the
   scorer is cls_model;
 - `encoder/`: the sentence-transformers folder, only when written with `include_encoder`;
@@ -73,7 +73,7 @@ if TYPE_CHECKING:
     from topicli.io import Posts
     from topicli.pipeline import ClusterRun, LabelledPosts, Pipeline
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 JOIN_CHECK_POSTS = 5000  # run posts on which the join rule is checked: brute force against every core point
 BUNDLE_FOLDER = "bundle"
 MANIFEST = "manifest.json"
@@ -232,6 +232,7 @@ def write_bundle(
         "centres": np.ascontiguousarray(labeller.centres_, dtype=np.float32),
         "topic_part_vectors": np.ascontiguousarray(parts, dtype=np.float32),
         "topic_part_owner": owner.astype(np.int64),
+        "topic_floors": np.ascontiguousarray(prepared.topic_floors, dtype=np.float32),
     }
     with atomic_folder(folder) as staging:
         save_file(arrays, str(staging / ARRAYS))
@@ -296,6 +297,7 @@ class BundleModel:
         self.core_radius = arrays["core_radius"]
         self.parts = arrays["topic_part_vectors"]
         self.part_owner = arrays["topic_part_owner"]
+        self.floors = arrays["topic_floors"]
         # The run found neighbours with this same search (scikit-learn, cosine), so ties order alike.
         self.neighbour_index = NearestNeighbors(metric="cosine").fit(self.post_vectors)
         self.labeller = ClusterLabeller(**manifest["labeller"])
@@ -335,7 +337,7 @@ class BundleModel:
 
     def scores(self, vectors: np.ndarray) -> TopicScores:
         """Topic scores of new posts, smoothed over their nearest run posts."""
-        raw = raw_scores(vectors, self.parts, self.part_owner, len(self.topics), self.classifier)
+        raw = raw_scores(vectors, self.parts, self.part_owner, len(self.topics), self.classifier) - self.floors
         k = self.scoring["neighbours"]
         distances, indices = self.neighbour_index.kneighbors(vectors, n_neighbors=min(k + 1, len(self.post_vectors)))
         is_self = distances[:, 0] <= SELF_DISTANCE

@@ -84,6 +84,8 @@ class LabellingSettings:
     noise_distance: float = setting(0.5, "largest cosine distance to a cluster centre for the nearest policy")
     scorer: str = setting("cosine", "per-post topic scores: cosine (zero-shot on topic name parts) or cls_model")
     topic_template: str = setting("This post is about {topic}.", "how a topic name is put into words for cosine")
+    floor_weight: float = setting(0.75, "share of each topic's low-percentile cosine taken off its scores (0: none)")
+    floor_quantile: float = setting(0.05, "the percentile (as a fraction) of a topic's cosine scores that is its floor")
     neighbours: int = setting(0, "nearest posts whose scores are blended into a post's; 0 picks sqrt(posts)/3, 5-30")
     neighbour_weight: float = setting(0.5, "weight of the neighbours' mean scores (0 turns smoothing off)")
     override_margin: float = setting(
@@ -184,6 +186,11 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("labelling", "scorer"): ("cosine", "cls_model"),
     ("output", "format"): ("csv", "parquet", "jsonl"),
 }
+RANGES: dict[tuple[str, str], tuple[float, float]] = {
+    ("labelling", "neighbour_weight"): (0.0, 1.0),
+    ("labelling", "floor_weight"): (0.0, 1.0),
+    ("labelling", "floor_quantile"): (0.0, 1.0),
+}
 
 
 def _sections() -> dict[str, type]:
@@ -203,6 +210,9 @@ def _check_value(section: str, key: str, value: Any, expected: type, origin: str
     allowed = CHOICES.get((section, key))
     if allowed and value not in allowed:
         raise TopicliError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
+    low, high = RANGES.get((section, key), (value, value))
+    if not low <= value <= high:
+        raise TopicliError(f"{where} must be between {low} and {high}, got {value!r}")
     return value
 
 

@@ -126,7 +126,8 @@ def _topic_scores(g: _Graph, model: BundleModel, embedding: str) -> str:
     width = max(len(parts) for parts in owned)
     table = np.array([np.resize(parts, width) for parts in owned], dtype=np.int64)
     gathered = g.node("Gather", per_part, g.const(table, "topic_parts"), axis=1)
-    return g.node("ReduceMax", gathered, g.const(np.array([2], dtype=np.int64)), keepdims=0, hint="raw_scores")
+    best = g.node("ReduceMax", gathered, g.const(np.array([2], dtype=np.int64)), keepdims=0)
+    return g.node("Sub", best, g.const(model.floors, "topic_floors"), hint="raw_scores")
 
 
 def _smoothed(g: _Graph, model: BundleModel, raw: str, embedding: str) -> tuple[str, list[Any]]:

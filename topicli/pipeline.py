@@ -33,6 +33,7 @@ from topicli.scoring import (
     finish_scores,
     part_vectors,
     raw_scores,
+    topic_floors,
 )
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
@@ -126,7 +127,8 @@ class Prepared:
     distances: np.ndarray  # to each post's nearest posts, enough for the eps grid
     indices: np.ndarray  # of those nearest posts
     neighbours: np.ndarray  # the first k of them, which smooth a post's scores
-    raw_scores: np.ndarray
+    raw_scores: np.ndarray  # with the topic floors taken off
+    topic_floors: np.ndarray
     topic_parts: np.ndarray
     part_owner: np.ndarray
     scores: TopicScores
@@ -202,15 +204,19 @@ class Pipeline:
             advance(1)
         return found
 
-    def raw_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Unsmoothed topic scores of the posts, with the topic-part vectors and the topic of each part."""
+    def raw_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Unsmoothed topic scores of the posts, less the topic floors; the floors, the topic-part
+        vectors and the topic of each part. cls_model's probabilities keep no floor (zeros)."""
         s = self.settings.labelling
         model, template = None, s.topic_template
         if s.scorer == "cls_model":
             model, manifest = self._checked_classifier()
             template = manifest["template"]
         parts, owner = part_vectors(self.topics, template, self.embedder)
-        return raw_scores(vectors, parts, owner, len(self.topics), model), parts, owner
+        raw = raw_scores(vectors, parts, owner, len(self.topics), model)
+        floors = topic_floors(raw, s.floor_quantile, 0.0 if model else s.floor_weight)
+        raw -= floors
+        return raw, floors, parts, owner
 
     def prepare(self, posts: Posts) -> Prepared:
         """Vectors, neighbours and topic scores of the posts, computed once for `cluster` and `label` alike.
@@ -220,7 +226,7 @@ class Pipeline:
         if self._prepared is None or self._prepared.posts is not posts:
             rows, vectors = self.embed_posts(posts)
             distances, indices = self.neighbours(vectors)
-            raw, parts, owner = self.raw_scores(vectors)
+            raw, floors, parts, owner = self.raw_scores(vectors)
             s = self.settings.labelling
             k = s.neighbours or auto_neighbours(len(vectors))
             matrix = finish_scores(raw, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
@@ -232,6 +238,7 @@ class Pipeline:
                 indices,
                 indices[:, :k],
                 raw,
+                floors,
                 parts,
                 owner,
                 TopicScores(vectors, matrix),

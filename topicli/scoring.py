@@ -8,6 +8,8 @@ Two things moved topic quality most on the development sets (bench/results/quali
   neighbourhoods (what density clustering finds) vote together while a post keeps half of
   its own say.
 
+Cosine scores also lose part of each topic's floor (`topic_floors`) before smoothing.
+
 Scores end as probabilities over the topic list (a softmax of scaled cosines for the
 zero-shot scorer; cls_model's own P for the cls_model scorer).
 """
@@ -24,6 +26,7 @@ from topicli.classifier_training import topic_phrase
 
 SCORERS = ("cosine", "cls_model")
 COSINE_SCALE = 20.0  # softmax(20 x cosine): turns cosine gaps of ~0.1 into clear probabilities
+FLOOR_MIN_POSTS = 100  # below this a low percentile is one or two posts' scores: no floor is taken off
 Embed = Callable[[Sequence[str]], np.ndarray]
 
 
@@ -64,6 +67,23 @@ def cosine_scores(vectors: np.ndarray, parts: np.ndarray, owner: np.ndarray, n_t
         for t in range(n_topics):
             out[start : start + len(block), t] = block[:, owner == t].max(axis=1)
     return out
+
+
+def topic_floors(raw: np.ndarray, quantile: float, weight: float) -> np.ndarray:
+    """Per topic, `weight` x its `quantile` score over the posts: what is taken off that topic's cosine scores.
+
+    Some topic names sit near every post of a set (`travel` among encyclopaedia sentences,
+    `arts` among tweets) and take posts that are about something else. A low percentile of a
+    topic's scores is what it gives posts that are not about it, whatever share of the posts
+    is truly its own, so taking it off evens the topics out without favouring small ones the
+    way subtracting a topic's mean score does (bench/results/levers.md). Zeros when `weight`
+    is 0 or there are fewer than FLOOR_MIN_POSTS posts.
+    """
+    floors = np.zeros(raw.shape[1], dtype=np.float32)
+    if weight and len(raw) >= FLOOR_MIN_POSTS:
+        for t in range(raw.shape[1]):  # a column at a time: one (posts, topics) copy is 400 MB at 1M posts
+            floors[t] = weight * np.quantile(raw[:, t], quantile)
+    return floors
 
 
 def classifier_scores(
