@@ -73,11 +73,13 @@ def tweet_multi_dev() -> tuple[list[str], list[list[str]]]:
     return [r["text"] for r in rows], [r["topics"] for r in rows]
 
 
-def sib_train_dev(language: str = "eng_Latn") -> tuple[list[str], list[list[str]]]:
+def sib_frame(language: str, *splits: str) -> pd.DataFrame:
     folder = DATA / "sib200" / language
-    frame = pd.concat(
-        [pd.read_csv(folder / f, sep="\t", dtype=str, keep_default_na=False) for f in ("train.tsv", "dev.tsv")]
-    )
+    return pd.concat([pd.read_csv(folder / f"{s}.tsv", sep="\t", dtype=str, keep_default_na=False) for s in splits])
+
+
+def sib_train_dev(language: str = "eng_Latn") -> tuple[list[str], list[list[str]]]:
+    frame = sib_frame(language, "train", "dev")
     return frame["text"].tolist(), [[c] for c in frame["category"]]
 
 
@@ -163,8 +165,7 @@ class Scores:
 
 def supervised_sib(embedder: Embedder) -> float:
     """Another ceiling: logistic regression on the vectors, trained on SIB-200 English train, scored on its dev."""
-    folder = DATA / "sib200" / "eng_Latn"
-    train, dev = (pd.read_csv(folder / f, sep="\t", dtype=str, keep_default_na=False) for f in ("train.tsv", "dev.tsv"))
+    train, dev = sib_frame("eng_Latn", "train"), sib_frame("eng_Latn", "dev")
     model = LogisticRegression(C=10.0, max_iter=2000).fit(embedder(train["text"].tolist()), train["category"])
     predicted = model.predict(embedder(dev["text"].tolist())).tolist()
     return score(predicted, [[c] for c in dev["category"]], [0] * len(dev), sorted(set(train["category"])))["macro_f1"]

@@ -105,13 +105,12 @@ class OnnxInt8Encoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer.encode_batch(list(texts[start : start + self.batch_size]))
-            ids = np.array([b.ids for b in batch], dtype=np.int64)
-            mask = np.array([b.attention_mask for b in batch], dtype=np.int64)
+            batch = tokenize(self.tokenizer, texts[start : start + self.batch_size])
+            ids, mask = batch.input_ids, batch.attention_mask
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             hidden = self.session.run(None, feeds)[0]
             pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True).clip(1)
-            out[start : start + len(batch)] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True).clip(1e-12)
+            out[start : start + len(ids)] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True).clip(1e-12)
         return out
 
 
@@ -209,12 +208,10 @@ def shipped_encoder(batch_size: int = ONNX_BATCH, models_dir: Path | None = None
 
 
 def _export_shipped(folder: Path, identity: str, target: Path) -> None:
-    from topicli.onnx_export import configured_tokenizer, export_encoder
+    from topicli.onnx_export import write_encoder_files
 
-    model = SentenceTransformerEncoder(folder, identity)
     with atomic_folder(target) as staging:
-        export_encoder(model, staging / ONNX_ENCODER_FILE)
-        configured_tokenizer(model).save(str(staging / TOKENIZER_FILE))
+        write_encoder_files(SentenceTransformerEncoder(folder, identity), staging)
 
 
 class MultilingualEncoder:

@@ -319,6 +319,12 @@ def configured_tokenizer(encoder: SentenceTransformerEncoder) -> Any:
     return tokenizer
 
 
+def write_encoder_files(encoder: SentenceTransformerEncoder, folder: Path) -> None:
+    """The encoder's ONNX graph (`ENCODER_FILE`) and its configured tokenizer (`TOKENIZER_FILE`) into `folder`."""
+    export_encoder(encoder, folder / ENCODER_FILE)
+    configured_tokenizer(encoder).save(str(folder / TOKENIZER_FILE))
+
+
 def export_onnx(bundle: Path, out: Path) -> Path:
     """Write the bundle's encoder, topic assignment and tokenizer into `out`, replacing it only once whole."""
     import onnx
@@ -335,8 +341,7 @@ def export_onnx(bundle: Path, out: Path) -> Path:
             shutil.copyfile(encoder.folder / ONNX_ENCODER_FILE, staging / ENCODER_FILE)
             shutil.copyfile(encoder.folder / TOKENIZER_FILE, staging / TOKENIZER_FILE)
         else:
-            export_encoder(encoder, staging / ENCODER_FILE)
-            configured_tokenizer(encoder).save(str(staging / TOKENIZER_FILE))
+            write_encoder_files(encoder, staging)
         assign = assignment_graph(model)
         onnx.checker.check_model(assign, full_check=True)
         onnx.save_model(assign, str(staging / ASSIGN_FILE), save_as_external_data=True, location=f"{ASSIGN_FILE}.data")
