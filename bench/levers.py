@@ -2,14 +2,14 @@
 
 With `override_margin = 0` (the default) every post ends with its own best smoothed topic, so
 topicli's topic quality is that of its smoothed scores; this measures them directly, with the
-same functions as a run (`topicli.scoring`) and exact neighbours. Sets: TweetTopic single
+same functions as a run (`topicli.method.scoring`) and exact neighbours. Sets: TweetTopic single
 *train* files (6 topics), SIB-200 English *train + dev* (7 topics), and the TweetTopic
 multi-label *dev* file (19 topics; it has no other split); and, for the floor with the
 multilingual encoder, every SIB-200 language's *train + dev*. No test file is read.
 
 Levers (each on top of the defaults; the default floor is in every row but the floor's own):
 - topic floor: a times each topic's q-quantile cosine over the posts taken off its scores
-  (`topicli.scoring.topic_floors`; a=0 is no floor);
+  (`topicli.method.scoring.topic_floors`; a=0 is no floor);
 - smoothing weight w, k = m x the default k (sqrt(n)/3, 5-30), and r rounds of smoothing;
 - prototype refinement: each topic's centroid of the posts weighted by their topic
   probability, its cosine added (x beta) to the raw scores, then smoothed again (t rounds);
@@ -41,9 +41,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
 
 from topicli.config import LabellingSettings
-from topicli.embedding import DEFAULT_ENCODER, Embedder
-from topicli.evaluation import score
-from topicli.scoring import (
+from topicli.method.embedding import DEFAULT_ENCODER, Embedder
+from topicli.method.evaluation import score
+from topicli.method.scoring import (
     COSINE_SCALE,
     auto_neighbours,
     cosine_scores,

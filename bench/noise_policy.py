@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from topicli.classifier_training import topic_phrase
 from topicli.config import load_settings
 from topicli.io import Posts
-from topicli.pipeline import Pipeline
+from topicli.method.pipeline import Pipeline
+from topicli.method.topics import topic_phrase
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -66,12 +66,13 @@ def main() -> None:
         pipeline = Pipeline(base)
         posts = Posts(frame, "text" if "text" in frame else "caption", path)
         started = time.perf_counter()
-        run = pipeline.cluster(posts)
+        prepared = pipeline.prepare(posts)
+        run = pipeline.cluster(prepared)
         cluster_seconds = time.perf_counter() - started
         for policy in ("unassigned", "nearest", "classify"):
             settings = replace(base, labelling=replace(base.labelling, noise_policy=policy))
             started = time.perf_counter()
-            result = Pipeline(settings).label(posts, run)
+            result = Pipeline(settings).label(prepared, run)
             seconds = cluster_seconds + time.perf_counter() - started
             predicted = result.posts.loc[keep, "topic"].map(topic_phrase).to_numpy()
             lines.append(

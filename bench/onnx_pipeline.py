@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from topicli.bundle import BundleModel
-from topicli.onnx_export import OnnxPipeline, export_onnx
+from topicli.serving.bundle import BundleModel
+from topicli.serving.onnx import OnnxPipeline, export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eval" / "tweet_topic_single"

@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from topicli.classifier import load_classifier
-from topicli.classifier_training import topic_phrase
 from topicli.config import Settings, load_settings
-from topicli.embedding import Embedder
 from topicli.errors import TopicliError
-from topicli.evaluation import score
 from topicli.io import Posts
-from topicli.pipeline import evaluate_posts
+from topicli.method.classifier import load_classifier
+from topicli.method.embedding import Embedder
+from topicli.method.evaluation import score
+from topicli.method.pipeline import evaluate_posts
+from topicli.method.topics import topic_phrase
 from topicli.progress import no_progress
 
 ROOT = Path(__file__).resolve().parents[1]

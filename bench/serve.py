@@ -1,8 +1,8 @@
 """What the local inference server adds to scoring: latency of 1- and 64-post requests, and posts/s.
 
-The bundle comes from `topicli run examples/posts.csv`; the server is `topicli deploy --local`
+The bundle comes from `topicli run examples/posts.csv`; the server is `topicli deploy local`
 (azmlinfsrv, one worker, on 127.0.0.1). Beside each figure, the same requests scored
-in-process (`topicli.serving.handle`: JSON parsing, embedding, scoring). Goal: the server adds
+in-process (`topicli.serving.protocol.handle`: JSON parsing, embedding, scoring). Goal: the server adds
 under 20% to in-process cost for 64-post requests. Writes bench/results/serve.md.
 
     python bench/serve.py
@@ -24,9 +24,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from topicli import local_server
-from topicli.bundle import BundleModel
-from topicli.serving import handle
+from topicli.serving import local_server
+from topicli.serving.bundle import BundleModel
+from topicli.serving.protocol import handle
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = {1: 100, 64: 30}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from topicli.embedding import Embedder
+from topicli.method.embedding import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from topicli.classifier import PairClassifier, load_classifier, save_classifier
-from topicli.classifier_training import label_space, load_labelled, make_pairs, topic_phrase, train_classifier
 from topicli.errors import TopicliError
+from topicli.method.classifier import PairClassifier, load_classifier, save_classifier
+from topicli.method.topics import topic_phrase
+from topicli.method.training import label_space, load_labelled, make_pairs, train_classifier
 
 from .conftest import needs_data
 

@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-import topicli.clustering as clustering
-from topicli.clustering import (
+import topicli.method.clustering as clustering
+from topicli.errors import TopicliError
+from topicli.method.clustering import (
     ClusterSearch,
     approximate_neighbours,
     dbscan,
@@ -13,7 +15,6 @@ from topicli.clustering import (
     nearest_neighbours,
     radius_graph,
 )
-from topicli.errors import TopicliError
 
 from .conftest import tweets
 
@@ -131,3 +132,14 @@ def test_search_above_the_search_limit_clusters_a_sample_and_joins_the_rest(
     assert adjusted_rand_score(alone.labels_, search.labels_[sample]) >= 0.95
     exact = DBSCAN(eps=best.eps, min_samples=2 * best.min_samples, metric="cosine").fit(many_vectors)
     assert adjusted_rand_score(exact.labels_, search.labels_) >= 0.5
+
+
+def test_the_search_is_a_scikit_learn_estimator_that_refuses_an_unknown_algorithm(vectors: np.ndarray) -> None:
+    search = ClusterSearch(algorithm="hdbscan", min_topics=3, eps=0.4)
+    expected = {"algorithm": "hdbscan", "eps": 0.4, "max_topics": 100, "min_samples": 0, "min_topics": 3}
+    assert search.get_params() == expected
+    assert clone(search).get_params() == search.get_params() and "min_topics=3" in repr(search)
+    with pytest.raises(TypeError):
+        ClusterSearch("dbscan")  # settings are keyword-only
+    with pytest.raises(TopicliError, match="'kmeans' unknown; use one of dbscan, hdbscan"):
+        ClusterSearch(algorithm="kmeans").fit(vectors, count_scorer)

@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 
 import topicli
-from topicli.embedding import (
-    DEFAULT_ENCODER,
-    INT8_ENCODER,
-    EmbeddingCache,
-    OnnxEncoder,
-    embed,
-    load_encoder,
-    shipped_encoder_folder,
-)
 from topicli.errors import TopicliError
+from topicli.method.embedding import EmbeddingCache, embed
+from topicli.method.encoders import DEFAULT_ENCODER, INT8_ENCODER, OnnxEncoder, load_encoder, shipped_encoder_folder
 
 from .conftest import tweets
 
@@ -61,7 +54,7 @@ def test_cache_embeds_each_distinct_text_once_across_runs(tmp_path: Path, embedd
 
 
 def test_interrupted_run_resumes_from_saved_chunks(tmp_path: Path, embedder, monkeypatch: pytest.MonkeyPatch) -> None:
-    import topicli.embedding as embedding
+    import topicli.method.embedding as embedding
 
     monkeypatch.setattr(embedding, "CHUNK", 2)
     texts = [f"post number {i} about cooking pasta" for i in range(6)]

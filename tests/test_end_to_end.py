@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from topicli.classifier_training import topic_phrase
 from topicli.cli import app
+from topicli.method.topics import topic_phrase
 
 from .conftest import tweets
 

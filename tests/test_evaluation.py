@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.errors import TopicliError
-from topicli.evaluation import FIGURES, gold_topics, read_gold, score
+from topicli.method.evaluation import FIGURES, gold_topics, read_gold, score
 
 from .conftest import EXAMPLES
 

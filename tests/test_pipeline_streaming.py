@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import topicli.embedding as embedding
+import topicli.method.embedding as embedding
 from topicli.config import Settings
-from topicli.embedding import (
+from topicli.errors import TopicliError
+from topicli.io import read_posts
+from topicli.method.embedding import (
     POSTS_FOLDER,
     Embedder,
     EmbeddingCache,
@@ -23,10 +25,8 @@ from topicli.embedding import (
     text_key,
     text_keys,
 )
-from topicli.errors import TopicliError
-from topicli.io import read_posts
-from topicli.pipeline import Pipeline
-from topicli.scoring import finish_scores
+from topicli.method.pipeline import Pipeline
+from topicli.method.scoring import finish_scores
 
 from .conftest import EXAMPLES
 
@@ -168,7 +168,7 @@ def test_pipeline_works_from_the_memmap_and_gives_what_vectors_in_memory_give(
         prepared = pipeline.prepare(posts)
         assert isinstance(prepared.vectors, np.memmap) == bool(folder)
         assert prepared.scores.vectors is prepared.vectors, "scores read the same vectors, not a copy"
-        labelled = pipeline.label(posts, pipeline.cluster(posts))
+        labelled = pipeline.label(prepared, pipeline.cluster(prepared))
         results.append((np.array(prepared.vectors), labelled))
     (mapped, on_disk), (held, in_memory) = results
     assert mapped.tobytes() == held.tobytes()

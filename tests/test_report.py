@@ -33,9 +33,10 @@ import websocket
 from typer.testing import CliRunner
 
 from topicli.cli import app
-from topicli.clustering import Candidate
-from topicli.report import PostMap, Report, TopicView, render_html
-from topicli.report_png import bar_chart_size, map_size
+from topicli.method.clustering import Candidate
+from topicli.report.data import PostMap, Report, TopicView
+from topicli.report.html import render_html
+from topicli.report.png import bar_chart_size, map_size
 
 from .conftest import EXAMPLES
 
@@ -422,7 +423,8 @@ def test_no_run_yet(isolated: Path) -> None:
 
 
 def test_posts_written_elsewhere_need_posts(isolated: Path, reported: Reported) -> None:
-    shutil.copytree(reported.run, "run", ignore=shutil.ignore_patterns("report.html", "bundle"))
+    # a run folder without the record of its outputs (written before runs recorded them), posts moved by hand
+    shutil.copytree(reported.run, "run", ignore=shutil.ignore_patterns("report.html", "bundle", "outputs.json"))
     Path("elsewhere").mkdir()
     for name in ("posts.csv", "posts.topics.csv"):
         Path("run", name).rename(Path("elsewhere", name))

@@ -1,16 +1,16 @@
 import numpy as np
 import pytest
 
-from topicli.embedding import choose_encoder, english_share
-from topicli.scoring import (
+from topicli.method.encoders import choose_encoder, english_share
+from topicli.method.scoring import (
     FLOOR_MIN_POSTS,
     auto_neighbours,
     cosine_scores,
     finish_scores,
     part_vectors,
     topic_floors,
-    topic_parts,
 )
+from topicli.method.topics import topic_parts
 
 
 def test_topic_parts() -> None:

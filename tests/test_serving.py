@@ -14,7 +14,9 @@ import pytest
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
-from topicli.bundle import (
+from topicli.cli import app
+from topicli.errors import TopicliError
+from topicli.serving.bundle import (
     ARRAYS,
     FORMAT_VERSION,
     MANIFEST,
@@ -23,8 +25,6 @@ from topicli.bundle import (
     find_bundle,
     join_clusters,
 )
-from topicli.cli import app
-from topicli.errors import TopicliError
 
 from .conftest import EXAMPLES
 
@@ -146,9 +146,9 @@ def score_module(run_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """score.py as Azure ML runs it: AZUREML_MODEL_DIR holds the registered bundle folder."""
     shutil.copytree(run_folder / "bundle", tmp_path / "model" / "bundle")
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "model"))
-    import topicli.score
+    import topicli.serving.score
 
-    module = importlib.reload(topicli.score)
+    module = importlib.reload(topicli.serving.score)
     module.init()
     yield module
     module.model = None

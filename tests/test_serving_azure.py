@@ -13,12 +13,12 @@ from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint
 from azure.core.exceptions import ResourceNotFoundError
 from typer.testing import CliRunner
 
-from topicli import azure
-from topicli.bundle import BundleModel
 from topicli.cli import app
+from topicli.cloud import azureml as azure
 from topicli.config import load_settings
 from topicli.errors import TopicliError
-from topicli.serving import handle
+from topicli.serving.bundle import BundleModel
+from topicli.serving.protocol import handle
 
 from .conftest import EXAMPLES
 from .test_serving import run_examples
@@ -79,8 +79,8 @@ class FakeMLClient:
             entity._scoring_uri = f"https://{entity.name}.westeurope.inference.ml.azure.com/score"
             self.endpoints[entity.name] = entity
         else:
-            assert entity.code_configuration.scoring_script == "topicli/score.py"
-            assert (Path(entity.code_configuration.code) / "topicli" / "bundle.py").is_file()
+            assert entity.code_configuration.scoring_script == "topicli/serving/score.py"
+            assert (Path(entity.code_configuration.code) / "topicli" / "serving" / "bundle.py").is_file()
             self.calls.append(("deployment", entity.name, entity.model.name, entity.model.version))
             self.deployments[entity.name] = entity
         return Done(entity)
@@ -167,7 +167,8 @@ def test_deploy_dry_run_writes_yaml_the_sdk_loads(bundle: Path, settings, tmp_pa
     assert (deployment.instance_type, deployment.instance_count) == ("Standard_F4s_v2", 1)
     assert Path(deployment.model.path) == bundle.resolve()
     code = Path(deployment.code_configuration.code)
-    assert (code / deployment.code_configuration.scoring_script).is_file() and (code / "topicli/bundle.py").is_file()
+    assert (code / deployment.code_configuration.scoring_script).is_file()
+    assert (code / "topicli/serving/bundle.py").is_file()
     pins = deployment.environment.conda_file["dependencies"][-1]["pip"]
     assert "torch==2.13.0" in pins and "azureml-inference-server-http==1.5.1" in pins
     assert deployment.environment.image.startswith("mcr.microsoft.com/azureml/")

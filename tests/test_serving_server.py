@@ -16,15 +16,15 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from topicli import local_server
-from topicli.bundle import BundleModel
 from topicli.cli import app
-from topicli.client import Endpoint, partial_path, score_file
 from topicli.config import ServingSettings
 from topicli.errors import TopicliError
 from topicli.io import read_posts
 from topicli.progress import no_progress
-from topicli.serving import ScoringRequest, answer
+from topicli.serving import local_server
+from topicli.serving.bundle import BundleModel
+from topicli.serving.client import Endpoint, partial_path, score_file
+from topicli.serving.protocol import ScoringRequest, answer
 
 from .conftest import EXAMPLES
 from .test_serving import agreement, run_examples
@@ -228,19 +228,19 @@ def test_deploy_local_score_and_stop_commands(run_folder: Path, cache_dir: Path,
     monkeypatch.chdir(run_folder.parent.parent)
     monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
     port = local_server.free_port()
-    result = CliRunner().invoke(app, ["deploy", "--local", "--port", str(port)])
+    result = CliRunner().invoke(app, ["deploy", "local", "--port", str(port)])
     assert result.exit_code == 0, result.stderr
     assert f"http://127.0.0.1:{port}/score" in result.stdout and "azmlinfsrv.pid" in result.stdout
     pid = int((Path("topicli-out/serve") / local_server.PID_FILE).read_text())
     try:
-        result = CliRunner().invoke(app, ["deploy", "--local", "--port", str(local_server.free_port())])
+        result = CliRunner().invoke(app, ["deploy", "local", "--port", str(local_server.free_port())])
         assert result.exit_code == 2 and "already runs" in result.stderr
-        result = CliRunner().invoke(app, ["score", str(EXAMPLES), "--local", "-o", "scored.csv"])
+        result = CliRunner().invoke(app, ["score", str(EXAMPLES), "-o", "scored.csv"])
         assert result.exit_code == 0, result.stderr
         _scored_like_run(Path("scored.csv"), run_folder)
     finally:
-        result = CliRunner().invoke(app, ["deploy", "--local", "--stop"])
+        result = CliRunner().invoke(app, ["deploy", "stop"])
     assert result.exit_code == 0 and f"pid {pid}" in result.stdout
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    result = CliRunner().invoke(app, ["score", str(EXAMPLES), "--local"])
+    result = CliRunner().invoke(app, ["score", "local", str(EXAMPLES)])
     assert result.exit_code == 2 and "no local server runs" in result.stderr

@@ -1,8 +1,8 @@
-"""`topicli export triton` and `topicli score --triton`: everything but the Triton server itself.
+"""`topicli export triton` and `topicli score triton`: everything but the Triton server itself.
 
 The configurations are parsed with Triton's protobuf schema, model.py runs through its
 `execute` with stand-in requests, and the whole repository runs in the stand-in of
-tests/triton_standin.py, behind the KServe v2 HTTP protocol that `score --triton` speaks.
+tests/triton_standin.py, behind the KServe v2 HTTP protocol that `score triton` speaks.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 from tokenizers import Tokenizer
 from typer.testing import CliRunner
 
-from topicli.bundle import BundleModel
 from topicli.cli import app
-from topicli.triton import ENSEMBLE, write_repository
-from topicli.triton_tokenizer import tokenize
+from topicli.method.tokens import tokenize
+from topicli.serving.bundle import BundleModel
+from topicli.serving.triton import ENSEMBLE, write_repository
 
 from .test_onnx_export import example_texts, minilm_run
 from .triton_standin import Request, StandinTriton, TritonError, load_python_model, read_config, serve, type_name
@@ -135,7 +135,7 @@ def test_score_triton_over_kserve_v2(repository: Path, model: BundleModel, tmp_p
     pd.DataFrame({"id": range(len(texts)), "text": texts}).to_csv(posts, index=False)
     output = tmp_path / "scored.csv"
     with serve(repository) as url:
-        result = CliRunner().invoke(app, ["score", str(posts), "--triton", url, "-o", str(output)])
+        result = CliRunner().invoke(app, ["score", "triton", url, str(posts), "-o", str(output)])
     assert result.exit_code == 0, result.stderr
     scored = pd.read_csv(output, dtype={"topic": str}, keep_default_na=False)
     bundle = model.predict(texts)
@@ -149,11 +149,11 @@ def test_score_triton_errors_are_one_line(repository: Path, tmp_path: Path) -> N
     posts = tmp_path / "posts.csv"
     pd.DataFrame({"text": ["hello"]}).to_csv(posts, index=False)
     runner = CliRunner()
-    bad_url = runner.invoke(app, ["score", str(posts), "--triton", "localhost:8000"])
+    bad_url = runner.invoke(app, ["score", "triton", "localhost:8000", str(posts)])
     assert bad_url.exit_code == 2 and "base URL" in bad_url.stderr
     shutil.copytree(repository / "encoder", tmp_path / "other" / "encoder")
     with serve(tmp_path / "other") as url:  # a server without the topicli ensemble
-        refused = runner.invoke(app, ["score", str(posts), "--triton", url, "-o", str(tmp_path / "out.csv")])
+        refused = runner.invoke(app, ["score", "triton", url, str(posts), "-o", str(tmp_path / "out.csv")])
     assert refused.exit_code == 2
     assert "refused a batch (HTTP 400)" in refused.stderr and "Traceback" not in refused.stderr
 

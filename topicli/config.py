@@ -28,6 +28,7 @@ class InputSettings:
     """How posts are read."""
 
     text_column: str = setting("", "column holding the post text; empty finds caption, text, content or body")
+    max_chars: int = setting(5000, "posts longer than this many characters are cut to it before encoding")
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,9 @@ class ServingSettings:
 
     max_posts: int = setting(256, "most posts one scoring request may carry (written into the bundle)")
     max_chars: int = setting(5000, "longest post, in characters, a scoring request may carry (written into the bundle)")
-    port: int = setting(5001, "port of `topicli deploy --local` on 127.0.0.1")
+    port: int = setting(5001, "port of `topicli deploy local` on 127.0.0.1")
     workers: int = setting(1, "worker processes of the local inference server (each loads the model)")
-    start_timeout: float = setting(180.0, "seconds `deploy --local` waits for the server to answer")
+    start_timeout: float = setting(180.0, "seconds `deploy local` waits for the server to answer")
     batch_size: int = setting(64, "posts per request sent by `topicli score`")
     in_flight: int = setting(4, "requests `topicli score` keeps in flight at once")
     retries: int = setting(5, "retries of a request on 429, 5xx or a connection error, with exponential backoff")
@@ -151,7 +152,7 @@ class InfraSettings:
 
 @dataclass(frozen=True)
 class TritonSettings:
-    """`topicli deploy --triton`: Triton Inference Server in an Azure container group (terraform/triton, CPU only)."""
+    """`topicli deploy triton`: Triton Inference Server in an Azure container group (terraform/triton, CPU only)."""
 
     image: str = setting("nvcr.io/nvidia/tritonserver:25.10-py3", "Triton Inference Server image, with its tag")
     tokenizers_version: str = setting(

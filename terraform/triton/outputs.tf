@@ -29,7 +29,7 @@ output "model_repository" {
 }
 
 output "storage_account_key" {
-  description = "Key of the storage account: `topicli deploy --triton` uploads the repository with it."
+  description = "Key of the storage account: `topicli deploy triton` uploads the repository with it."
   value       = azurerm_storage_account.models.primary_access_key
   sensitive   = true
 }

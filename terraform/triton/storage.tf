@@ -1,5 +1,5 @@
 # The storage account and file share that hold the Triton model repository. `topicli deploy
-# --triton` applies these two first, uploads the repository into the share, then applies the rest.
+# triton` applies these two first, uploads the repository into the share, then applies the rest.
 
 resource "azurerm_storage_account" "models" {
   name                     = local.storage_account_name
@@ -15,7 +15,7 @@ resource "azurerm_storage_account" "models" {
   infrastructure_encryption_enabled = true
   local_user_enabled                = false
   # Container instances mount Azure Files with the account key only (no identity-based mount),
-  # and `topicli deploy --triton` uploads with that same key; SAS tokens cut from it expire
+  # and `topicli deploy triton` uploads with that same key; SAS tokens cut from it expire
   # after a day.
   shared_access_key_enabled = true
 

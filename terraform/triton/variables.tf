@@ -1,5 +1,5 @@
 # Each validation here catches a value that Terraform would otherwise send to Azure, where it
-# fails minutes into an apply. `topicli deploy --triton --dry-run` runs them offline.
+# fails minutes into an apply. `topicli deploy triton --dry-run` runs them offline.
 
 variable "subscription_id" {
   description = "Azure subscription of the resource group; null uses ARM_SUBSCRIPTION_ID."
@@ -145,7 +145,7 @@ variable "share_quota_gb" {
 }
 
 variable "model_repository" {
-  description = "Folder of the share that Triton serves; `topicli deploy --triton` names one per repository content (r-<sha256 prefix>), so a new model replaces the container and old files never mix in."
+  description = "Folder of the share that Triton serves; `topicli deploy triton` names one per repository content (r-<sha256 prefix>), so a new model replaces the container and old files never mix in."
   type        = string
   default     = "repository"
 

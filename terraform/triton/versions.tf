@@ -1,5 +1,5 @@
 # Exact pins, as in terraform/versions.tf: the dependency lock file is not committed
-# (.gitignore), so these pins are what makes two `topicli deploy --triton` runs use the same
+# (.gitignore), so these pins are what makes two `topicli deploy triton` runs use the same
 # providers.
 terraform {
   required_version = ">= 1.9.0"

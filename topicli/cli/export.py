@@ -1,0 +1,69 @@
+"""`topicli export`: a model bundle as ONNX graphs, or as a Triton Inference Server model repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from topicli.cli import render
+from topicli.cli.common import ConfigOption, chosen_bundle, command_group, console, err_console, settings_for
+
+export_app = command_group("The model bundle as ONNX, or as a Triton model repository.", no_args_is_help=True)
+
+BundleArgument = Annotated[
+    Path | None,
+    typer.Argument(help="model bundle folder (default: the bundle of the latest run)", show_default=False),
+]
+
+
+@export_app.command()
+def onnx(
+    bundle: BundleArgument = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="folder to write (default: onnx/ beside the bundle)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """The encoder and the topic assignment as ONNX graphs, with the tokenizer."""
+    from topicli.serving.onnx import export_onnx
+
+    folder = chosen_bundle(bundle, settings_for(config))
+    with err_console.status(f"exporting {folder}"):
+        written = export_onnx(folder, output or folder.parent / "onnx")
+    render.files(console, written)
+
+
+@export_app.command()
+def triton(
+    bundle: BundleArgument = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="repository folder (default: triton/ beside the bundle)")
+    ] = None,
+    instance_kind: Annotated[
+        str, typer.Option("--instance-kind", help="where the ONNX models run: cpu or gpu")
+    ] = "cpu",
+    instances: Annotated[
+        int | None, typer.Option("--instances", help="instances of each model (default: [triton] instances)")
+    ] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option("--max-batch-size", help="most posts in one batch (default: [triton] max_batch_size)")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """A Triton model repository: tokenizer (Python), encoder and assignment (ONNX), and their ensemble."""
+    from topicli.serving.triton import ENSEMBLE, write_repository
+
+    settings = settings_for(config, triton={"instances": instances, "max_batch_size": max_batch_size})
+    folder = chosen_bundle(bundle, settings)
+    with err_console.status(f"exporting {folder}"):
+        written = write_repository(
+            folder,
+            output or folder.parent / "triton",
+            instance_kind=instance_kind,
+            instances=settings.triton.instances,
+            max_batch_size=settings.triton.max_batch_size,
+        )
+    render.files(console, written)
+    console.print(f"serve it with `tritonserver --model-repository={written}`; clients call model {ENSEMBLE!r}")

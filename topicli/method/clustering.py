@@ -1,0 +1,343 @@
+"""Density clustering of unit vectors, and the search for parameters that give a usable count.
+
+DBSCAN runs on cosine distance. The search builds one sparse neighbourhood graph at the
+largest radius it will try and hands it, as precomputed distances, to every DBSCAN run,
+so the expensive part is done once. Radii come from the data: quantiles of each post's
+distance to its m-th neighbour, so the grid suits any encoder. Candidates whose cluster
+count lies in [min_topics, max_topics] are ranked by a score supplied by the caller
+(labelling scores them with cls_model).
+
+Exact neighbours and DBSCAN cost O(n^2) (42 s at 50k posts), so from `EXACT_LIMIT` posts
+on the neighbours come from an approximate index (hnswlib HNSW, chosen by measurement
+against faiss and pynndescent in bench/run.py) and the graph holds each post's k nearest
+neighbours within the radius, made symmetric. Deciding core points needs only each post's
+min_samples nearest (k covers the largest); links between core points beyond each other's
+k nearest are lost, and the index misses a few neighbours: tests/test_clustering.py bounds
+both by ARI against exact DBSCAN. DBSCAN on that graph is connected components of the core points.
+
+Above `SEARCH_LIMIT` posts the index holds a fixed random sample of that many posts, and
+every post's neighbours are its nearest sample posts (its topic scores are smoothed over
+them, as a served post's are over run posts): DBSCAN runs on the sample, and every other
+post joins, as a border point, the cluster of its nearest sample core point within eps
+among those neighbours. A fixed k cannot see past a crowd of near-duplicates larger
+than k (at 300k synthetic posts, 18 noisy copies of each source text, the k-NN graph broke
+into 5,000+ components), and the single-thread index build dominates the time; a sample of
+fixed size keeps both as measured at 100k (bench/results/perf.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_matrix, diags
+from scipy.sparse.csgraph import connected_components
+from sklearn.base import BaseEstimator
+from sklearn.cluster import DBSCAN
+from sklearn.neighbors import NearestNeighbors
+
+from topicli.errors import TopicliError
+from topicli.progress import Advance
+
+ALGORITHMS = ("dbscan", "hdbscan")
+MIN_SAMPLES_GRID = (2, 3, 5, 8, 12, 20)
+CORE_SHARE_GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6)
+HDBSCAN_GRID = ((5, 5), (10, 5), (15, 5), (25, 10), (40, 10))
+EXACT_LIMIT = 20_000  # below this many posts, exact sklearn neighbours and DBSCAN: small sets keep their results
+SEARCH_LIMIT = 100_000  # above this many posts, neighbours are sample posts and DBSCAN runs on the sample
+SAMPLE_SEED = 0
+HNSW_LINKS, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 100, 64  # recall@30 ~0.98 on real embeddings (bench/run.py)
+Scorer = Callable[[np.ndarray], dict[str, float]]
+
+
+@dataclass
+class Candidate:
+    """One clustering the search tried."""
+
+    algorithm: str
+    eps: float
+    min_samples: int
+    min_cluster_size: int
+    n_clusters: int
+    coverage: float
+    in_range: bool
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return self.scores.get("score", float("nan"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    """Cluster ids 0..n-1 by decreasing size (ties by first post), noise stays -1."""
+    ids, first, counts = np.unique(labels[labels >= 0], return_index=True, return_counts=True)
+    order = ids[np.lexsort((first, -counts))]
+    mapping = np.full(int(labels.max(initial=-1)) + 2, -1, dtype=np.int64)  # the last slot maps -1 to -1
+    mapping[order] = np.arange(len(order))
+    return mapping[labels]
+
+
+def dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and core-point mask of DBSCAN on a precomputed sparse cosine-distance graph.
+
+    Entries of the graph beyond eps are ignored, so one graph serves every smaller eps.
+    sklearn's below `EXACT_LIMIT` posts, `graph_dbscan` from there on.
+    """
+    if graph.shape[0] >= EXACT_LIMIT:
+        return graph_dbscan(graph, eps, min_samples)
+    model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph)
+    core = np.zeros(graph.shape[0], dtype=bool)
+    core[model.core_sample_indices_] = True
+    return _relabel(model.labels_), core
+
+
+def graph_dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """DBSCAN on a sparse distance graph (self-loops stored) in a few vectorised passes.
+
+    Clusters are the connected components of core points; a border point joins the
+    cluster of its nearest core neighbour (sklearn takes the first cluster to reach it).
+    """
+    n = graph.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(graph.indptr))
+    within = graph.data <= eps
+    core = np.bincount(rows[within], minlength=n) >= min_samples
+    links = within & core[rows] & core[graph.indices]
+    linked = csr_matrix((np.ones(int(links.sum()), dtype=np.int8), (rows[links], graph.indices[links])), shape=(n, n))
+    _, component = connected_components(linked, directed=False)
+    labels = np.where(core, component, -1)
+    border = np.flatnonzero(within & ~core[rows] & core[graph.indices])
+    if len(border):
+        border = border[np.lexsort((graph.indices[border], graph.data[border], rows[border]))]
+        first = np.unique(rows[border], return_index=True)[1]
+        labels[rows[border[first]]] = component[graph.indices[border[first]]]
+    return _relabel(labels), core
+
+
+def search_sample(n: int) -> np.ndarray:
+    """Sorted indices of the posts DBSCAN runs on: all up to `SEARCH_LIMIT`, else a fixed random `SEARCH_LIMIT`."""
+    if n <= SEARCH_LIMIT:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, size=SEARCH_LIMIT, replace=False))
+
+
+def nearest_neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distances and indices of every post's k nearest neighbours (itself excluded), nearest first.
+
+    Exact below `EXACT_LIMIT` posts, approximate (`approximate_neighbours`) from there on;
+    above `SEARCH_LIMIT` posts the neighbours are drawn from `search_sample` only.
+    """
+    k = min(k, len(vectors) - 1)
+    if len(vectors) >= EXACT_LIMIT:
+        return approximate_neighbours(vectors, k, search_sample(len(vectors)))
+    distances, indices = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(vectors).kneighbors(vectors)
+    return distances[:, 1:], indices[:, 1:]
+
+
+def approximate_neighbours(
+    vectors: np.ndarray, k: int, base: np.ndarray | None = None, chunk: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
+    """`nearest_neighbours` from an hnswlib HNSW index on inner product: exact distances, approximate lists.
+
+    The index holds the `base` rows (all by default) and every post is queried against it.
+    It is built on one thread, in row order with a fixed seed, so the same vectors always
+    give the same graph (a parallel build does not); the queries, each independent, run on
+    every core. A row missing itself in its own list (duplicates, or not in `base`) loses
+    its farthest hit instead.
+    """
+    import hnswlib
+
+    n, dimension = vectors.shape
+    base = np.arange(n) if base is None else base
+    index = hnswlib.Index(space="ip", dim=dimension)
+    index.init_index(max_elements=len(base), ef_construction=HNSW_EF_CONSTRUCTION, M=HNSW_LINKS, random_seed=0)
+    index.set_num_threads(1)
+    for start in range(0, len(base), chunk):
+        rows = base[start : start + chunk]
+        index.add_items(np.ascontiguousarray(vectors[rows], dtype=np.float32), rows)
+    index.set_num_threads(os.cpu_count() or 1)
+    index.set_ef(max(HNSW_EF_SEARCH, 2 * (k + 1)))
+    distances = np.empty((n, k), dtype=np.float32)
+    indices = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk):
+        found, distance = index.knn_query(np.ascontiguousarray(vectors[start : start + chunk]), k=k + 1)
+        found = found.astype(np.int64)
+        is_self = found == np.arange(start, start + len(found))[:, None]
+        drop = np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)
+        keep = np.ones(found.shape, dtype=bool)
+        keep[np.arange(len(found)), drop] = False
+        indices[start : start + chunk] = found[keep].reshape(-1, k)
+        distances[start : start + chunk] = distance[keep].reshape(-1, k)
+    return np.maximum(distances, 0.0), indices
+
+
+def join_sample(
+    labels: np.ndarray, core: np.ndarray, sample: np.ndarray, distances: np.ndarray, local: np.ndarray, eps: float
+) -> np.ndarray:
+    """Every post's cluster from DBSCAN's `labels`/`core` of the sample: a post outside the sample joins
+    the cluster of its nearest sample core point within eps (`local`: its neighbours' places in the sample)."""
+    reach = core[local] & (distances <= eps)
+    nearest = local[np.arange(len(local)), reach.argmax(axis=1)]
+    joined = np.where(reach.any(axis=1), labels[nearest], -1)
+    joined[sample] = labels
+    return _relabel(joined)
+
+
+def knn_graph(distances: np.ndarray, indices: np.ndarray, radius: float) -> Any:
+    """Sparse symmetric graph of the k-NN links up to `radius`, with self-loops, in the form `radius_graph` has."""
+    n, k = indices.shape
+    keep = distances <= radius
+    rows = np.repeat(np.arange(n), k).reshape(n, k)[keep]
+    graph = csr_matrix((np.maximum(distances[keep], 1e-9), (rows, indices[keep])), shape=(n, n))
+    return (graph.maximum(graph.T) + diags(np.full(n, 1e-9, dtype=np.float32), format="csr")).tocsr()
+
+
+def radius_graph(vectors: np.ndarray, radius: float) -> Any:
+    """Sparse matrix of cosine distances up to `radius`; exact zeros kept as tiny values so they count."""
+    graph = NearestNeighbors(radius=radius, metric="cosine").fit(vectors).radius_neighbors_graph(mode="distance")
+    graph.data = np.maximum(graph.data, 1e-9)
+    graph.setdiag(1e-9)
+    return graph.tocsr()
+
+
+def hdbscan_labels(vectors: np.ndarray, min_cluster_size: int, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of HDBSCAN (euclidean on unit vectors orders like cosine) and its cluster members as "core"."""
+    import hdbscan
+
+    model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, metric="euclidean")
+    labels = _relabel(model.fit(vectors).labels_)
+    return labels, labels >= 0
+
+
+class ClusterSearch(BaseEstimator):
+    """Searches clustering parameters and keeps the best-scored clustering in range.
+
+    `eps`/`min_samples` of 0 are searched, a value fixes it (HDBSCAN searches
+    min_cluster_size and takes min_samples). After `fit`: `candidates_` (every
+    clustering tried), `best_`, and its `labels_` (cluster per post, -1 noise) and
+    `core_` (DBSCAN's core points; HDBSCAN's cluster members).
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithm: str = "dbscan",
+        min_topics: int = 20,
+        max_topics: int = 100,
+        eps: float = 0.0,
+        min_samples: int = 0,
+    ) -> None:
+        self.algorithm = algorithm
+        self.min_topics = min_topics
+        self.max_topics = max_topics
+        self.eps = eps
+        self.min_samples = min_samples
+
+    def _grid(self, vectors: np.ndarray, distances: np.ndarray | None) -> list[tuple[float, int, int]]:
+        """(eps, min_samples, min_cluster_size) to try; eps is DBSCAN's, min_cluster_size HDBSCAN's."""
+        if self.algorithm == "hdbscan":
+            sizes = [(size, samples) for size, samples in HDBSCAN_GRID]
+            if self.min_samples:
+                sizes = sorted({(size, self.min_samples) for size, _ in HDBSCAN_GRID})
+            return [(0.0, samples, size) for size, samples in sizes]
+        if self.eps and self.min_samples:
+            return [(self.eps, self.min_samples, 0)]
+        if distances is None or distances.shape[1] < min(max(MIN_SAMPLES_GRID), len(vectors) - 1):
+            distances, _ = nearest_neighbours(vectors, max(MIN_SAMPLES_GRID))
+        if self.eps:
+            return [(self.eps, m, 0) for m in MIN_SAMPLES_GRID]
+        samples = (self.min_samples,) if self.min_samples else MIN_SAMPLES_GRID
+        grid = set()
+        for m in samples:
+            column = distances[:, min(m, distances.shape[1]) - 1]
+            grid |= {(round(float(np.quantile(column, share)), 4), m, 0) for share in CORE_SHARE_GRID}
+        return sorted(grid)
+
+    @staticmethod
+    def _graph(
+        vectors: np.ndarray,
+        grid: list[tuple[float, int, int]],
+        distances: np.ndarray | None,
+        indices: np.ndarray | None,
+    ) -> Any:
+        """The one neighbourhood graph, at the largest eps of the grid, that every DBSCAN run reads."""
+        radius = max(eps for eps, _, _ in grid)
+        if len(vectors) < EXACT_LIMIT:
+            return radius_graph(vectors, radius)
+        needed = max(min_samples for _, min_samples, _ in grid)
+        if distances is None or indices is None or indices.shape[1] < needed:
+            distances, indices = nearest_neighbours(vectors, needed)
+        return knn_graph(distances, indices, radius)
+
+    def fit(
+        self,
+        vectors: np.ndarray,
+        scorer: Scorer,
+        progress: Advance | None = None,
+        neighbour_distances: np.ndarray | None = None,
+        neighbour_indices: np.ndarray | None = None,
+    ) -> ClusterSearch:
+        """`neighbour_distances`/`_indices`: each post's nearest neighbours (`nearest_neighbours`), if computed.
+
+        DBSCAN above `SEARCH_LIMIT` posts runs on `search_sample`; the scorer always sees every post's label.
+        """
+        if self.algorithm not in ALGORITHMS:
+            raise TopicliError(f"clustering algorithm {self.algorithm!r} unknown; use one of {', '.join(ALGORITHMS)}")
+        if len(vectors) < 3:
+            raise TopicliError(f"clustering needs at least 3 non-empty posts, got {len(vectors)}")
+        sample = search_sample(len(vectors))
+        sampled = self.algorithm == "dbscan" and len(sample) < len(vectors)
+        searched, distances, indices = vectors, neighbour_distances, neighbour_indices
+        if sampled:
+            needed = max(MIN_SAMPLES_GRID)
+            if distances is None or indices is None or indices.shape[1] < needed or not np.isin(indices, sample).all():
+                distances, indices = nearest_neighbours(vectors, needed)
+            full_distances, local = distances, np.searchsorted(sample, indices)
+            searched, distances, indices = vectors[sample], distances[sample], local[sample]
+        grid = self._grid(searched, distances)
+        graph = None
+        if self.algorithm == "dbscan":
+            graph = self._graph(searched, grid, distances, indices)
+        self.candidates_: list[Candidate] = []
+        fixed = len(grid) == 1
+        best: Candidate | None = None
+        for eps, min_samples, min_cluster_size in grid:
+            if sampled:
+                labels, sample_core = dbscan(graph, eps, min_samples)
+                labels = join_sample(labels, sample_core, sample, full_distances, local, eps)
+                core = np.zeros(len(vectors), dtype=bool)
+                core[sample] = sample_core
+            elif self.algorithm == "dbscan":
+                labels, core = dbscan(graph, eps, min_samples)
+            else:
+                labels, core = hdbscan_labels(vectors, min_cluster_size, min_samples)
+            n_clusters = int(labels.max() + 1)
+            candidate = Candidate(
+                algorithm=self.algorithm,
+                eps=eps,
+                min_samples=min_samples,
+                min_cluster_size=min_cluster_size,
+                n_clusters=n_clusters,
+                coverage=float(np.mean(labels >= 0)),
+                in_range=self.min_topics <= n_clusters <= self.max_topics,
+            )
+            if (candidate.in_range or fixed) and n_clusters > 0:
+                candidate.scores = scorer(labels)
+                if best is None or candidate.score > best.score:
+                    best, self.labels_, self.core_ = candidate, labels, core
+            self.candidates_.append(candidate)
+            if progress is not None:
+                progress(1)
+        if best is None:
+            counts = sorted(c.n_clusters for c in self.candidates_)
+            raise TopicliError(
+                f"no clustering has {self.min_topics}-{self.max_topics} clusters (the search found {counts[0]} to "
+                f"{counts[-1]}); widen [clustering] min_topics/max_topics or fix --eps and --min-samples"
+            )
+        self.best_ = best
+        return self

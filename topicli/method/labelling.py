@@ -1,0 +1,180 @@
+"""Naming clusters from a topic list, scoring candidate clusterings, and each post's topic.
+
+A cluster's topic is voted by the k posts nearest its centre: their topic scores
+(topicli.method.scoring) are averaged per topic, the best mean wins and is the cluster's
+confidence; the second is kept as runner-up.
+
+A clustering is scored by how well its clusters hold together in the scorer's eyes: the
+share of a random sample of posts whose own best topic is their cluster's topic (noise
+counts as a miss). A giant cluster of mixed posts scores low even with full coverage,
+which is what the naive "mean confidence x coverage" got wrong.
+
+A post takes its cluster's topic unless its own scores prefer another topic by more than
+`override_margin`; noise posts follow the noise policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from sklearn.base import BaseEstimator
+
+from topicli.errors import TopicliError
+from topicli.method.scoring import TopicScores
+
+NOISE_POLICIES = ("unassigned", "nearest", "classify")
+CHUNK = 65536
+
+
+def centres(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Unit-length mean vector of each cluster (rows 0..n_clusters-1)."""
+    n_clusters = int(labels.max() + 1)
+    sums = np.zeros((n_clusters, vectors.shape[1]), dtype=np.float64)
+    members = np.flatnonzero(labels >= 0)
+    for start in range(0, len(members), CHUNK):  # a 0/1 sparse product sums in post order, as np.add.at did
+        rows = members[start : start + CHUNK]
+        indicator = csr_matrix((np.ones(len(rows)), (labels[rows], np.arange(len(rows)))), (n_clusters, len(rows)))
+        sums += indicator @ np.asarray(vectors[rows], dtype=np.float64)
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+
+
+def nearest_to_centre(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarray, k: int) -> list[np.ndarray]:
+    """For each cluster, the indices of its k posts most similar to its centre (ties by index)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(len(centre) + 1))
+    out = []
+    for c in range(len(centre)):
+        rows = order[bounds[c] : bounds[c + 1]]
+        # in row blocks: a giant cluster's rows gathered at once would copy most of a memory-mapped matrix
+        similarity = (
+            np.concatenate([vectors[rows[start : start + CHUNK]] @ centre[c] for start in range(0, len(rows), CHUNK)])
+            if len(rows)
+            else np.empty(0, dtype=np.float32)
+        )
+        out.append(rows[np.lexsort((rows, -similarity))[:k]])
+    return out
+
+
+@dataclass
+class ClusterTopic:
+    """A cluster's topic, its mean topic probability, and the runner-up."""
+
+    cluster: int
+    size: int
+    topic: int
+    confidence: float
+    runner_up: int
+    runner_up_confidence: float
+    voters: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def vote(voters: list[np.ndarray], sizes: np.ndarray, probabilities: TopicScores) -> list[ClusterTopic]:
+    """Every cluster's topic in one pass over a (clusters, k, topics) block of its voters' probabilities.
+
+    Padding rows are zeros added after the real ones, so each mean is bit-for-bit the mean of
+    that cluster's own (voters, topics) rows; ties go to the lower topic index.
+    """
+    if not voters:
+        return []
+    width = max(len(rows) for rows in voters)
+    padded = np.zeros((len(voters), width), dtype=np.int64)
+    counts = np.array([len(rows) for rows in voters])
+    valid = np.arange(width) < counts[:, None]
+    padded[valid] = np.concatenate(voters)
+    block = probabilities(padded.ravel()).reshape(len(voters), width, -1)
+    block[~valid] = 0
+    mean = block.sum(axis=1) / counts[:, None].astype(block.dtype)
+    order = np.argsort(-mean, axis=1, kind="stable")[:, :2]
+    best = np.take_along_axis(mean, order, axis=1)
+    return [
+        ClusterTopic(c, int(sizes[c]), int(o[0]), float(b[0]), int(o[1]), float(b[1]), rows.tolist())
+        for c, (rows, o, b) in enumerate(zip(voters, order, best, strict=True))
+    ]
+
+
+class ClusteringScorer:
+    """Scores a clustering by topic agreement on a fixed random sample of posts."""
+
+    def __init__(self, probabilities: TopicScores, k: int = 20, sample: int = 3000, seed: int = 0) -> None:
+        self.probabilities = probabilities
+        self.k = k
+        n = len(probabilities.vectors)
+        self.sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+
+    def __call__(self, labels: np.ndarray) -> dict[str, float]:
+        vectors = self.probabilities.vectors
+        centre = centres(vectors, labels)
+        voters = nearest_to_centre(vectors, labels, centre, self.k)
+        topics = np.array([info.topic for info in vote(voters, np.zeros(len(voters)), self.probabilities)])
+        own_best = np.argmax(self.probabilities(self.sample), axis=1)
+        sampled = labels[self.sample]
+        agrees = (sampled >= 0) & (own_best == topics[np.maximum(sampled, 0)])
+        clustered = sampled >= 0
+        agreement = float(agrees[clustered].mean()) if clustered.any() else 0.0
+        return {
+            "score": float(agrees.mean()),
+            "agreement": agreement,
+            "coverage": float(np.mean(labels >= 0)),
+            "topics_used": len(set(topics.tolist())),
+        }
+
+
+class ClusterLabeller(BaseEstimator):
+    """Gives each cluster a topic, then every post its topic (override margin, noise policy).
+
+    After `fit`: `centres_` and `cluster_topics_` (one `ClusterTopic` per cluster).
+    """
+
+    def __init__(
+        self, *, k: int = 20, noise_policy: str = "classify", noise_distance: float = 0.5, override_margin: float = 0.0
+    ) -> None:
+        self.k = k
+        self.noise_policy = noise_policy
+        self.noise_distance = noise_distance
+        self.override_margin = override_margin
+
+    def fit(self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores) -> ClusterLabeller:
+        if self.noise_policy not in NOISE_POLICIES:
+            raise TopicliError(f"noise policy {self.noise_policy!r} unknown; use one of {', '.join(NOISE_POLICIES)}")
+        self.centres_ = centres(vectors, labels) if labels.max() >= 0 else np.empty((0, vectors.shape[1]))
+        voters = nearest_to_centre(vectors, labels, self.centres_, self.k)
+        sizes = np.bincount(labels[labels >= 0], minlength=len(self.centres_))
+        self.cluster_topics_ = vote(voters, sizes, probabilities)
+        return self
+
+    def assign(
+        self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cluster, topic index or -1, confidence or NaN) for every post; noise by the policy."""
+        clusters = labels.copy()
+        topics = np.full(len(labels), -1, dtype=np.int64)
+        confidence = np.full(len(labels), np.nan, dtype=np.float64)
+        noise = np.flatnonzero(labels < 0)
+        if self.noise_policy == "nearest" and len(noise) and len(self.centres_):
+            similarity = vectors[noise] @ self.centres_.T
+            best = np.argmax(similarity, axis=1)
+            close = 1.0 - similarity[np.arange(len(noise)), best] <= self.noise_distance
+            clusters[noise[close]] = best[close]
+        for info in self.cluster_topics_:
+            rows = clusters == info.cluster
+            topics[rows] = info.topic
+            confidence[rows] = info.confidence
+        clustered = np.flatnonzero(clusters >= 0)
+        if len(clustered):
+            scores = probabilities(clustered)
+            own = np.argmax(scores, axis=1)
+            gap = scores[np.arange(len(own)), own] - scores[np.arange(len(own)), topics[clustered]]
+            overridden = clustered[gap > self.override_margin]
+            topics[overridden] = own[gap > self.override_margin]
+            confidence[overridden] = scores[gap > self.override_margin].max(axis=1)
+        if self.noise_policy == "classify" and len(noise):
+            scores = probabilities(noise)
+            topics[noise] = np.argmax(scores, axis=1)
+            confidence[noise] = scores.max(axis=1)
+        return clusters, topics, confidence

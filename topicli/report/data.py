@@ -1,0 +1,249 @@
+"""What the report of a run shows, gathered from the run: topics, a map of the posts, the clusterings compared.
+
+Everything comes from the run folder (`clustering.json`, `clusters.npy`, the outputs it
+records) and the posts output with its topic table; the map re-embeds a sample of the posts,
+which the embedding cache makes free after a run. `topicli.report.html` and
+`topicli.report.png` draw it.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+from topicli.config import Settings
+from topicli.errors import TopicliError
+from topicli.io import read_table
+from topicli.method.clustering import Candidate
+from topicli.method.embedding import Embedder
+from topicli.method.encoders import choose_encoder
+from topicli.method.runs import OUTPUT_COLUMNS, ClusterRun, find_posts_output, topic_table_path
+from topicli.progress import ProgressFactory, no_progress
+from topicli.report import MAP_POINTS
+
+UMAP_POINTS = (50, 5000)
+"""UMAP lays out between these many drawn posts, PCA outside: UMAP needs enough posts for a
+neighbourhood graph, and its time grows with the posts (about 15 s for 5000 on 2 cores, 10 of
+them compiling), where PCA takes a second for any number."""
+UMAP_NEIGHBOURS = 15  # UMAP's count: the post itself and its 14 nearest
+SEED = 0
+EXAMPLES = 5
+MAP_LABELS = 15  # the largest topics are named on the map
+NO_TOPIC = "(no topic)"
+NO_TOPIC_COLOUR = "#b5b5b5"
+PALETTE = (
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#17becf",
+    "#1f3b73", "#bcbd22", "#8c2d04", "#2ca02c", "#9467bd", "#d62728", "#e377c2", "#637939", "#ad494a", "#006d2c",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TopicView:
+    """One topic as the page shows it."""
+
+    topic: str
+    size: int
+    from_noise: int
+    confidence: float
+    runner_up: str
+    clusters: str
+    colour: str
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PostMap:
+    """The posts drawn on the map: coordinates in [0, 1], and each one's topic (index into the topics, -1: none)."""
+
+    xy: np.ndarray
+    topic: np.ndarray
+    texts: tuple[str, ...]
+    total: int  # posts that could be drawn (the non-empty ones)
+    cap: int
+    method: str
+    encoder: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the page says about one run."""
+
+    run_folder: Path
+    posts_path: Path
+    input: str
+    encoder: str
+    posts: int
+    empty: int
+    without_topic: int  # non-empty posts left without a topic
+    noise: int  # non-empty posts the clustering left in no cluster
+    topics: tuple[TopicView, ...]
+    map: PostMap
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate
+    reason: str
+
+    @property
+    def coverage(self) -> float:
+        """Share of the non-empty posts that have a topic."""
+        return 1 - self.without_topic / max(self.posts - self.empty, 1)
+
+    @property
+    def noise_share(self) -> float:
+        return self.noise / max(self.posts - self.empty, 1)
+
+
+def colours(n: int) -> list[str]:
+    """n distinct colours: a fixed palette, then golden-angle hues at three lightnesses."""
+    extra = []
+    for i in range(max(n - len(PALETTE), 0)):
+        red, green, blue = colorsys.hls_to_rgb((i * 0.618034) % 1, (0.35, 0.5, 0.65)[i % 3], 0.6)
+        extra.append(f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}")
+    return [*PALETTE, *extra][:n]
+
+
+def project(vectors: np.ndarray) -> tuple[np.ndarray, str]:
+    """2-D coordinates in [0, 1] for the map, and the method that made them (seeded, so reruns agree)."""
+    n = len(vectors)
+    if UMAP_POINTS[0] <= n <= UMAP_POINTS[1]:
+        import umap
+
+        # Exact neighbours from scikit-learn: at this size they take a second, and they spare UMAP compiling
+        # pynndescent (about 40 s on 2 cores above 4096 posts). The layout never transforms new posts.
+        found = NearestNeighbors(n_neighbors=UMAP_NEIGHBOURS - 1, metric="cosine").fit(vectors)
+        distances, indices = found.kneighbors()  # without the post itself, which UMAP wants first
+        knn = (np.hstack([np.arange(n)[:, None], indices]), np.hstack([np.zeros((n, 1)), distances]), None)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_jobs value|precomputed_knn", category=UserWarning)
+            model = umap.UMAP(
+                n_neighbors=UMAP_NEIGHBOURS, metric="cosine", random_state=SEED, n_jobs=1, precomputed_knn=knn
+            )
+            xy, method = model.fit_transform(vectors), "UMAP"
+    elif n >= 2:
+        xy, method = PCA(n_components=2, random_state=SEED).fit_transform(vectors), "PCA"
+    else:
+        xy, method = np.zeros((n, 2)), "PCA"
+    low, span = xy.min(axis=0), np.ptp(xy, axis=0)
+    return np.where(span > 0, (xy - low) / np.where(span > 0, span, 1), 0.5), method
+
+
+def label_positions(report: Report) -> list[tuple[int, float, float]]:
+    """(topic index, x, y) where the map names each of its largest topics: the median of the topic's drawn posts."""
+    found = []
+    for t in range(min(MAP_LABELS, len(report.topics))):
+        mine = report.map.xy[report.map.topic == t]
+        if len(mine):
+            x, y = np.median(mine, axis=0)
+            found.append((t, float(x), float(y)))
+    return found
+
+
+def _read_posts_output(path: Path, text_column: str, rows: int) -> pd.DataFrame:
+    frame = read_table(path)
+    missing = [c for c in (text_column, *OUTPUT_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise TopicliError(
+            f"{path} is not the posts output of this run (no column {', '.join(missing)}); pass --posts with that file"
+        )
+    if len(frame) != rows:
+        raise TopicliError(f"{path} has {len(frame)} posts but the run clustered {rows}; pass --posts of this run")
+    return pd.DataFrame(
+        {
+            "text": [t if isinstance(t, str) else "" for t in frame[text_column]],
+            "topic": frame["topic"].fillna("").astype(str),
+            "confidence": pd.to_numeric(frame["topic_confidence"], errors="coerce"),
+        }
+    )
+
+
+def _examples(posts: pd.DataFrame) -> tuple[str, ...]:
+    """The most confident posts (ties by file order), each distinct text once."""
+    ranked = posts.sort_values("confidence", ascending=False, kind="stable", na_position="last")["text"]
+    picked: dict[str, str] = {}
+    for text in ranked:
+        picked.setdefault(" ".join(text.split()).casefold(), text)
+        if len(picked) == EXAMPLES:
+            break
+    return tuple(picked.values())
+
+
+def _topic_views(posts: pd.DataFrame, table: pd.DataFrame, table_path: Path) -> tuple[TopicView, ...]:
+    names = table["topic"].astype(str).tolist()
+    used = set(posts.loc[posts["topic"] != "", "topic"])
+    if used != set(names):
+        raise TopicliError(f"{table_path} does not list the topics of its posts file; rerun `topicli label`")
+    return tuple(
+        TopicView(
+            topic=name,
+            size=int(row["size"]),
+            from_noise=int(row["from_noise"]),
+            confidence=float(row["confidence"]),
+            runner_up=str(row["runner_up"]) if pd.notna(row["runner_up"]) else "",
+            clusters=str(row["clusters"]) if pd.notna(row["clusters"]) else "",
+            colour=colour,
+            examples=_examples(posts[posts["topic"] == name]),
+        )
+        for (_, row), name, colour in zip(table.iterrows(), names, colours(len(names)), strict=True)
+    )
+
+
+def _post_map(
+    posts: pd.DataFrame, topics: tuple[TopicView, ...], settings: Settings, cap: int, progress: ProgressFactory
+) -> PostMap:
+    """A seeded random sample of at most `cap` non-empty posts, re-embedded and laid out in 2-D."""
+    drawable = np.flatnonzero(posts["text"].str.strip() != "")
+    shown = drawable
+    if len(drawable) > cap:
+        shown = np.sort(np.random.default_rng(SEED).choice(drawable, size=cap, replace=False))
+    texts = posts["text"].to_numpy()[shown].tolist()
+    s = settings.encoder
+    embedder = Embedder(choose_encoder(s.name, posts["text"].to_numpy()[drawable].tolist()), s.batch_size, s.cache_dir)
+    with progress("embedding posts for the map", len(set(texts))) as advance:
+        vectors = embedder(texts, advance)
+    with progress("laying out the map", None) as advance:
+        xy, method = project(vectors)
+        advance(1)
+    index = {view.topic: i for i, view in enumerate(topics)}
+    topic = np.array([index.get(name, -1) for name in posts["topic"].to_numpy()[shown]], dtype=np.int64)
+    return PostMap(xy, topic, tuple(texts), len(drawable), cap, method, embedder.identity)
+
+
+def build_report(
+    folder: Path,
+    settings: Settings,
+    posts: Path | None = None,
+    max_points: int = MAP_POINTS,
+    progress: ProgressFactory = no_progress,
+) -> Report:
+    """Everything the page shows about the run in `folder`; `posts` is its posts output when not in the folder."""
+    if max_points < 1:
+        raise TopicliError(f"the map needs at least one point; --max-points is {max_points}")
+    run = ClusterRun.load(folder)
+    posts_path = find_posts_output(folder, posts)
+    table_path = topic_table_path(posts_path)
+    if not table_path.is_file():
+        raise TopicliError(f"no topic table {table_path} beside {posts_path}; rerun `topicli label`")
+    frame = _read_posts_output(posts_path, run.text_column, len(run.labels))
+    topics = _topic_views(frame, read_table(table_path), table_path)
+    filled = (frame["text"].str.strip() != "").to_numpy()
+    return Report(
+        run_folder=folder,
+        posts_path=posts_path,
+        input=run.input,
+        encoder=run.encoder,
+        posts=len(frame),
+        empty=int((~filled).sum()),
+        without_topic=int((filled & (frame["topic"] == "").to_numpy()).sum()),
+        noise=int((filled & (run.labels < 0)).sum()),
+        topics=topics,
+        map=_post_map(frame, topics, settings, max_points, progress),
+        candidates=tuple(run.candidates),
+        chosen=run.chosen,
+        reason=run.reason,
+    )

@@ -1,0 +1,195 @@
+"""`topicli deploy local`: the Azure ML inference server (azmlinfsrv) with score.py and a bundle, on 127.0.0.1.
+
+azmlinfsrv always binds 0.0.0.0 (its host is a constant, not an option); the launcher sets
+that constant to 127.0.0.1 before starting it, so the local server is not reachable from
+other machines. Everything else is the real server as Azure ML runs it. The server's state
+lives in a folder (default `<[output] dir>/serve/`): `azmlinfsrv.pid`, `server.json` (URL,
+port, bundle, log, process start time, so a recycled PID is never taken for ours) and
+`azmlinfsrv.log`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from topicli.config import Settings
+from topicli.errors import TopicliError
+
+SCORE_SCRIPT = Path(__file__).with_name("score.py")
+PID_FILE = "azmlinfsrv.pid"
+STATE_FILE = "server.json"
+LOG_FILE = "azmlinfsrv.log"
+HOST = "127.0.0.1"
+_LAUNCHER = f"from azureml_inference_server_http import amlserver; amlserver.DEFAULT_HOST = {HOST!r}; amlserver.run()"
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """A local inference server that `start` launched."""
+
+    pid: int
+    port: int
+    bundle: str
+    log: str
+    started: float  # the process's start time, as psutil reports it
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/score"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{HOST}:{self.port}/"
+
+
+def state_folder(settings: Settings) -> Path:
+    """Where `deploy local` keeps the local server's pid, state and log, and where `score local` finds it."""
+    return Path(settings.output.dir) / "serve"
+
+
+def _read_state(folder: Path) -> LocalServer | None:
+    """The server recorded in `folder` if its process still runs; stale records are removed."""
+    state = folder / STATE_FILE
+    if not state.is_file():
+        return None
+    server = LocalServer(**json.loads(state.read_text(encoding="utf-8")))
+    try:
+        alive = psutil.Process(server.pid).create_time() == server.started
+    except psutil.NoSuchProcess:
+        alive = False
+    if not alive:
+        state.unlink(missing_ok=True)
+        (folder / PID_FILE).unlink(missing_ok=True)
+        return None
+    return server
+
+
+def running_server(folder: Path) -> LocalServer:
+    """The local server recorded in `folder`, or an error saying how to start one."""
+    server = _read_state(folder)
+    if server is None:
+        raise TopicliError(
+            f"no local server runs (nothing alive recorded in {folder}); start one: topicli deploy local"
+        )
+    return server
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
+
+
+def start(bundle: Path, folder: Path, port: int, workers: int = 1, timeout: float = 180.0) -> LocalServer:
+    """Start azmlinfsrv on 127.0.0.1:`port` serving `bundle`, and wait until it answers its liveness probe."""
+    from topicli.serving.bundle import MANIFEST
+
+    bundle = Path(bundle).resolve()
+    if not (bundle / MANIFEST).is_file():
+        raise TopicliError(f"{bundle} is not a model bundle; `topicli run POSTS` writes one into its run folder")
+    folder = Path(folder).resolve()
+    existing = _read_state(folder)
+    if existing is not None:
+        raise TopicliError(
+            f"a local server already runs at {existing.url} (pid {existing.pid}); stop it with `topicli deploy stop`"
+        )
+    if not _port_free(port):
+        raise TopicliError(f"port {port} on {HOST} is in use; pass another with --port")
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / LOG_FILE
+    command = [
+        sys.executable,
+        "-c",
+        _LAUNCHER,
+        "--entry_script",
+        str(SCORE_SCRIPT),
+        "--model_dir",
+        str(bundle),
+        "--port",
+        str(port),
+        "--worker_count",
+        str(workers),
+    ]
+    # AML_APP_ROOT is where azmlinfsrv looks for a config.json: the state folder holds none.
+    env = {**os.environ, "AML_APP_ROOT": str(folder), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+        )
+    server = LocalServer(process.pid, port, str(bundle), str(log), psutil.Process(process.pid).create_time())
+    try:
+        _wait_live(server, process, timeout)
+    except BaseException:
+        _terminate(process.pid)
+        process.wait(timeout=30)
+        raise
+    (folder / PID_FILE).write_text(f"{process.pid}\n", encoding="utf-8")
+    (folder / STATE_FILE).write_text(json.dumps(asdict(server), indent=2) + "\n", encoding="utf-8")
+    return server
+
+
+def _wait_live(server: LocalServer, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TopicliError(
+                f"the inference server exited with code {process.returncode}: {_log_tail(Path(server.log))}"
+            )
+        try:
+            if httpx.get(server.health_url, timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TopicliError(f"the inference server did not answer within {timeout:g}s; see {server.log}")
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM to the server's process group (gunicorn's master and its workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+
+
+def stop(folder: Path, timeout: float = 30.0) -> LocalServer | None:
+    """Stop the local server recorded in `folder`; None when none runs."""
+    folder = Path(folder).resolve()
+    server = _read_state(folder)
+    if server is None:
+        return None
+    _terminate(server.pid)
+    try:
+        psutil.Process(server.pid).wait(timeout=timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+    (folder / STATE_FILE).unlink(missing_ok=True)
+    (folder / PID_FILE).unlink(missing_ok=True)
+    return server

@@ -1,0 +1,195 @@
+"""A Triton Inference Server model repository for a bundle: raw text in, topic and confidence out.
+
+`topicli export triton` writes, from the ONNX export (topicli.serving.onnx):
+
+    tokenizer/  Python backend: TEXT (string) → input_ids, attention_mask, valid (model.py, tokenizer.json)
+    encoder/    onnxruntime backend: tokens → embedding
+    assign/     onnxruntime backend: embedding, valid → cluster, topic_index, topic, confidence
+    topicli/    ensemble of the three: TEXT → TOPIC, CONFIDENCE, CLUSTER (what clients call)
+    export.json the export's manifest (Triton reads only the folders)
+
+Every model batches (`max_batch_size`, dimensions below are per post); the ONNX models batch
+requests dynamically. Requests of different token lengths batch only with their own length,
+since Triton's batcher joins tensors of equal shape. The tokenizer runs on CPU; the ONNX models
+on CPU or GPU instances (`instance_kind`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from topicli.errors import TopicliError
+from topicli.io import atomic_folder
+from topicli.method.encoder_export import ONNX_ENCODER_FILE
+from topicli.method.tokens import TEXT, TOKENIZER_FILE
+from topicli.serving.onnx import ASSIGN_FILE, EXPORT_MANIFEST, export_onnx
+
+ENSEMBLE = "topicli"
+INSTANCE_KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
+ENSEMBLE_OUTPUTS = {"TOPIC": "topic", "CONFIDENCE": "confidence", "CLUSTER": "cluster"}
+DEFAULT_MAX_BATCH = 64
+QUEUE_DELAY_US = 2000
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """A protobuf enum value, written bare (TYPE_INT64), where strings are quoted."""
+
+    name: str
+
+
+def pbtxt(message: dict[str, Any], indent: int = 0) -> str:
+    """Protobuf text format of a message given as a dict; a list of dicts is a repeated message field."""
+    pad = "  " * indent
+    lines = []
+    for key, value in message.items():
+        if isinstance(value, dict):
+            lines += [f"{pad}{key} {{", pbtxt(value, indent + 1), f"{pad}}}"]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines += [f"{pad}{key} [", ",\n".join(_braced(v, indent + 1) for v in value), f"{pad}]"]
+        elif isinstance(value, list):
+            lines.append(f"{pad}{key}: [ {', '.join(_scalar(v) for v in value)} ]")
+        else:
+            lines.append(f"{pad}{key}: {_scalar(value)}")
+    return "\n".join(line for line in lines if line)
+
+
+def _braced(message: dict[str, Any], indent: int) -> str:
+    pad = "  " * indent
+    return f"{pad}{{\n{pbtxt(message, indent + 1)}\n{pad}}}"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, Symbol):
+        return value.name
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def _tensor(name: str, data_type: str, dims: list[int], per_post: bool = False) -> dict[str, Any]:
+    """A tensor's config; `per_post`: the ONNX graph's tensor is [batch] alone, Triton's [batch, 1]."""
+    tensor: dict[str, Any] = {"name": name, "data_type": Symbol(data_type), "dims": dims}
+    if per_post:
+        tensor["reshape"] = {"shape": []}
+    return tensor
+
+
+def model_configs(dimension: int, instance_kind: str, instances: int, max_batch_size: int) -> dict[str, dict]:
+    """The four models' configurations, by model name."""
+    check_options(instance_kind, instances, max_batch_size)
+    onnx_instances = [{"kind": Symbol(INSTANCE_KINDS[instance_kind]), "count": instances}]
+    batching = {"max_queue_delay_microseconds": QUEUE_DELAY_US}
+    tokens = [_tensor("input_ids", "TYPE_INT64", [-1]), _tensor("attention_mask", "TYPE_INT64", [-1])]
+    valid = _tensor("valid", "TYPE_BOOL", [1])
+    return {
+        "tokenizer": {
+            "name": "tokenizer",
+            "backend": "python",
+            "max_batch_size": max_batch_size,
+            "input": [_tensor(TEXT, "TYPE_STRING", [1])],
+            "output": [*tokens, valid],
+            "instance_group": [{"kind": Symbol("KIND_CPU"), "count": instances}],
+        },
+        "encoder": {
+            "name": "encoder",
+            "backend": "onnxruntime",
+            "max_batch_size": max_batch_size,
+            "input": tokens,
+            "output": [_tensor("embedding", "TYPE_FP32", [dimension])],
+            "instance_group": onnx_instances,
+            "dynamic_batching": batching,
+        },
+        "assign": {
+            "name": "assign",
+            "backend": "onnxruntime",
+            "max_batch_size": max_batch_size,
+            "input": [_tensor("embedding", "TYPE_FP32", [dimension]), _tensor("valid", "TYPE_BOOL", [1], True)],
+            "output": [
+                _tensor("cluster", "TYPE_INT64", [1], True),
+                _tensor("topic_index", "TYPE_INT64", [1], True),
+                _tensor("topic", "TYPE_STRING", [1], True),
+                _tensor("confidence", "TYPE_FP32", [1], True),
+            ],
+            "instance_group": onnx_instances,
+            "dynamic_batching": batching,
+        },
+        ENSEMBLE: {
+            "name": ENSEMBLE,
+            "platform": "ensemble",
+            "max_batch_size": max_batch_size,
+            "input": [_tensor(TEXT, "TYPE_STRING", [1])],
+            "output": [
+                _tensor("TOPIC", "TYPE_STRING", [1]),
+                _tensor("CONFIDENCE", "TYPE_FP32", [1]),
+                _tensor("CLUSTER", "TYPE_INT64", [1]),
+            ],
+            "ensemble_scheduling": {
+                "step": [
+                    _step("tokenizer", {TEXT: TEXT}, {name: name for name in ("input_ids", "attention_mask", "valid")}),
+                    _step(
+                        "encoder",
+                        {"input_ids": "input_ids", "attention_mask": "attention_mask"},
+                        {"embedding": "embedding"},
+                    ),
+                    _step(
+                        "assign",
+                        {"embedding": "embedding", "valid": "valid"},
+                        {v: k for k, v in ENSEMBLE_OUTPUTS.items()},
+                    ),
+                ]
+            },
+        },
+    }
+
+
+def check_options(instance_kind: str, instances: int, max_batch_size: int) -> None:
+    if instance_kind not in INSTANCE_KINDS:
+        raise TopicliError(f"instance kind {instance_kind!r} unknown; use one of {', '.join(INSTANCE_KINDS)}")
+    if instances < 1 or max_batch_size < 1:
+        raise TopicliError("--instances and --max-batch-size must be at least 1")
+
+
+def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict[str, Any]:
+    """An ensemble step: model tensor name → ensemble tensor name, for its inputs and outputs."""
+    return {
+        "model_name": model,
+        "model_version": -1,
+        "input_map": [{"key": k, "value": v} for k, v in inputs.items()],
+        "output_map": [{"key": k, "value": v} for k, v in outputs.items()],
+    }
+
+
+def write_repository(
+    bundle: Path,
+    out: Path,
+    *,
+    instance_kind: str = "cpu",
+    instances: int = 1,
+    max_batch_size: int = DEFAULT_MAX_BATCH,
+) -> Path:
+    """Write the Triton model repository of `bundle` into `out`, replacing it only once whole."""
+    import json
+
+    check_options(instance_kind, instances, max_batch_size)
+    with atomic_folder(out) as staging:
+        exported = export_onnx(bundle, staging / "onnx")
+        manifest = json.loads((exported / EXPORT_MANIFEST).read_text(encoding="utf-8"))
+        configs = model_configs(manifest["dimension"], instance_kind, instances, max_batch_size)
+        for name, config in configs.items():
+            (staging / name / "1").mkdir(parents=True)
+            (staging / name / "config.pbtxt").write_text(pbtxt(config) + "\n", encoding="utf-8")
+        shutil.copy(Path(__file__).parents[1] / "method" / "tokens.py", staging / "tokenizer" / "1" / "model.py")
+        shutil.move(exported / TOKENIZER_FILE, staging / "tokenizer" / "1" / TOKENIZER_FILE)
+        shutil.move(exported / ONNX_ENCODER_FILE, staging / "encoder" / "1" / "model.onnx")
+        shutil.move(exported / ASSIGN_FILE, staging / "assign" / "1" / "model.onnx")
+        shutil.move(exported / f"{ASSIGN_FILE}.data", staging / "assign" / "1" / f"{ASSIGN_FILE}.data")
+        manifest["triton"] = {"ensemble": ENSEMBLE, "instance_kind": instance_kind, "instances": instances}
+        (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(exported)
+    return out
