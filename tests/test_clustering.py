@@ -143,3 +143,72 @@ def test_the_search_is_a_scikit_learn_estimator_that_refuses_an_unknown_algorith
         ClusterSearch("dbscan")  # settings are keyword-only
     with pytest.raises(TopicliError, match="'kmeans' unknown; use one of dbscan, hdbscan"):
         ClusterSearch(algorithm="kmeans").fit(vectors, count_scorer)
+
+
+@pytest.fixture(scope="module")
+def copies() -> np.ndarray:
+    """How many posts each of 300 distinct texts stands for: 1 to 5 copies."""
+    return np.random.default_rng(1).integers(1, 6, size=300)
+
+
+@pytest.mark.parametrize(("eps", "min_samples"), [(0.45, 5), (0.55, 12)])
+def test_weighted_dbscan_on_distinct_texts_equals_dbscan_on_every_copy(
+    vectors: np.ndarray, copies: np.ndarray, eps: float, min_samples: int
+) -> None:
+    distinct = vectors[:300]
+    owner = np.repeat(np.arange(len(distinct)), copies)
+    exact = DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit(distinct[owner])
+    exact_core = np.isin(np.arange(len(owner)), exact.core_sample_indices_)
+    graph = radius_graph(distinct, 0.6)
+    for ours, core in (dbscan(graph, eps, min_samples, copies), graph_dbscan(graph, eps, min_samples, copies)):
+        assert core.sum() > 10 and ours.max() >= 1
+        assert np.array_equal(core[owner], exact_core), "a text is core when its neighbourhood holds enough posts"
+        assert np.array_equal(ours[owner] >= 0, exact.labels_ >= 0)
+        assert adjusted_rand_score(exact.labels_[exact_core], ours[owner][exact_core]) == 1.0
+        sizes = np.bincount(ours[owner][ours[owner] >= 0])
+        assert (np.diff(sizes) <= 0).all(), "cluster 0 holds the most posts"
+
+
+def test_reach_distances_count_a_texts_copies_as_posts(vectors: np.ndarray, copies: np.ndarray) -> None:
+    distinct = vectors[:300]
+    owner = np.repeat(np.arange(len(distinct)), copies)
+    first = np.searchsorted(owner, np.arange(len(distinct)))
+    distances, indices = nearest_neighbours(distinct, 20)
+    every_copy, _ = nearest_neighbours(distinct[owner], 40)
+    for m in (2, 5, 12):
+        ours = clustering.reach_distances(distances, indices, m, copies)
+        np.testing.assert_allclose(ours, every_copy[first, m - 1], atol=1e-6)
+        assert (ours[copies > m] == 0).all()
+    unweighted = clustering.reach_distances(distances, indices, 5)
+    assert np.array_equal(unweighted, distances[:, 4])
+
+
+def test_duplicates_never_put_zero_into_the_eps_grid(vectors: np.ndarray, copies: np.ndarray) -> None:
+    """60 copies of one post (17 % of the posts) once made the grid's low quantiles 0, which DBSCAN refuses."""
+    repeated = np.concatenate([vectors[:300], np.repeat(vectors[:1], 60, axis=0)])
+    search = ClusterSearch(min_topics=2, max_topics=100).fit(repeated, count_scorer)
+    assert min(c.eps for c in search.candidates_) == clustering.MIN_EPS
+    assert len(set(search.labels_[[0, *range(300, 360)]])) == 1, "copies share a cluster"
+    weights = copies.copy()
+    weights[0] = 61
+    weighted = ClusterSearch(min_topics=2, max_topics=100).fit(vectors[:300], count_scorer, weights=weights)
+    assert min(c.eps for c in weighted.candidates_) >= clustering.MIN_EPS
+    best = weighted.best_
+    assert best.coverage == pytest.approx(float(np.average(weighted.labels_ >= 0, weights=weights)))
+    alone = ClusterSearch(eps=best.eps, min_samples=best.min_samples).fit(vectors[:300], count_scorer)
+    assert not np.array_equal(alone.core_, weighted.core_), "the weights decide core points"
+
+
+def test_hdbscan_fits_a_texts_copies(vectors: np.ndarray, copies: np.ndarray) -> None:
+    search = ClusterSearch(algorithm="hdbscan", min_topics=2, max_topics=100)
+    search.fit(vectors[:300], count_scorer, weights=copies)
+    assert len(search.labels_) == 300 and search.best_.n_clusters >= 2
+    assert search.best_.coverage == pytest.approx(float(np.average(search.labels_ >= 0, weights=copies)))
+
+
+def test_search_refuses_too_few_distinct_texts_and_a_bad_radius(vectors: np.ndarray) -> None:
+    with pytest.raises(TopicliError, match="at least 3 distinct non-empty posts, got 2"):
+        ClusterSearch().fit(vectors[:2], count_scorer, weights=np.array([500, 3]))
+    for eps in (-1.0, float("nan"), 3.0):
+        with pytest.raises(TopicliError, match="eps must lie in \\[0, 2\\]"):
+            ClusterSearch(eps=eps, min_samples=3).fit(vectors, count_scorer)

@@ -1,4 +1,8 @@
 import json
+import os
+import re
+import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -7,7 +11,7 @@ import pytest
 
 import topicli
 from topicli.errors import TopicliError
-from topicli.method.embedding import EmbeddingCache, embed
+from topicli.method.embedding import POSTS_FOLDER, STALE_SECONDS, CacheDamagedWarning, EmbeddingCache, embed
 from topicli.method.encoders import DEFAULT_ENCODER, INT8_ENCODER, OnnxEncoder, load_encoder, shipped_encoder_folder
 
 from .conftest import tweets
@@ -130,3 +134,96 @@ def test_default_encoder_exports_to_a_temporary_folder_where_the_cache_is_not_wr
     vectors = encoder.encode(POSTS)
     assert vectors.shape == (4, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _nan(path: Path) -> None:
+    vectors = np.load(path)
+    vectors[1, 7] = np.nan
+    np.save(path, vectors)
+
+
+def _one_row_short(path: Path) -> None:
+    np.save(path, np.load(path)[:-1])
+
+
+def _narrow(path: Path) -> None:
+    np.save(path, np.load(path)[:, :100])
+
+
+def _missing(path: Path) -> None:
+    path.unlink()
+
+
+DAMAGE = {
+    "vectors truncated": ("vectors", _truncate),
+    "vectors emptied": ("vectors", _empty),
+    "vectors hold NaN": ("vectors", _nan),
+    "vectors one row short of the keys": ("vectors", _one_row_short),
+    "vectors of another width": ("vectors", _narrow),
+    "vectors missing": ("vectors", _missing),
+    "keys truncated": ("keys", _truncate),
+    "keys emptied": ("keys", _empty),
+    "keys one row short": ("keys", _one_row_short),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_cache_chunk_is_dropped_with_a_warning_and_embedded_again(
+    tmp_path: Path, embedder, damage: str
+) -> None:
+    texts = [f"post {i}: {topic}" for i, topic in enumerate(["pasta night", "trail run", "new puppy"] * 3)]
+    fresh = embed(texts, embedder.encoder)
+    embed(texts, embedder.encoder, EmbeddingCache(tmp_path, embedder.identity))
+    [keys_file] = (tmp_path / embedder.identity).glob("*.keys.npy")
+    kind, spoil = DAMAGE[damage]
+    damaged = keys_file if kind == "keys" else keys_file.with_name(keys_file.name.replace(".keys.", ".vectors."))
+    spoil(damaged)
+    counting = CountingEncoder(embedder.encoder)
+    with pytest.warns(CacheDamagedWarning, match=f"{re.escape(str(damaged))} is damaged") as caught:
+        again = embed(texts, counting, EmbeddingCache(tmp_path, embedder.identity))
+    assert f"Deleting the cache folder {tmp_path} is always safe" in str(caught[0].message)
+    assert sum(counting.calls) == len(texts), "the damaged chunk's texts are embedded again"
+    np.testing.assert_array_equal(again, fresh)
+    third = CountingEncoder(embedder.encoder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # healed: a later run neither warns nor embeds
+        np.testing.assert_array_equal(embed(texts, third, EmbeddingCache(tmp_path, embedder.identity)), fresh)
+    assert third.calls == []
+
+
+def test_a_chunk_with_nan_among_other_chunks_loses_only_its_own_texts(tmp_path: Path, embedder, monkeypatch) -> None:
+    import topicli.method.embedding as embedding
+
+    monkeypatch.setattr(embedding, "CHUNK", 3)
+    texts = [f"caption number {i} about gardening" for i in range(9)]
+    embed(texts, embedder.encoder, EmbeddingCache(tmp_path, embedder.identity))
+    chunks = sorted((tmp_path / embedder.identity).glob("*.vectors.npy"))
+    assert len(chunks) == 3
+    _nan(chunks[0])
+    counting = CountingEncoder(embedder.encoder)
+    with pytest.warns(CacheDamagedWarning, match="NaN or infinite"):
+        again = embed(texts, counting, EmbeddingCache(tmp_path, embedder.identity))
+    assert counting.calls == [3] and np.isfinite(again).all()
+    np.testing.assert_array_equal(again, embed(texts, embedder.encoder))
+
+
+def test_stale_temporary_files_are_removed_and_fresh_ones_kept(tmp_path: Path, embedder) -> None:
+    folder = tmp_path / embedder.identity
+    (folder / POSTS_FOLDER).mkdir(parents=True)
+    stale = [folder / ".abc.vectors.npy.x1.tmp", folder / POSTS_FOLDER / ".0f.npy.x2.tmp"]
+    fresh = folder / ".def.keys.npy.x3.tmp"  # a live run's: written a moment ago
+    for temp in [*stale, fresh]:
+        temp.write_bytes(b"partial")
+    old = time.time() - STALE_SECONDS - 60
+    for temp in stale:
+        os.utime(temp, (old, old))
+    embed(["a post to embed"], embedder.encoder, EmbeddingCache(tmp_path, embedder.identity))
+    assert not any(temp.exists() for temp in stale) and fresh.exists()

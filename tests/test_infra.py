@@ -368,3 +368,44 @@ def test_outputs_go_into_a_new_config_with_every_default(tmp_path: Path) -> None
     settings = load_settings(path)
     assert settings.azure.workspace == "mlw-x"
     assert settings.infra == Settings().infra
+
+
+SECRET_OUTPUT = """
+output "storage_key" {
+  value     = "key-${var.prefix}-s3cr3t"
+  sensitive = true
+}
+"""
+
+
+def test_sensitive_outputs_are_masked_unless_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled_engine: None
+) -> None:
+    config = stand_in(tmp_path, CONFIG)
+    main = tmp_path / "tf" / "main.tf"
+    subscription = 'output "subscription_id" {\n  value = var.subscription_id\n}'
+    assert subscription in main.read_text()
+    # A sensitive output that topicli writes into [azure], and one it only shows.
+    main.write_text(main.read_text().replace(subscription, subscription[:-1] + "  sensitive = true\n}"))
+    (tmp_path / "tf" / "secret.tf").write_text(SECRET_OUTPUT)
+    monkeypatch.chdir(tmp_path)
+    options = ["--config", str(config)]
+    secrets = ("key-demo-s3cr3t", "00000000-0000-0000-0000-000000000000")
+
+    applied = cli.invoke(app, ["infra", "up", "--yes", *options])
+    assert applied.exit_code == 0, applied.output
+    assert not [secret for secret in secrets if secret in applied.output]
+    assert "subscription_id" in applied.stdout and "(sensitive)" in applied.stdout
+    assert load_settings(config).azure.subscription_id == secrets[1], "written into the config all the same"
+
+    shown = cli.invoke(app, ["infra", "output", *options])
+    assert shown.exit_code == 0, shown.output
+    assert "storage_key" in shown.stdout and "stdemo" in shown.stdout
+    assert not [secret for secret in secrets if secret in shown.output]
+
+    as_json = json.loads(cli.invoke(app, ["infra", "output", "--json", *options]).stdout)
+    assert as_json["storage_key"] == as_json["subscription_id"] == "(sensitive)"
+    assert as_json["storage_account"] == "stdemo"
+
+    revealed = json.loads(cli.invoke(app, ["infra", "output", "--json", "--show-sensitive", *options]).stdout)
+    assert (revealed["storage_key"], revealed["subscription_id"]) == secrets

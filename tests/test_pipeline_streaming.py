@@ -196,3 +196,40 @@ def test_csv_read_from_the_file_equals_the_whole_text_read_and_names_a_late_bad_
     path.write_bytes(b"caption\n" + b"fine\n" * 300_000 + b"caf\xe9\n")
     with pytest.raises(TopicliError, match="invalid UTF-8 on line 300002"):
         read_posts(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "emptied", "NaN", "another shape"])
+def test_a_damaged_posts_file_is_rebuilt_from_the_chunks_with_a_warning(tmp_path: Path, damage: str) -> None:
+    vectors = np.array(embed_to_disk(TEXTS, HashEncoder(), EmbeddingCache(tmp_path, HashEncoder.identity)))
+    [path] = posts_files(EmbeddingCache(tmp_path, HashEncoder.identity))
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-100])
+    elif damage == "emptied":
+        path.write_bytes(b"")
+    elif damage == "NaN":
+        spoiled = np.load(path)
+        spoiled[5, 0] = np.inf
+        np.save(path, spoiled)
+    else:
+        np.save(path, np.zeros((len(TEXTS), 10), dtype=np.float32))
+    again = CountingEncoder(HashEncoder())
+    with pytest.warns(embedding.CacheDamagedWarning, match=f"{path} is damaged.*always safe"):
+        rebuilt = embed_to_disk(TEXTS, again, EmbeddingCache(tmp_path, again.identity))
+    assert again.calls == [], "rebuilt from the cached chunks"
+    assert rebuilt.tobytes() == vectors.tobytes()
+    assert np.load(path).tobytes() == vectors.tobytes()
+
+
+def test_copies_of_a_text_are_one_row_of_the_vectors_file_weighing_as_many_posts(tmp_path: Path) -> None:
+    texts = [*TEXTS, "", "   ", TEXTS[0]]
+    path = tmp_path / "posts.csv"
+    pd.DataFrame({"id": range(len(texts)), "caption": texts}).to_csv(path, index=False)
+    pipeline = Pipeline(Settings(), embedder=Embedder(cache_dir=tmp_path / "cache", encoder=HashEncoder()))
+    prepared = pipeline.prepare(read_posts(path))
+    distinct = list(dict.fromkeys(t for t in texts if t.strip()))
+    assert prepared.vectors.shape == (len(distinct), HashEncoder.dimension) and len(prepared.rows) == len(distinct)
+    assert [texts[i] for i in prepared.rows] == distinct, "each text's first post"
+    assert prepared.text_index.tolist() == [distinct.index(t) if t.strip() else -1 for t in texts]
+    assert prepared.weights.tolist() == [sum(t == d for t in texts) for d in distinct]
+    assert prepared.vectors.tobytes() == HashEncoder().encode(distinct).tobytes()
+    assert (prepared.indices != np.arange(len(distinct))[:, None]).all(), "a text is not its own neighbour"

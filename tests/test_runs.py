@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.errors import TopicliError
-from topicli.method.runs import OUTPUTS_FILE, check_output_columns, find_posts_output, with_topics
+from topicli.io import file_digest
+from topicli.method.clustering import Candidate
+from topicli.method.runs import OUTPUTS_FILE, ClusterRun, check_output_columns, find_posts_output, with_topics
 
 from .conftest import EXAMPLES
 
@@ -29,10 +33,9 @@ def test_run_with_output_elsewhere_is_found_by_report_label_and_export(
     assert code == 0, err
     folder = isolated / "topicli-out" / "posts"
     record = json.loads((folder / OUTPUTS_FILE).read_text())
-    assert record == {
-        "posts": str((isolated / "elsewhere/out.csv").resolve()),
-        "topic_table": str((isolated / "elsewhere/out.topics.csv").resolve()),
-    }
+    assert record["posts"] == str((isolated / "elsewhere/out.csv").resolve())
+    assert record["topic_table"] == str((isolated / "elsewhere/out.topics.csv").resolve())
+    assert record["sha256"]["posts"] == file_digest(isolated / "elsewhere/out.csv")
     assert not list(folder.glob("posts.*")), "the posts went where -o said, not into the run folder"
     assert find_posts_output(folder) == (isolated / "elsewhere/out.csv").resolve()
 
@@ -46,7 +49,8 @@ def test_run_with_output_elsewhere_is_found_by_report_label_and_export(
 
     code, _, err = invoke("label")
     assert code == 0, err
-    assert json.loads((folder / OUTPUTS_FILE).read_text())["posts"] == str((folder / "posts.csv").resolve())
+    assert json.loads((folder / OUTPUTS_FILE).read_text())["posts"] == "posts.csv", "inside the run folder: by name"
+    assert find_posts_output(folder) == folder / "posts.csv"
 
 
 def test_a_recorded_output_that_is_gone_is_named(tmp_path: Path) -> None:
@@ -65,3 +69,25 @@ def test_output_columns_are_checked_and_filled_in_one_place() -> None:
     assert "cluster" not in frame.columns, "the caller's frame is left alone"
     with pytest.raises(TopicliError, match="already has column"):
         check_output_columns(filled, "posts.csv")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda folder: (folder / "clustering.json").write_text('{"input": "posts.csv", '),
+        lambda folder: (folder / "clustering.json").write_text('{"input": "posts.csv"}'),
+        lambda folder: (folder / "clusters.npy").write_bytes(b"\x93NUMPY garbage"),
+        lambda folder: (folder / "core.npy").write_bytes(b""),
+    ],
+    ids=["cut-json", "missing-keys", "bad-clusters", "empty-core"],
+)
+def test_a_damaged_clustering_is_one_line_naming_the_fix(tmp_path: Path, damage: Callable[[Path], object]) -> None:
+    labels = np.array([0, 1, -1])
+    candidate = Candidate("dbscan", 0.3, 2, 0, 2, 0.67, True, {"score": 0.5, "agreement": 1.0, "topics_used": 2})
+    ClusterRun("posts.csv", "0" * 64, "caption", "enc", labels, labels >= 0, [candidate], candidate, "why").save(
+        tmp_path
+    )
+    assert ClusterRun.load(tmp_path).labels.tolist() == [0, 1, -1]
+    damage(tmp_path)
+    with pytest.raises(TopicliError, match=r"is damaged .*run `topicli cluster POSTS` again"):
+        ClusterRun.load(tmp_path)

@@ -168,6 +168,14 @@ def test_score_py_refuses_bad_requests_with_4xx(score_module) -> None:
     assert response.status_code == 400 and json.loads(response.get_data())["error"]["code"] == "invalid_json"
     response = score_module.run(json.dumps({"data": ["x"] * 257}))
     assert response.status_code == 413 and "at most 256" in json.loads(response.get_data())["error"]["message"]
+    for body, code in [
+        ('{"data": ' + "[" * 5000 + "]" * 5000 + "}", "too_deep"),
+        ('{"data": ["a \\ud800 b"]}', "bad_text"),
+        ('{"posts": [{"id": ' + "1" * 4301 + ', "text": "a"}]}', "number_too_long"),
+        (json.dumps({"posts": [{"id": "x" * 300, "text": "a"}]}), "bad_id"),
+    ]:
+        response = score_module.run(body)
+        assert response.status_code == 400 and json.loads(response.get_data())["error"]["code"] == code
 
 
 def test_include_encoder_copies_the_weights(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

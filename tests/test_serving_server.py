@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
 import threading
+import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -22,8 +29,8 @@ from topicli.errors import TopicliError
 from topicli.io import read_posts
 from topicli.progress import no_progress
 from topicli.serving import local_server
-from topicli.serving.bundle import BundleModel
-from topicli.serving.client import Endpoint, partial_path, score_file
+from topicli.serving.bundle import MANIFEST, BundleModel
+from topicli.serving.client import BUNDLE_COLUMN, Endpoint, ScoringClient, partial_path, score_file
 from topicli.serving.protocol import ScoringRequest, answer
 
 from .conftest import EXAMPLES
@@ -88,6 +95,13 @@ def test_both_request_shapes(server: local_server.LocalServer, model: BundleMode
         (json.dumps({"data": ["fine", 42]}).encode(), 400, "not_text"),
         (json.dumps({"posts": [{"id": 1, "text": None}]}).encode(), 400, "not_text"),
         (json.dumps({"posts": [{"id": [1], "text": "a"}]}).encode(), 400, "bad_id"),
+        (b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "too_deep"),
+        (json.dumps({"data": ["fine", "\ud800 alone"]}).encode(), 400, "bad_text"),  # escaped: valid JSON
+        (b'{"data": ["caf\xed\xa0\x80"]}', 400, None),  # the surrogate as raw bytes: not UTF-8
+        (b'{"posts": [{"id": ' + b"9" * 5000 + b', "text": "a"}]}', 400, "number_too_long"),
+        (json.dumps({"posts": [{"id": 2**64, "text": "a"}]}).encode(), 400, "bad_id"),
+        (json.dumps({"posts": [{"id": "x" * 257, "text": "a"}]}).encode(), 400, "bad_id"),
+        (json.dumps({"posts": [{"id": "\udfff", "text": "a"}]}).encode(), 400, "bad_id"),
     ],
 )
 def test_bad_requests_get_4xx_and_an_error_object(
@@ -121,8 +135,13 @@ def test_200_requests_8_in_flight_no_errors_same_answers(server: local_server.Lo
 class Proxy(ThreadingHTTPServer):
     """A real HTTP server on loopback in front of azmlinfsrv: answers `failures` first, or fails after `budget`."""
 
-    def __init__(self, target: str, failures: list[int], budget: int | None = None) -> None:
+    def __init__(
+        self, target: str, failures: list[int], budget: int | None = None, bundle: str = "", bundle_after: int = 0
+    ) -> None:
         self.target, self.failures, self.budget = target, list(failures), budget
+        # When given, answers after the first `bundle_after` name this bundle: as if it were deployed behind.
+        self.bundle, self.bundle_after = bundle, bundle_after
+        self.answered = 0
         self.forwarded_posts = 0
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), ProxyHandler)
@@ -153,11 +172,17 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         answer = httpx.post(self.server.target, content=body, headers={"Content-Type": "application/json"})
+        content = answer.content
+        with self.server.lock:
+            self.server.answered += 1
+            switched = self.server.bundle and self.server.answered > self.server.bundle_after
+        if switched and answer.status_code == 200:
+            content = json.dumps({**answer.json(), "bundle": self.server.bundle}).encode()
         self.send_response(answer.status_code)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer.content)))
+        self.send_header("Content-Length", str(len(content)))
         self.end_headers()
-        self.wfile.write(answer.content)
+        self.wfile.write(content)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -167,8 +192,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
 def proxy_factory(server: local_server.LocalServer) -> Iterator:
     started: list[Proxy] = []
 
-    def make(failures: list[int], budget: int | None = None) -> Proxy:
-        proxy = Proxy(server.url, failures, budget)
+    def make(failures: list[int], budget: int | None = None, bundle: str = "", bundle_after: int = 0) -> Proxy:
+        proxy = Proxy(server.url, failures, budget, bundle, bundle_after)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
         started.append(proxy)
         return proxy
@@ -182,10 +207,15 @@ def proxy_factory(server: local_server.LocalServer) -> Iterator:
 FAST = replace(ServingSettings(), batch_size=50, in_flight=3, retries=3, backoff=0.01)
 
 
+def _bundle_id(run_folder: Path) -> str:
+    return json.loads((run_folder / "bundle" / MANIFEST).read_text())["bundle_id"]
+
+
 def _scored_like_run(output: Path, run_folder: Path) -> None:
     scored = pd.read_csv(output, dtype=str, keep_default_na=False)
     source = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)
-    assert list(scored.columns) == [*source.columns, "cluster", "topic", "topic_confidence"]
+    assert list(scored.columns) == [*source.columns, "cluster", "topic", "topic_confidence", BUNDLE_COLUMN]
+    assert set(scored[BUNDLE_COLUMN]) == {_bundle_id(run_folder)}
     confidence = [float(c) if c else None for c in scored["topic_confidence"]]
     shares = agreement(run_folder, scored["cluster"].astype(int).tolist(), scored["topic"].tolist(), confidence)
     assert shares == {"cluster": 1.0, "topic": 1.0, "confidence": 1.0}
@@ -217,6 +247,100 @@ def test_client_resumes_sending_only_what_is_missing(proxy_factory, run_folder: 
     _scored_like_run(csv, run_folder)
 
 
+def test_client_refuses_to_resume_against_another_bundle(proxy_factory, run_folder: Path, tmp_path: Path) -> None:
+    output = tmp_path / "scored.csv"
+    failing = proxy_factory([], budget=2)
+    with pytest.raises(TopicliError, match="rerun the same command"):
+        score_file(read_posts(EXAMPLES), Endpoint(failing.url), output, replace(FAST, in_flight=1), no_progress)
+    kept = partial_path(output).read_text()
+    redeployed = proxy_factory([], bundle="0123456789abcdef")
+    with pytest.raises(TopicliError) as refused:
+        score_file(read_posts(EXAMPLES), Endpoint(redeployed.url), output, FAST, no_progress)
+    assert str(refused.value).startswith(
+        f"the endpoint now serves bundle 0123456789abcdef, the partial results in {partial_path(output)} came from "
+        f"{_bundle_id(run_folder)}; rerun with --restart"
+    )
+    assert partial_path(output).read_text() == kept and not output.exists()  # nothing of the other bundle kept
+    summary = score_file(read_posts(EXAMPLES), Endpoint(redeployed.url), output, FAST, no_progress, restart=True)
+    assert summary.sent == 325 and summary.bundle == "0123456789abcdef"
+    assert set(pd.read_csv(output, dtype=str)[BUNDLE_COLUMN]) == {"0123456789abcdef"}
+
+
+def test_client_refuses_a_bundle_change_mid_run(proxy_factory, tmp_path: Path) -> None:
+    """A redeploy during one run (blue/green switching traffic) must not mix two bundles' topics either."""
+    output = tmp_path / "scored.csv"
+    switching = proxy_factory([], bundle="fedcba9876543210", bundle_after=2)
+    with pytest.raises(TopicliError, match="now serves bundle fedcba9876543210"):
+        score_file(read_posts(EXAMPLES), Endpoint(switching.url), output, replace(FAST, in_flight=1), no_progress)
+    assert len(partial_path(output).read_text().splitlines()) == 1 + 100 and not output.exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "localhost:8000/score", "ftp://host/score", "http:///score", "https://", "http://[::1/score"]
+)
+def test_a_url_that_can_never_work_fails_at_once(url: str, tmp_path: Path) -> None:
+    posts = tmp_path / "posts.csv"
+    pd.DataFrame({"text": ["hello"]}).to_csv(posts, index=False)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["score", "endpoint", url, str(posts), "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert f"{url!r} is not a" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 5 and not (tmp_path / "out.csv.partial.jsonl").exists()
+
+
+def test_a_refused_connection_is_still_retried(tmp_path: Path) -> None:
+    closed = local_server.free_port()
+    with pytest.raises(TopicliError, match=r"failed 3 times \(ConnectError"):
+        score_file(
+            read_posts(EXAMPLES),
+            Endpoint(f"http://127.0.0.1:{closed}/score"),
+            tmp_path / "o.csv",
+            replace(FAST, retries=2),
+            no_progress,
+        )
+
+
+@pytest.mark.parametrize(
+    ("url", "warns"),
+    [
+        ("http://10.1.2.3/score", True),
+        ("http://scoring.example.com/score", True),
+        ("https://scoring.example.com/score", False),
+        ("http://127.0.0.1:5001/score", False),
+        ("http://localhost:5001/score", False),
+        ("http://[::1]:5001/score", False),
+    ],
+)
+def test_a_key_over_plain_http_to_another_host_warns(url: str, warns: bool) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ScoringClient(Endpoint(url, key="secret"), FAST).close()
+        ScoringClient(Endpoint(url), FAST).close()  # no key, nothing to leak
+    assert [str(w.message) for w in caught] == (
+        [f"the endpoint key goes to {url} over plain http, readable by anyone on the way; use its https:// URL"]
+        if warns
+        else []
+    )
+
+
+def test_the_cli_shows_the_key_warning(tmp_path: Path) -> None:
+    """In its own process: pytest records warnings, where the command line prints them."""
+    posts = tmp_path / "posts.csv"
+    pd.DataFrame({"text": ["hello"]}).to_csv(posts, index=False)
+    url = f"http://0.0.0.0:{local_server.free_port()}/score"  # not loopback by name; nothing listens there
+    command = [str(Path(sys.executable).with_name("topicli")), "score", "endpoint", url, str(posts), "--key", "k"]
+    env = {**os.environ, "TOPICLI_SERVING_RETRIES": "0"}
+    result = subprocess.run([*command, "-o", str(tmp_path / "o.csv")], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the endpoint key goes to" in result.stderr and "failed 1 times (ConnectError" in result.stderr
+
+
+def test_every_score_mode_has_restart() -> None:
+    for mode in ("local", "azure", "endpoint", "triton"):
+        result = CliRunner().invoke(app, ["score", mode, "--help"])
+        assert result.exit_code == 0 and "--restart" in result.stdout, mode
+
+
 def test_client_stops_on_a_refusal(server: local_server.LocalServer, tmp_path: Path) -> None:
     with pytest.raises(TopicliError, match=r"HTTP 413\): 300 posts in one request; at most 256"):
         score_file(
@@ -232,15 +356,68 @@ def test_deploy_local_score_and_stop_commands(run_folder: Path, cache_dir: Path,
     assert result.exit_code == 0, result.stderr
     assert f"http://127.0.0.1:{port}/score" in result.stdout and "azmlinfsrv.pid" in result.stdout
     pid = int((Path("topicli-out/serve") / local_server.PID_FILE).read_text())
+    state = Path("topicli-out/serve") / local_server.STATE_FILE
     try:
         result = CliRunner().invoke(app, ["deploy", "local", "--port", str(local_server.free_port())])
         assert result.exit_code == 2 and "already runs" in result.stderr
         result = CliRunner().invoke(app, ["score", str(EXAMPLES), "-o", "scored.csv"])
         assert result.exit_code == 0, result.stderr
+        assert f"every post scored by bundle {_bundle_id(run_folder)}" in " ".join(result.stdout.split())
         _scored_like_run(Path("scored.csv"), run_folder)
+        state.write_text('{"pid": ')  # a record cut short: the server is found from its process, the record healed
+        with pytest.warns(UserWarning, match=r"server\.json is unreadable .* found the server from its process"):
+            result = CliRunner().invoke(app, ["score", str(EXAMPLES), "-o", "scored.csv"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(state.read_text())["pid"] == pid
+        state.write_text("not json")
     finally:
-        result = CliRunner().invoke(app, ["deploy", "stop"])
+        with warnings.catch_warnings(record=True) as caught:
+            result = CliRunner().invoke(app, ["deploy", "stop"])
+    assert "unreadable" in str(caught[0].message)
     assert result.exit_code == 0 and f"pid {pid}" in result.stdout
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     result = CliRunner().invoke(app, ["score", "local", str(EXAMPLES)])
     assert result.exit_code == 2 and "no local server runs" in result.stderr
+    # The same port right after the stop: the stopped server's connections waiting in TIME_WAIT do not hold it.
+    result = CliRunner().invoke(app, ["deploy", "local", "--port", str(port)])
+    assert result.exit_code == 0, result.stderr
+    assert CliRunner().invoke(app, ["deploy", "stop"]).exit_code == 0
+    state.write_text("{")  # a broken record with no server behind it is removed
+    with pytest.warns(UserWarning, match="no server of it runs; removed"):
+        result = CliRunner().invoke(app, ["deploy", "stop"])
+    assert result.exit_code == 0 and "no local server was running" in result.stdout and not state.exists()
+
+
+def test_deploy_local_prints_why_a_bundle_is_refused(run_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    manifest = json.loads((run_folder / "bundle" / MANIFEST).read_text())
+    for name, change, reason in [
+        # found before a server starts
+        ("negative", {"neighbours": -3}, "manifest.scoring.neighbours must be greater than or equal to 0, got -3"),
+        # found only by loading, in the server: its log line says why
+        ("other-encoder", {"identity": "usem3-9.9.9"}, "the bundle was built with encoder usem3-9.9.9"),
+    ]:
+        bundle = tmp_path / name
+        shutil.copytree(run_folder / "bundle", bundle)
+        section = "scoring" if "neighbours" in change else "encoder"
+        (bundle / MANIFEST).write_text(json.dumps({**manifest, section: {**manifest[section], **change}}))
+        port = local_server.free_port()
+        result = CliRunner().invoke(app, ["deploy", "local", "--bundle", str(bundle), "--port", str(port)])
+        assert result.exit_code == 2 and reason in result.stderr and "Traceback" not in result.stderr, name
+        assert len(result.stderr.strip().splitlines()) == 1 and local_server._port_free(port)
+
+
+def test_the_port_check_ignores_time_wait_but_not_a_listener() -> None:
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((local_server.HOST, 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert not local_server._port_free(port)
+        client = socket.create_connection((local_server.HOST, port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first, so its end of the connection waits in TIME_WAIT
+        client.close()
+    waiting = [c for c in psutil.net_connections("tcp4") if c.laddr and c.laddr.port == port]
+    assert any(c.status == psutil.CONN_TIME_WAIT for c in waiting)
+    assert local_server._port_free(port)

@@ -137,7 +137,9 @@ def test_score_triton_over_kserve_v2(repository: Path, model: BundleModel, tmp_p
     with serve(repository) as url:
         result = CliRunner().invoke(app, ["score", "triton", url, str(posts), "-o", str(output)])
     assert result.exit_code == 0, result.stderr
-    scored = pd.read_csv(output, dtype={"topic": str}, keep_default_na=False)
+    scored = pd.read_csv(output, dtype={"topic": str, "bundle_id": str}, keep_default_na=False)
+    # Triton's answers name no bundle: the column is there, empty, and the command says so.
+    assert set(scored["bundle_id"]) == {""} and "column bundle_id is empty" in " ".join(result.stdout.split())
     bundle = model.predict(texts)
     assert scored["topic"].tolist() == [model.topics[t] if t >= 0 else "" for t in bundle.topics]
     assert scored["cluster"].tolist() == bundle.clusters.tolist()

@@ -1,26 +1,65 @@
 """Settings: one TOML file, overridden by `TOPICLI_<SECTION>_<KEY>` variables and options.
 
-Every setting is declared once, in the dataclasses below, with its type, default and a
-one-line help text; `topicli init` writes the file from these declarations, and loading
-checks a file against them (unknown keys and wrong types are errors, not surprises).
+Every setting is declared once, in the dataclasses below, with its type, default, a one-line
+help text and what it may hold (a range for every number, the choices or a check for some
+strings); `topicli init` writes the file from these declarations, and loading checks every
+value against them, then the settings against each other (`_check_together`): a bad value is one
+error that names the setting, before any work starts, never a crash later.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import string
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from topicli.errors import TopicliError
 
 DEFAULT_CONFIG_PATH = Path("topicli.toml")
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds alike
+DAY_SECONDS = 86_400.0
+ENVIRONMENT = "environment"  # the origin of settings given as TOPICLI_<SECTION>_<KEY> variables
 
 
-def setting(default: Any, help: str) -> Any:
-    """A settings field with its one-line help text."""
-    return field(default=default, metadata={"help": help})
+def template_problem(value: str) -> str | None:
+    """What is wrong with a topic template, or None: it must hold `{topic}`, no other field, and format cleanly.
+
+    Without `{topic}` every topic reads the same and every post gets one topic.
+    """
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as error:
+        return f"is not a valid template ({error}); write braces as {{{{ and }}}}"
+    if names != {"topic"}:
+        other = ", ".join("{" + name + "}" for name in sorted(names - {"topic"}))
+        return "must hold the {topic} placeholder" + (f" and no other field, but it has {other}" if other else "")
+    try:
+        value.format(topic="topic")
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as error:
+        return f"does not format with a topic name ({error})"
+    return None
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    check: Callable[[str], str | None] | None = None,
+) -> Any:
+    """A settings field with its one-line help text and what it may hold.
+
+    A number lies in [low, high] (both given for every number; floats are also finite); a string is one
+    of `choices`, or `check` returns None for it (else what is wrong).
+    """
+    return field(default=default, metadata={"help": help, "range": (low, high), "choices": choices, "check": check})
 
 
 @dataclass(frozen=True)
@@ -28,7 +67,9 @@ class InputSettings:
     """How posts are read."""
 
     text_column: str = setting("", "column holding the post text; empty finds caption, text, content or body")
-    max_chars: int = setting(5000, "posts longer than this many characters are cut to it before encoding")
+    max_chars: int = setting(
+        5000, "posts longer than this many characters are cut to it before encoding", low=1, high=10_000_000
+    )
 
 
 @dataclass(frozen=True)
@@ -42,7 +83,7 @@ class EncoderSettings:
         "all-MiniLM-L6-v2-int8 (int8 weights, ONNX), "
         "multilingual (USE v3) or a local sentence-transformers folder (run by PyTorch)",
     )
-    batch_size: int = setting(64, "posts embedded per batch")
+    batch_size: int = setting(64, "posts embedded per batch", low=1, high=65_536)
     cache_dir: str = setting(".topicli-cache", "folder of cached embeddings, keyed by (encoder, text)")
 
 
@@ -51,26 +92,32 @@ class ClassifierSettings:
     """cls_model: P(text is about topic) for a (text, topic name) pair."""
 
     path: str = setting("", "folder of a cls_model written by train-classifier; empty uses the shipped one")
-    negatives: int = setting(6, "negative topics drawn per training text (half of them the hardest)")
-    hidden: int = setting(64, "hidden units of the pair network")
-    epochs: int = setting(3, "training passes over the pairs")
-    near_duplicate: float = setting(0.8, "label names at or above this cosine are near-duplicates, never negatives")
-    held_out_labels: float = setting(0.2, "share of labels kept out of training to measure unseen topic names")
-    seed: int = setting(0, "random seed for splits, negatives and initial weights")
-    topic_template: str = setting("This post is about {topic}.", "how a topic name is put into words before encoding")
+    negatives: int = setting(6, "negative topics drawn per training text (half of them the hardest)", low=1, high=1000)
+    hidden: int = setting(64, "hidden units of the pair network", low=1, high=65_536)
+    epochs: int = setting(3, "training passes over the pairs", low=1, high=10_000)
+    near_duplicate: float = setting(
+        0.8, "label names at or above this cosine are near-duplicates, never negatives", low=0.0, high=1.0
+    )
+    held_out_labels: float = setting(
+        0.2, "share of labels kept out of training to measure unseen topic names", low=0.0, high=0.5
+    )
+    seed: int = setting(0, "random seed for splits, negatives and initial weights", low=0, high=SEED_MAX)
+    topic_template: str = setting(
+        "This post is about {topic}.", "how a topic name is put into words before encoding", check=template_problem
+    )
 
 
 @dataclass(frozen=True)
 class ClusteringSettings:
     """Density clustering and the search over its parameters."""
 
-    algorithm: str = setting("dbscan", "dbscan or hdbscan")
-    min_topics: int = setting(20, "fewest clusters a candidate clustering may have")
-    max_topics: int = setting(100, "most clusters a candidate clustering may have")
-    eps: float = setting(0.0, "DBSCAN radius in cosine distance; 0 searches it")
-    min_samples: int = setting(0, "neighbours that make a core post; 0 searches it")
-    eval_sample: int = setting(3000, "posts scored by cls_model to rank candidate clusterings")
-    seed: int = setting(0, "random seed of the evaluation sample")
+    algorithm: str = setting("dbscan", "dbscan or hdbscan", choices=("dbscan", "hdbscan"))
+    min_topics: int = setting(20, "fewest clusters a candidate clustering may have", low=1, high=1_000_000)
+    max_topics: int = setting(100, "most clusters a candidate clustering may have", low=1, high=1_000_000)
+    eps: float = setting(0.0, "DBSCAN radius in cosine distance; 0 searches it", low=0.0, high=2.0)
+    min_samples: int = setting(0, "neighbours that make a core post; 0 searches it", low=0, high=10_000)
+    eval_sample: int = setting(3000, "posts scored by cls_model to rank candidate clusterings", low=1, high=10_000_000)
+    seed: int = setting(0, "random seed of the evaluation sample", low=0, high=SEED_MAX)
 
 
 @dataclass(frozen=True)
@@ -78,19 +125,37 @@ class LabellingSettings:
     """Naming clusters from the topic list, and what happens to noise posts."""
 
     topics: str = setting("", "file of candidate topics, one per line; empty uses the shipped 100")
-    k: int = setting(20, "posts nearest each cluster's centre that vote on its topic")
+    k: int = setting(20, "posts nearest each cluster's centre that vote on its topic", low=1, high=100_000)
     noise_policy: str = setting(
-        "classify", "noise posts: unassigned, nearest (cluster within noise_distance) or classify"
+        "classify",
+        "noise posts: unassigned, nearest (cluster within noise_distance) or classify",
+        choices=("unassigned", "nearest", "classify"),
     )
-    noise_distance: float = setting(0.5, "largest cosine distance to a cluster centre for the nearest policy")
-    scorer: str = setting("cosine", "per-post topic scores: cosine (zero-shot on topic name parts) or cls_model")
-    topic_template: str = setting("This post is about {topic}.", "how a topic name is put into words for cosine")
-    floor_weight: float = setting(0.75, "share of each topic's low-percentile cosine taken off its scores (0: none)")
-    floor_quantile: float = setting(0.05, "the percentile (as a fraction) of a topic's cosine scores that is its floor")
-    neighbours: int = setting(0, "nearest posts whose scores are blended into a post's; 0 picks sqrt(posts)/3, 5-30")
-    neighbour_weight: float = setting(0.5, "weight of the neighbours' mean scores (0 turns smoothing off)")
+    noise_distance: float = setting(
+        0.5, "largest cosine distance to a cluster centre for the nearest policy", low=0.0, high=2.0
+    )
+    scorer: str = setting(
+        "cosine",
+        "per-post topic scores: cosine (zero-shot on topic name parts) or cls_model",
+        choices=("cosine", "cls_model"),
+    )
+    topic_template: str = setting(
+        "This post is about {topic}.", "how a topic name is put into words for cosine", check=template_problem
+    )
+    floor_weight: float = setting(
+        0.75, "share of each topic's low-percentile cosine taken off its scores (0: none)", low=0.0, high=1.0
+    )
+    floor_quantile: float = setting(
+        0.05, "the percentile (as a fraction) of a topic's cosine scores that is its floor", low=0.0, high=1.0
+    )
+    neighbours: int = setting(
+        0, "nearest posts whose scores are blended into a post's; 0 picks sqrt(posts)/3, 5-30", low=0, high=200
+    )
+    neighbour_weight: float = setting(
+        0.5, "weight of the neighbours' mean scores (0 turns smoothing off)", low=0.0, high=1.0
+    )
     override_margin: float = setting(
-        0.0, "a post leaves its cluster's topic when its own best topic scores this much higher"
+        0.0, "a post leaves its cluster's topic when its own best topic scores this much higher", low=0.0, high=1.0
     )
 
 
@@ -99,7 +164,9 @@ class OutputSettings:
     """Where results go."""
 
     dir: str = setting("topicli-out", "folder for the clustering, posts with topics and the topic table")
-    format: str = setting("csv", "csv, parquet or jsonl when no output path is given")
+    format: str = setting(
+        "csv", "csv, parquet or jsonl when no output path is given", choices=("csv", "parquet", "jsonl")
+    )
 
 
 @dataclass(frozen=True)
@@ -118,23 +185,34 @@ class AzureSettings:
         "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest", "Azure ML base image of that environment"
     )
     instance_type: str = setting("Standard_DS3_v2", "VM size of each online deployment instance")
-    instance_count: int = setting(1, "instances of each online deployment")
+    instance_count: int = setting(1, "instances of each online deployment", low=1, high=1000)
 
 
 @dataclass(frozen=True)
 class ServingSettings:
     """The model bundle, the scoring server and the `topicli score` client."""
 
-    max_posts: int = setting(256, "most posts one scoring request may carry (written into the bundle)")
-    max_chars: int = setting(5000, "longest post, in characters, a scoring request may carry (written into the bundle)")
-    port: int = setting(5001, "port of `topicli deploy local` on 127.0.0.1")
-    workers: int = setting(1, "worker processes of the local inference server (each loads the model)")
-    start_timeout: float = setting(180.0, "seconds `deploy local` waits for the server to answer")
-    batch_size: int = setting(64, "posts per request sent by `topicli score`")
-    in_flight: int = setting(4, "requests `topicli score` keeps in flight at once")
-    retries: int = setting(5, "retries of a request on 429, 5xx or a connection error, with exponential backoff")
-    backoff: float = setting(0.5, "seconds before the first retry; doubled each time")
-    timeout: float = setting(120.0, "seconds one scoring request may take")
+    max_posts: int = setting(
+        256, "most posts one scoring request may carry (written into the bundle)", low=1, high=1_000_000
+    )
+    max_chars: int = setting(
+        5000,
+        "longest post, in characters, a scoring request may carry (written into the bundle)",
+        low=1,
+        high=10_000_000,
+    )
+    port: int = setting(5001, "port of `topicli deploy local` on 127.0.0.1", low=1, high=65_535)
+    workers: int = setting(1, "worker processes of the local inference server (each loads the model)", low=1, high=256)
+    start_timeout: float = setting(
+        180.0, "seconds `deploy local` waits for the server to answer", low=0.1, high=DAY_SECONDS
+    )
+    batch_size: int = setting(64, "posts per request sent by `topicli score`", low=1, high=1_000_000)
+    in_flight: int = setting(4, "requests `topicli score` keeps in flight at once", low=1, high=1000)
+    retries: int = setting(
+        5, "retries of a request on 429, 5xx or a connection error, with exponential backoff", low=0, high=30
+    )
+    backoff: float = setting(0.5, "seconds before the first retry; doubled each time", low=0.0, high=600.0)
+    timeout: float = setting(120.0, "seconds one scoring request may take", low=0.1, high=DAY_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -145,9 +223,13 @@ class InfraSettings:
     prefix: str = setting("topicli", "name prefix of every resource (lowercase letters and digits, 3-12)")
     location: str = setting("westeurope", "Azure region to create the resources in")
     compute_vm_size: str = setting("Standard_DS3_v2", "VM size of the CPU compute cluster")
-    compute_min_nodes: int = setting(0, "nodes the compute cluster keeps when idle; 0 costs nothing between jobs")
-    compute_max_nodes: int = setting(2, "most nodes the compute cluster scales to")
-    compute_idle_minutes: int = setting(15, "minutes a node stays idle before the compute cluster lets it go")
+    compute_min_nodes: int = setting(
+        0, "nodes the compute cluster keeps when idle; 0 costs nothing between jobs", low=0, high=1000
+    )
+    compute_max_nodes: int = setting(2, "most nodes the compute cluster scales to", low=1, high=1000)
+    compute_idle_minutes: int = setting(
+        15, "minutes a node stays idle before the compute cluster lets it go", low=1, high=24 * 60
+    )
 
 
 @dataclass(frozen=True)
@@ -158,13 +240,13 @@ class TritonSettings:
     tokenizers_version: str = setting(
         "", "tokenizers release the container installs; empty takes the one installed here"
     )
-    cpu: float = setting(2.0, "CPU cores of the container, 1 to 4")
-    memory_gb: float = setting(8.0, "memory of the container in GB, 2 to 16")
+    cpu: float = setting(2.0, "CPU cores of the container, 1 to 4", low=0.1, high=64.0)
+    memory_gb: float = setting(8.0, "memory of the container in GB, 2 to 16", low=0.1, high=1024.0)
     dns_label: str = setting(
         "", "DNS label of the container group's public IP; empty names it <prefix>-triton-<suffix>"
     )
-    instances: int = setting(1, "instances of each model that Triton runs side by side")
-    max_batch_size: int = setting(64, "most posts Triton batches into one model call")
+    instances: int = setting(1, "instances of each model that Triton runs side by side", low=1, high=64)
+    max_batch_size: int = setting(64, "most posts Triton batches into one model call", low=1, high=1_000_000)
 
 
 @dataclass(frozen=True)
@@ -181,39 +263,47 @@ class Settings:
     triton: TritonSettings = field(default_factory=TritonSettings)
 
 
-CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("clustering", "algorithm"): ("dbscan", "hdbscan"),
-    ("labelling", "noise_policy"): ("unassigned", "nearest", "classify"),
-    ("labelling", "scorer"): ("cosine", "cls_model"),
-    ("output", "format"): ("csv", "parquet", "jsonl"),
-}
-RANGES: dict[tuple[str, str], tuple[float, float]] = {
-    ("labelling", "neighbour_weight"): (0.0, 1.0),
-    ("labelling", "floor_weight"): (0.0, 1.0),
-    ("labelling", "floor_quantile"): (0.0, 1.0),
-}
+def _check_together(settings: Settings) -> None:
+    """Refuse settings that are each fine alone but not together."""
+    c, infra = settings.clustering, settings.infra
+    if c.min_topics > c.max_topics:
+        raise TopicliError(
+            f"settings: [clustering] min_topics ({c.min_topics}) is above max_topics ({c.max_topics}); "
+            "lower min_topics or raise max_topics"
+        )
+    if infra.compute_min_nodes > infra.compute_max_nodes:
+        raise TopicliError(
+            f"settings: [infra] compute_min_nodes ({infra.compute_min_nodes}) is above compute_max_nodes "
+            f"({infra.compute_max_nodes}); lower compute_min_nodes or raise compute_max_nodes"
+        )
 
 
 def _sections() -> dict[str, type]:
     return {f.name: f.default_factory for f in fields(Settings)}  # type: ignore[misc]
 
 
-def _field_types(section: type) -> dict[str, type]:
-    return {f.name: type(f.default) for f in fields(section)}
+def _section_fields(section: type) -> dict[str, Field[Any]]:
+    return {f.name: f for f in fields(section)}
 
 
-def _check_value(section: str, key: str, value: Any, expected: type, origin: str) -> Any:
+def _check_value(section: str, key: str, value: Any, declared: Field[Any], origin: str) -> Any:
     where = f"{origin}: [{section}] {key}"
+    expected = type(declared.default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise TopicliError(f"{where} must be {expected.__name__}, got {type(value).__name__} {value!r}")
-    allowed = CHOICES.get((section, key))
-    if allowed and value not in allowed:
-        raise TopicliError(f"{where} must be one of {', '.join(allowed)}, got {value!r}")
-    low, high = RANGES.get((section, key), (value, value))
-    if not low <= value <= high:
-        raise TopicliError(f"{where} must be between {low} and {high}, got {value!r}")
+    meta = declared.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise TopicliError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}")
+    if meta["check"] is not None and (problem := meta["check"](value)):
+        raise TopicliError(f"{where} {problem}, got {value!r}")
+    if expected in (int, float):
+        low, high = meta["range"]
+        if not math.isfinite(value):
+            raise TopicliError(f"{where} must be a finite number between {low} and {high}, got {value!r}")
+        if not low <= value <= high:
+            raise TopicliError(f"{where} must be between {low} and {high}, got {value!r}")
     return value
 
 
@@ -236,14 +326,19 @@ def _apply(settings: Settings, values: dict[str, dict[str, Any]], origin: str) -
             raise TopicliError(f"{origin}: unknown section [{section}]; known: {', '.join(sections)}")
         if not isinstance(entries, dict):
             raise TopicliError(f"{origin}: [{section}] must be a table of settings")
-        types = _field_types(sections[section])
+        declared = _section_fields(sections[section])
         checked = {}
         for key, value in entries.items():
-            if key not in types:
-                raise TopicliError(f"{origin}: unknown setting [{section}] {key}; known: {', '.join(types)}")
-            checked[key] = _check_value(section, key, value, types[key], origin)
+            if key not in declared:
+                raise TopicliError(f"{origin}: unknown setting [{section}] {key}; known: {', '.join(declared)}")
+            where = f"environment variable {_env_name(section, key)}" if origin == ENVIRONMENT else origin
+            checked[key] = _check_value(section, key, value, declared[key], where)
         updated[section] = replace(getattr(settings, section), **checked)
     return replace(settings, **updated)
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"TOPICLI_{section}_{key}".upper()
 
 
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
@@ -251,10 +346,10 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, dict[str, 
     environ = os.environ if environ is None else environ
     found: dict[str, dict[str, Any]] = {}
     for section, cls in _sections().items():
-        for key, expected in _field_types(cls).items():
-            name = f"TOPICLI_{section}_{key}".upper()
+        for key, declared in _section_fields(cls).items():
+            name = _env_name(section, key)
             if name in environ:
-                found.setdefault(section, {})[key] = _parse_env(environ[name], expected, name)
+                found.setdefault(section, {})[key] = _parse_env(environ[name], type(declared.default), name)
     return found
 
 
@@ -279,9 +374,11 @@ def load_settings(
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise TopicliError(f"config file {path} is not valid TOML: {error}") from None
         settings = _apply(settings, values, str(path))
-    settings = _apply(settings, env_overrides(environ), "environment")
+    settings = _apply(settings, env_overrides(environ), ENVIRONMENT)
     cleaned = {s: {k: v for k, v in e.items() if v is not None} for s, e in (overrides or {}).items()}
-    return _apply(settings, {s: e for s, e in cleaned.items() if e}, "option")
+    settings = _apply(settings, {s: e for s, e in cleaned.items() if e}, "option")
+    _check_together(settings)
+    return settings
 
 
 def _toml_value(value: Any) -> str:
@@ -303,7 +400,8 @@ def default_config_text() -> str:
         lines.append(f"# {cls.__doc__.strip()}")
         lines.append(f"[{section}]")
         for f in fields(cls):
-            lines.append(f"# {f.metadata['help']}")
+            low, high = f.metadata["range"]
+            lines.append(f"# {f.metadata['help']}" + (f" [{low} to {high}]" if low is not None else ""))
             lines.append(f"{f.name} = {_toml_value(f.default)}")
         lines.append("")
     return "\n".join(lines)

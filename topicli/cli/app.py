@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated
 
 import typer
 
 from topicli.cli.classifier import classifier_app
-from topicli.cli.common import command_group
+from topicli.cli.common import command_group, show_warning
 from topicli.cli.deploy import deploy_app
 from topicli.cli.export import export_app
 from topicli.cli.infra import infra_app
@@ -36,5 +37,6 @@ def main_options(
 
 
 def main() -> None:
-    """The `topicli` executable."""
+    """The `topicli` executable: each warning the library gives is one `warning:` line on stderr."""
+    warnings.showwarning = show_warning
     app()

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from topicli.cli import render
-from topicli.cli.common import ConfigOption, command_group, console, err_console, progress_bar, settings_for
+from topicli.cli.common import (
+    ConfigOption,
+    check_cache_dir,
+    command_group,
+    console,
+    err_console,
+    progress_bar,
+    settings_for,
+)
 from topicli.cli.jobs import DryRunOption, OnOption, azureml_job, on_azureml
 
 classifier_app = command_group()
@@ -40,8 +48,11 @@ def train_classifier(
         arguments, inputs = train_job_arguments(data, options + [f"--drop-label={d}" for d in drop_label])
         azureml_job(settings, "train-classifier", [*arguments, "-o", "${{outputs.model}}"], inputs, "model", dry_run)
         return
+    from topicli.io import check_writable
     from topicli.method.training import fit_classifier
 
+    check_cache_dir(settings)
+    check_writable(output, "-o", folder=True)
     with err_console.status("training cls_model"):
         summary = fit_classifier(
             settings, data, text_column.split(","), label_column.split(","), drop_label, output, progress_bar

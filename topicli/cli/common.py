@@ -36,6 +36,12 @@ BundleOption = Annotated[
 ]
 
 
+def show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A library warning as one `warning: ...` line on stderr (Python's own format adds file, line and source)."""
+    text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+    err_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 class TopicliGroup(typer.core.TyperGroup):
     """Turns a `TopicliError` into one line on stderr and exit code 2 (a traceback with --debug)."""
 
@@ -45,7 +51,9 @@ class TopicliGroup(typer.core.TyperGroup):
         except TopicliError as error:
             if (ctx.obj or {}).get("debug"):
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            # One line even when a message quotes something with a line break (a path, a column name).
+            message = str(error).replace("\r", "\\r").replace("\n", "\\n")
+            err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 
@@ -88,6 +96,13 @@ def command_group(help: str | None = None, cls: type[TopicliGroup] = TopicliGrou
 def settings_for(config: Path | None, **sections: dict[str, Any]) -> Settings:
     """The settings a command runs with: config file, environment, then its own options."""
     return load_settings(config, overrides=sections)
+
+
+def check_cache_dir(settings: Settings) -> None:
+    """Refuse an [encoder] cache_dir that cannot take writes, before the first post is embedded."""
+    from topicli.io import check_writable
+
+    check_writable(Path(settings.encoder.cache_dir), "[encoder] cache_dir", folder=True)
 
 
 @contextmanager

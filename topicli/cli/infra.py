@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,9 @@ from topicli.cli import render
 from topicli.cli.common import ConfigOption, command_group, console, err_console, settings_for
 from topicli.config import DEFAULT_CONFIG_PATH
 from topicli.errors import TopicliError
+
+if TYPE_CHECKING:
+    from topicli.cloud.terraform import Output
 
 infra_app = command_group("Azure resources as code: plan, up, down, output.", no_args_is_help=True)
 
@@ -29,6 +32,15 @@ def terraform_output_on_error() -> Iterator[None]:
     except TerraformError as error:
         err_console.print(error.output, markup=False, highlight=False, soft_wrap=True)
         raise
+
+
+SENSITIVE = "(sensitive)"  # shown in place of an output's value that Terraform marks sensitive
+
+
+def _masked(values: dict[str, Any], outputs: dict[str, Output], show_sensitive: bool = False) -> dict[str, Any]:
+    """`values` with those of sensitive outputs replaced by `SENSITIVE`, unless `show_sensitive`."""
+    hidden = {name for name, output in outputs.items() if output.sensitive and not show_sensitive}
+    return {name: SENSITIVE if name in hidden else value for name, value in values.items()}
 
 
 def _show(text: str) -> None:
@@ -63,10 +75,10 @@ def up(config: ConfigOption = None, yes: YesOption = False) -> None:
             if not yes:
                 typer.confirm(f"Apply: {planned.summary()}?", abort=True)
             _show(runner.apply(planned))
-        outputs = runner.outputs()
+        outputs = runner.recorded_outputs()
     path = config or DEFAULT_CONFIG_PATH
-    written = terraform.write_outputs_to_config(path, outputs)
-    render.values(console, f"written to [azure] in {path}", written)
+    written = terraform.write_outputs_to_config(path, {name: output.value for name, output in outputs.items()})
+    render.values(console, f"written to [azure] in {path}", _masked(written, outputs))
 
 
 @infra_app.command()
@@ -99,13 +111,17 @@ def down(config: ConfigOption = None, yes: YesOption = False) -> None:
 def output(
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the outputs as one JSON object")] = False,
+    show_sensitive: Annotated[
+        bool, typer.Option("--show-sensitive", help=f"show outputs marked sensitive instead of {SENSITIVE}")
+    ] = False,
 ) -> None:
     """Show the outputs of the last `up`: subscription, resource group, workspace, compute, registry, storage."""
     from topicli.cloud import terraform
 
     runner = terraform.runner_for(settings_for(config))
     with terraform_output_on_error():
-        outputs = runner.outputs()
+        recorded = runner.recorded_outputs()
+    outputs = _masked({name: output.value for name, output in recorded.items()}, recorded, show_sensitive)
     if as_json:
         console.print_json(json.dumps(outputs))
     elif outputs:

@@ -22,5 +22,8 @@ def init(
     """Write topicli.toml with every setting, its default and a comment."""
     if path.exists() and not force:
         raise TopicliError(f"{path} already exists; pass --force to overwrite it")
-    path.write_text(default_config_text(), encoding="utf-8")
+    try:
+        path.write_text(default_config_text(), encoding="utf-8")
+    except OSError as error:  # a folder there, a missing or read-only folder; io's check would load pandas
+        raise TopicliError(f"cannot write {path} ({error.strerror or error}); give another path") from None
     console.print(f"wrote {path}")

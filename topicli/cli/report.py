@@ -29,6 +29,7 @@ def report(
     config: ConfigOption = None,
 ) -> None:
     """Write one self-contained HTML page of a run: topic sizes, a map of the posts, examples, candidates."""
+    from topicli.io import check_writable
     from topicli.method.runs import latest_run_folder
     from topicli.report.data import build_report
     from topicli.report.html import write_page
@@ -36,8 +37,11 @@ def report(
 
     settings = settings_for(config)
     folder = run or latest_run_folder(settings)
-    page = build_report(folder, settings, posts, max_points, progress_bar)
     path = output or folder / "report.html"
+    check_writable(path, "-o" if output else "the run folder")
+    if png:
+        check_writable(png, "--png", folder=True)
+    page = build_report(folder, settings, posts, max_points, progress_bar)
     write_page(page, path)
     console.print(f"wrote {path}: {len(page.topics)} topics, {len(page.map.xy):,} of {page.map.total:,} posts mapped")
     for written in write_pngs(page, png) if png else []:

@@ -13,6 +13,7 @@ from topicli.cli.common import (
     ConfigOption,
     PostsArgument,
     TextColumnOption,
+    check_cache_dir,
     command_group,
     console,
     progress_bar,
@@ -63,6 +64,26 @@ def _clustering_settings(
     )
 
 
+def _check_paths(
+    settings: Settings, folder: Path, folder_name: str, output: Path | None = None, source: Path | None = None
+) -> list[str]:
+    """Refuse, before any post is embedded, what the command could not write: the embedding cache, the run
+    folder (`folder_name` says which option or setting gave it), -o and the topic table beside it, neither
+    of which may be the input `source`. Returns the topic list, read now so a bad --topics fails now too."""
+    from topicli.io import check_writable, table_format
+    from topicli.method.runs import topic_table_path
+    from topicli.method.topics import read_topics
+
+    check_cache_dir(settings)
+    check_writable(folder, folder_name, folder=True)
+    if output is not None:
+        inputs = (source,) if source is not None else ()
+        check_writable(output, "-o", inputs=inputs)
+        table_format(output)
+        check_writable(topic_table_path(output), "-o's topic table", inputs=inputs)
+    return read_topics(settings.labelling.topics)
+
+
 @topics_app.command()
 def cluster(
     posts: PostsArgument,
@@ -83,12 +104,16 @@ def cluster(
         azureml_job(settings, "cluster", arguments, {"posts": posts}, "run", dry_run)
         return
     from topicli.method.pipeline import Pipeline, load_posts
-    from topicli.method.runs import default_run_folder
+    from topicli.method.runs import default_run_folder, new_attempt
 
-    pipeline = Pipeline(settings, progress_bar)
-    clustering = pipeline.cluster(pipeline.prepare(load_posts(posts, settings)))
     folder = run or default_run_folder(settings, posts)
-    clustering.save(folder)
+    topic_list = _check_paths(settings, folder, "--run" if run else "[output] dir")
+    pipeline = Pipeline(settings, progress_bar, topic_list)
+    prepared = pipeline.prepare(load_posts(posts, settings))
+    _say_cut(prepared.cut, settings)
+    clustering = pipeline.cluster(prepared)
+    with new_attempt(folder) as attempt:
+        clustering.save(attempt)
     render.candidates(console, clustering, folder)
 
 
@@ -109,7 +134,8 @@ def label(
     settings = _clustering_settings(config, None, topics, None, None, None, noise_policy)
     folder = run or latest_run_folder(settings)
     clustering = ClusterRun.load(folder)
-    pipeline = Pipeline(settings, progress_bar)
+    topic_list = _check_paths(settings, folder, "--run" if run else "[output] dir", output, Path(clustering.input))
+    pipeline = Pipeline(settings, progress_bar, topic_list)
     prepared = pipeline.prepare(read_posts(Path(clustering.input), clustering.text_column))
     _write(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
 
@@ -132,11 +158,10 @@ def run(
     from topicli.method.runs import default_run_folder
 
     settings = _clustering_settings(config, text_column, topics, eps, min_samples, algorithm, noise_policy)
-    pipeline = Pipeline(settings, progress_bar)
+    folder = default_run_folder(settings, posts)
+    pipeline = Pipeline(settings, progress_bar, _check_paths(settings, folder, "[output] dir", output, posts))
     prepared = pipeline.prepare(load_posts(posts, settings))
     clustering = pipeline.cluster(prepared)
-    folder = default_run_folder(settings, posts)
-    clustering.save(folder)
     render.candidates(console, clustering, folder)
     _write(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
 
@@ -158,6 +183,7 @@ def evaluate(
     from topicli.method.pipeline import evaluate_posts, load_posts
 
     settings = _clustering_settings(config, text_column, topics, eps, min_samples, algorithm, noise_policy)
+    check_cache_dir(settings)
     figures = evaluate_posts(
         load_posts(posts, settings), gold_column, settings, progress_bar, use_gold_topics=topics is None
     )
@@ -175,13 +201,22 @@ def _write(
     output: Path | None,
     include_encoder: bool,
 ) -> None:
-    """What `label` and `run` leave: posts with topics and the topic table where -o says, the model bundle."""
-    from topicli.method.runs import bundle_folder, write_outputs
+    """What `label` and `run` leave, replacing the run folder's contents as one set: the clustering, posts
+    with topics and the topic table (where -o says), and the model bundle."""
+    from topicli.method.runs import bundle_folder, new_attempt, write_outputs
     from topicli.serving.bundle import write_bundle
 
-    output = output or folder / f"posts.{settings.output.format}"
-    table_path = write_outputs(result, output, folder)
+    with new_attempt(folder) as attempt:
+        clustering.save(attempt)
+        written = write_outputs(result, folder, attempt, output, settings.output.format)
+        write_bundle(result, clustering, settings, bundle_folder(attempt), include_encoder)
     render.topic_table(console, result)
-    console.print(f"wrote {output} and {table_path} (coverage {result.coverage:.0%})")
-    written = write_bundle(result, clustering, settings, bundle_folder(folder), include_encoder)
-    console.print(f"model bundle in {written} (serve it with `topicli deploy local`)")
+    _say_cut(result.cut, settings)
+    console.print(f"wrote {written.posts} and {written.topic_table} (coverage {result.coverage:.0%})")
+    console.print(f"model bundle in {bundle_folder(folder)} (serve it with `topicli deploy local`)")
+
+
+def _say_cut(cut: int, settings: Settings) -> None:
+    if cut:
+        limit = settings.input.max_chars
+        console.print(f"cut {cut:,} posts longer than {limit:,} characters to their first {limit:,} before encoding")

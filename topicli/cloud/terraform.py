@@ -110,6 +110,14 @@ class Plan:
         return f"{add} to add, {actions.count('update')} to change, {destroy} to destroy"
 
 
+@dataclass(frozen=True)
+class Output:
+    """A Terraform output: its value, and whether the configuration marks it `sensitive` (not to be shown)."""
+
+    value: Any
+    sensitive: bool
+
+
 def _action(actions: list[str]) -> str:
     return "replace" if len(actions) == 2 else actions[0]
 
@@ -185,11 +193,16 @@ class TerraformRunner:
             modules += module.get("child_modules", [])
         return found
 
-    def outputs(self) -> dict[str, Any]:
-        """The outputs recorded in the state, by name (empty before the first apply)."""
+    def recorded_outputs(self) -> dict[str, Output]:
+        """The outputs recorded in the state, by name, each with whether it is sensitive (empty before the
+        first apply)."""
         # output_cmd, not output(): python-terraform's output() turns a failure into None.
         shown = json.loads(self._call("output", self._terraform.output_cmd, json=IsFlagged))
-        return {name: output["value"] for name, output in shown.items()}
+        return {name: Output(output["value"], bool(output.get("sensitive"))) for name, output in shown.items()}
+
+    def outputs(self) -> dict[str, Any]:
+        """The outputs' values by name, sensitive ones included (empty before the first apply)."""
+        return {name: output.value for name, output in self.recorded_outputs().items()}
 
 
 def runner_for(

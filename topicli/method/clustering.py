@@ -23,6 +23,12 @@ among those neighbours. A fixed k cannot see past a crowd of near-duplicates lar
 than k (at 300k synthetic posts, 18 noisy copies of each source text, the k-NN graph broke
 into 5,000+ components), and the single-thread index build dominates the time; a sample of
 fixed size keeps both as measured at 100k (bench/results/perf.md).
+
+Posts with the same text are one point with a weight, its number of copies: a core point is
+one whose neighbourhood's summed weight reaches min_samples (DBSCAN's `sample_weight`), and
+cluster sizes, coverage and the eps grid count posts. Copies at distance 0 from each other
+would otherwise put 0 into the grid; so can different texts that an encoder maps to the same
+vector, so every eps of the grid is at least `MIN_EPS`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
 from topicli.errors import TopicliError
+from topicli.method.labelling import share
 from topicli.progress import Advance
 
 ALGORITHMS = ("dbscan", "hdbscan")
@@ -49,6 +56,7 @@ HDBSCAN_GRID = ((5, 5), (10, 5), (15, 5), (25, 10), (40, 10))
 EXACT_LIMIT = 20_000  # below this many posts, exact sklearn neighbours and DBSCAN: small sets keep their results
 SEARCH_LIMIT = 100_000  # above this many posts, neighbours are sample posts and DBSCAN runs on the sample
 SAMPLE_SEED = 0
+MIN_EPS = 1e-4  # the grid's resolution (it rounds to 4 decimals): DBSCAN refuses eps = 0
 HNSW_LINKS, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 100, 64  # recall@30 ~0.98 on real embeddings (bench/run.py)
 Scorer = Callable[[np.ndarray], dict[str, float]]
 
@@ -74,39 +82,50 @@ class Candidate:
         return asdict(self)
 
 
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    """Cluster ids 0..n-1 by decreasing size (ties by first post), noise stays -1."""
-    ids, first, counts = np.unique(labels[labels >= 0], return_index=True, return_counts=True)
+def _relabel(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Cluster ids 0..n-1 by decreasing size in posts (ties by first post), noise stays -1."""
+    member = labels >= 0
+    ids, first, counts = np.unique(labels[member], return_index=True, return_counts=True)
+    if weights is not None:
+        counts = np.bincount(labels[member], weights=weights[member])[ids]
     order = ids[np.lexsort((first, -counts))]
     mapping = np.full(int(labels.max(initial=-1)) + 2, -1, dtype=np.int64)  # the last slot maps -1 to -1
     mapping[order] = np.arange(len(order))
     return mapping[labels]
 
 
-def dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+def dbscan(
+    graph: Any, eps: float, min_samples: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and core-point mask of DBSCAN on a precomputed sparse cosine-distance graph.
 
     Entries of the graph beyond eps are ignored, so one graph serves every smaller eps.
-    sklearn's below `EXACT_LIMIT` posts, `graph_dbscan` from there on.
+    `weights`: posts each point stands for (copies of one text), counted towards min_samples.
+    sklearn's below `EXACT_LIMIT` points, `graph_dbscan` from there on.
     """
     if graph.shape[0] >= EXACT_LIMIT:
-        return graph_dbscan(graph, eps, min_samples)
-    model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph)
+        return graph_dbscan(graph, eps, min_samples, weights)
+    model = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit(graph, sample_weight=weights)
     core = np.zeros(graph.shape[0], dtype=bool)
     core[model.core_sample_indices_] = True
-    return _relabel(model.labels_), core
+    return _relabel(model.labels_, weights), core
 
 
-def graph_dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+def graph_dbscan(
+    graph: Any, eps: float, min_samples: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """DBSCAN on a sparse distance graph (self-loops stored) in a few vectorised passes.
 
-    Clusters are the connected components of core points; a border point joins the
-    cluster of its nearest core neighbour (sklearn takes the first cluster to reach it).
+    A core point's neighbours within eps, itself included, weigh at least min_samples
+    (`weights`: posts each point stands for; one each by default). Clusters are the
+    connected components of core points; a border point joins the cluster of its nearest
+    core neighbour (sklearn takes the first cluster to reach it).
     """
     n = graph.shape[0]
     rows = np.repeat(np.arange(n), np.diff(graph.indptr))
     within = graph.data <= eps
-    core = np.bincount(rows[within], minlength=n) >= min_samples
+    weight = None if weights is None else weights[graph.indices[within]]
+    core = np.bincount(rows[within], weights=weight, minlength=n) >= min_samples
     links = within & core[rows] & core[graph.indices]
     linked = csr_matrix((np.ones(int(links.sum()), dtype=np.int8), (rows[links], graph.indices[links])), shape=(n, n))
     _, component = connected_components(linked, directed=False)
@@ -116,7 +135,7 @@ def graph_dbscan(graph: Any, eps: float, min_samples: int) -> tuple[np.ndarray, 
         border = border[np.lexsort((graph.indices[border], graph.data[border], rows[border]))]
         first = np.unique(rows[border], return_index=True)[1]
         labels[rows[border[first]]] = component[graph.indices[border[first]]]
-    return _relabel(labels), core
+    return _relabel(labels, weights), core
 
 
 def search_sample(n: int) -> np.ndarray:
@@ -177,15 +196,22 @@ def approximate_neighbours(
 
 
 def join_sample(
-    labels: np.ndarray, core: np.ndarray, sample: np.ndarray, distances: np.ndarray, local: np.ndarray, eps: float
+    labels: np.ndarray,
+    core: np.ndarray,
+    sample: np.ndarray,
+    distances: np.ndarray,
+    local: np.ndarray,
+    eps: float,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Every post's cluster from DBSCAN's `labels`/`core` of the sample: a post outside the sample joins
-    the cluster of its nearest sample core point within eps (`local`: its neighbours' places in the sample)."""
+    the cluster of its nearest sample core point within eps (`local`: its neighbours' places in the sample).
+    `weights` (posts each point stands for) order the clusters by size."""
     reach = core[local] & (distances <= eps)
     nearest = local[np.arange(len(local)), reach.argmax(axis=1)]
     joined = np.where(reach.any(axis=1), labels[nearest], -1)
     joined[sample] = labels
-    return _relabel(joined)
+    return _relabel(joined, weights)
 
 
 def knn_graph(distances: np.ndarray, indices: np.ndarray, radius: float) -> Any:
@@ -205,13 +231,37 @@ def radius_graph(vectors: np.ndarray, radius: float) -> Any:
     return graph.tocsr()
 
 
-def hdbscan_labels(vectors: np.ndarray, min_cluster_size: int, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
-    """Labels of HDBSCAN (euclidean on unit vectors orders like cosine) and its cluster members as "core"."""
+def hdbscan_labels(
+    vectors: np.ndarray, min_cluster_size: int, min_samples: int, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of HDBSCAN (euclidean on unit vectors orders like cosine) and its cluster members as "core".
+
+    HDBSCAN takes no weights: a point of weight w is fitted as w copies, and takes its first copy's label.
+    """
     import hdbscan
 
     model = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, metric="euclidean")
-    labels = _relabel(model.fit(vectors).labels_)
+    if weights is None:
+        labels = _relabel(model.fit(vectors).labels_)
+    else:
+        copies = np.repeat(np.arange(len(vectors)), weights)
+        labels = _relabel(model.fit(vectors[copies]).labels_)[np.searchsorted(copies, np.arange(len(vectors)))]
     return labels, labels >= 0
+
+
+def reach_distances(
+    distances: np.ndarray, indices: np.ndarray | None, m: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Each point's distance to its m-th nearest other post (the last column when m is past it).
+
+    With `weights` (posts each point stands for), a point's own other copies come first, at
+    distance 0, then its neighbours count as many posts as they stand for.
+    """
+    if weights is None or indices is None:
+        return distances[:, min(m, distances.shape[1]) - 1]
+    needed = m - (weights - 1)
+    column = (np.cumsum(weights[indices], axis=1) < needed[:, None]).sum(axis=1).clip(max=distances.shape[1] - 1)
+    return np.where(needed <= 0, 0.0, distances[np.arange(len(distances)), column])
 
 
 class ClusterSearch(BaseEstimator):
@@ -238,8 +288,18 @@ class ClusterSearch(BaseEstimator):
         self.eps = eps
         self.min_samples = min_samples
 
-    def _grid(self, vectors: np.ndarray, distances: np.ndarray | None) -> list[tuple[float, int, int]]:
-        """(eps, min_samples, min_cluster_size) to try; eps is DBSCAN's, min_cluster_size HDBSCAN's."""
+    def _grid(
+        self,
+        vectors: np.ndarray,
+        distances: np.ndarray | None,
+        indices: np.ndarray | None,
+        weights: np.ndarray | None,
+    ) -> list[tuple[float, int, int]]:
+        """(eps, min_samples, min_cluster_size) to try; eps is DBSCAN's, min_cluster_size HDBSCAN's.
+
+        A searched eps is a quantile of the points' distances to their m-th nearest post, never
+        below `MIN_EPS`: copies of a text (or texts the encoder cannot tell apart) lie at 0.
+        """
         if self.algorithm == "hdbscan":
             sizes = [(size, samples) for size, samples in HDBSCAN_GRID]
             if self.min_samples:
@@ -247,15 +307,15 @@ class ClusterSearch(BaseEstimator):
             return [(0.0, samples, size) for size, samples in sizes]
         if self.eps and self.min_samples:
             return [(self.eps, self.min_samples, 0)]
-        if distances is None or distances.shape[1] < min(max(MIN_SAMPLES_GRID), len(vectors) - 1):
-            distances, _ = nearest_neighbours(vectors, max(MIN_SAMPLES_GRID))
         if self.eps:
             return [(self.eps, m, 0) for m in MIN_SAMPLES_GRID]
+        if distances is None or distances.shape[1] < min(max(MIN_SAMPLES_GRID), len(vectors) - 1):
+            distances, indices = nearest_neighbours(vectors, max(MIN_SAMPLES_GRID))
         samples = (self.min_samples,) if self.min_samples else MIN_SAMPLES_GRID
         grid = set()
         for m in samples:
-            column = distances[:, min(m, distances.shape[1]) - 1]
-            grid |= {(round(float(np.quantile(column, share)), 4), m, 0) for share in CORE_SHARE_GRID}
+            column = reach_distances(distances, indices, m, weights)
+            grid |= {(max(round(float(np.quantile(column, q)), 4), MIN_EPS), m, 0) for q in CORE_SHARE_GRID}
         return sorted(grid)
 
     @staticmethod
@@ -281,25 +341,36 @@ class ClusterSearch(BaseEstimator):
         progress: Advance | None = None,
         neighbour_distances: np.ndarray | None = None,
         neighbour_indices: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
     ) -> ClusterSearch:
         """`neighbour_distances`/`_indices`: each post's nearest neighbours (`nearest_neighbours`), if computed.
 
-        DBSCAN above `SEARCH_LIMIT` posts runs on `search_sample`; the scorer always sees every post's label.
+        `weights`: how many posts each vector stands for (the copies of one text); one each by default.
+        DBSCAN above `SEARCH_LIMIT` vectors runs on `search_sample`; the scorer always sees every vector's label.
         """
         if self.algorithm not in ALGORITHMS:
             raise TopicliError(f"clustering algorithm {self.algorithm!r} unknown; use one of {', '.join(ALGORITHMS)}")
+        if not 0 <= self.eps <= 2 or self.min_samples < 0:
+            raise TopicliError(
+                f"eps must lie in [0, 2] and min_samples be 0 or more (0 searches them), got eps={self.eps}, "
+                f"min_samples={self.min_samples}; fix --eps/--min-samples or [clustering]"
+            )
+        if weights is not None and bool(np.all(weights == 1)):
+            weights = None
         if len(vectors) < 3:
-            raise TopicliError(f"clustering needs at least 3 non-empty posts, got {len(vectors)}")
+            kind = "non-empty posts" if weights is None else "distinct non-empty posts"
+            raise TopicliError(f"clustering needs at least 3 {kind}, got {len(vectors)}; add posts with other texts")
         sample = search_sample(len(vectors))
         sampled = self.algorithm == "dbscan" and len(sample) < len(vectors)
-        searched, distances, indices = vectors, neighbour_distances, neighbour_indices
+        searched, distances, indices, searched_weights = vectors, neighbour_distances, neighbour_indices, weights
         if sampled:
             needed = max(MIN_SAMPLES_GRID)
             if distances is None or indices is None or indices.shape[1] < needed or not np.isin(indices, sample).all():
                 distances, indices = nearest_neighbours(vectors, needed)
             full_distances, local = distances, np.searchsorted(sample, indices)
             searched, distances, indices = vectors[sample], distances[sample], local[sample]
-        grid = self._grid(searched, distances)
+            searched_weights = None if weights is None else weights[sample]
+        grid = self._grid(searched, distances, indices, searched_weights)
         graph = None
         if self.algorithm == "dbscan":
             graph = self._graph(searched, grid, distances, indices)
@@ -308,14 +379,14 @@ class ClusterSearch(BaseEstimator):
         best: Candidate | None = None
         for eps, min_samples, min_cluster_size in grid:
             if sampled:
-                labels, sample_core = dbscan(graph, eps, min_samples)
-                labels = join_sample(labels, sample_core, sample, full_distances, local, eps)
+                labels, sample_core = dbscan(graph, eps, min_samples, searched_weights)
+                labels = join_sample(labels, sample_core, sample, full_distances, local, eps, weights)
                 core = np.zeros(len(vectors), dtype=bool)
                 core[sample] = sample_core
             elif self.algorithm == "dbscan":
-                labels, core = dbscan(graph, eps, min_samples)
+                labels, core = dbscan(graph, eps, min_samples, weights)
             else:
-                labels, core = hdbscan_labels(vectors, min_cluster_size, min_samples)
+                labels, core = hdbscan_labels(vectors, min_cluster_size, min_samples, weights)
             n_clusters = int(labels.max() + 1)
             candidate = Candidate(
                 algorithm=self.algorithm,
@@ -323,7 +394,7 @@ class ClusterSearch(BaseEstimator):
                 min_samples=min_samples,
                 min_cluster_size=min_cluster_size,
                 n_clusters=n_clusters,
-                coverage=float(np.mean(labels >= 0)),
+                coverage=share(labels >= 0, weights),
                 in_range=self.min_topics <= n_clusters <= self.max_topics,
             )
             if (candidate.in_range or fixed) and n_clusters > 0:

@@ -7,11 +7,20 @@ stopped and a second command reuses what the first computed.
 Posts are embedded into one more `.npy` there (`posts/`, a row per post, `embed_to_disk`),
 filled chunk by chunk and read back memory-mapped: the pipeline works from that file, so
 memory holds the vectors at most once, as pages the kernel can drop, never as copies.
+
+The cache heals: a chunk whose keys do not hash to its name, whose vectors file is cut short
+or of the wrong shape, or whose vectors hold NaN or infinity when read, is deleted with a
+`CacheDamagedWarning` and its texts embedded again; a damaged posts file is rebuilt. Temporary
+files a crashed run left behind are removed once an hour old (a posts file being filled is
+touched after every chunk).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +34,8 @@ CHUNK = 1024
 KEY_BYTES = 16
 KEY_DTYPE = np.dtype(f"S{KEY_BYTES}")  # a text_key, compared and sorted as raw bytes
 POSTS_FOLDER = "posts"  # in an encoder's cache folder: one vectors file per sequence of posts
+STALE_SECONDS = 3600  # a temporary file untouched this long was left by a crashed run
+VALUE_CHECK_ROWS = 65536  # rows of a posts file checked for NaN at a time
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts → unit vectors, one row each (an `Embedder` is one)
 
 
@@ -46,6 +57,62 @@ def distinct_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
 
     codes, uniques = pd.factorize(np.asarray(texts, dtype=object).reshape(len(texts)))
     return uniques.tolist(), codes.astype(np.int64, copy=False)
+
+
+class CacheDamagedWarning(UserWarning):
+    """A damaged file of the embedding cache was deleted; its texts are embedded again."""
+
+
+def _warn_damaged(path: Path, why: str, root: Path) -> None:
+    warnings.warn(
+        f"embedding cache file {path} is damaged ({why}); dropped it: what it held is computed again. "
+        f"Deleting the cache folder {root} is always safe",
+        CacheDamagedWarning,
+        stacklevel=2,
+    )
+
+
+def _npy_damage(path: Path, rows: int | None = None) -> str | None:
+    """What is wrong with the float32 matrix `.npy` at `path` (of `rows` rows, when given), judged by its header and
+    size alone; None when nothing is."""
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = header(handle)
+            start, size = handle.tell(), os.fstat(handle.fileno()).st_size
+    except (OSError, ValueError, EOFError) as error:
+        return f"unreadable: {error}"
+    if dtype != np.float32 or len(shape) != 2:
+        return f"holds {dtype} {shape}, not a float32 matrix"
+    if rows is not None and shape[0] != rows:
+        return f"{shape[0]} vectors for {rows} keys"
+    if size != start + shape[0] * shape[1] * dtype.itemsize:
+        return f"{size} bytes where its header needs {start + shape[0] * shape[1] * dtype.itemsize}"
+    return None
+
+
+def _value_damage(vectors: np.ndarray, dimension: int) -> str | None:
+    """What is wrong with vectors read back: their width, or values that are NaN or infinite."""
+    if vectors.ndim != 2 or vectors.shape[1] != dimension:
+        return f"vectors of width {vectors.shape[-1]}, not {dimension}"
+    for start in range(0, len(vectors), VALUE_CHECK_ROWS):
+        if not np.isfinite(vectors[start : start + VALUE_CHECK_ROWS]).all():
+            return "NaN or infinite values"
+    return None
+
+
+def remove_stale_temporaries(folder: Path, age: float = STALE_SECONDS) -> None:
+    """Delete the temporary files (`atomic_path`'s `.*.tmp`) in `folder` untouched for `age` seconds."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for temp in folder.glob(".*.tmp"):
+        try:
+            if temp.is_file() and now - temp.stat().st_mtime > age:
+                temp.unlink()
+        except OSError:  # gone already, or not ours to delete: either way not this run's concern
+            continue
 
 
 class _Occurrences:
@@ -78,14 +145,24 @@ class EmbeddingCache:
         self._index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _chunk_files(self) -> list[Path]:
+        """The chunks' vectors files, read once: damaged chunks (`_read_keys`, `_npy_damage`) are deleted and left
+        out, and temporary files left by crashed runs removed."""
         if self._files is None:
             self._files = []
+            remove_stale_temporaries(self.folder)
+            remove_stale_temporaries(self.folder / POSTS_FOLDER)
             for keys_file in sorted(self.folder.glob("*.keys.npy")):
                 vectors_file = keys_file.with_name(keys_file.name.replace(".keys.npy", ".vectors.npy"))
-                if not vectors_file.exists():
+                keys, why = _read_keys(keys_file)
+                at_fault = keys_file
+                if why is None:
+                    at_fault = vectors_file
+                    why = _npy_damage(vectors_file, len(keys)) if vectors_file.exists() else "missing"
+                if why is not None:
+                    _drop_chunk(at_fault, why, self.folder.parent)
                     continue
                 self._files.append(vectors_file)
-                self._keys.append(np.ascontiguousarray(np.load(keys_file)).view(KEY_DTYPE).reshape(-1))
+                self._keys.append(keys)
         return self._files
 
     def _sorted_index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,13 +191,30 @@ class EmbeddingCache:
         """The vectors of one chunk, memory-mapped."""
         return np.load(self._chunk_files()[number], mmap_mode="r")
 
+    def read(self, number: int, rows: np.ndarray, dimension: int | None = None) -> np.ndarray | None:
+        """Rows of one chunk, checked: None when the chunk proves damaged (unreadable, not `dimension` wide,
+        NaN or infinity among the rows), and then it is deleted and no longer found."""
+        try:
+            vectors = self.chunk(number)[rows]
+        except (OSError, ValueError, EOFError) as error:
+            why: str | None = f"unreadable: {error}"
+        else:
+            why = _value_damage(vectors, vectors.shape[-1] if dimension is None else dimension)
+        if why is None:
+            return vectors
+        _drop_chunk(self._chunk_files()[number], why, self.folder.parent)
+        self._keys[number] = np.empty(0, dtype=KEY_DTYPE)
+        self._index = None
+        return None
+
     def lookup(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
-        """The cached vector of each key, None where it is not cached."""
+        """The cached vector of each key, None where it is not cached (or its chunk proved damaged)."""
         chunks, rows = self.locate(np.array(keys, dtype=KEY_DTYPE))
         found: list[np.ndarray | None] = [None] * len(chunks)
         for chunk, part in _groups(chunks):
-            if chunk >= 0:
-                for place, vector in zip(part, self.chunk(chunk)[rows[part]], strict=True):
+            vectors = self.read(chunk, rows[part]) if chunk >= 0 else None
+            if vectors is not None:
+                for place, vector in zip(part, vectors, strict=True):
                     found[place] = vector
         return found
 
@@ -137,6 +231,34 @@ class EmbeddingCache:
         files.append(self.folder / f"{stem}.vectors.npy")
         self._keys.append(keys.copy())
         self._index = None
+
+
+def _read_keys(path: Path) -> tuple[np.ndarray, str | None]:
+    """A chunk's keys, and what is wrong with them (None: nothing): they must be 16-byte rows hashing to the
+    file's name, as `EmbeddingCache.add` wrote them."""
+    empty = np.empty(0, dtype=KEY_DTYPE)
+    try:
+        raw = np.load(path)
+    except (OSError, ValueError, EOFError) as error:
+        return empty, f"unreadable: {error}"
+    if raw.dtype != np.uint8 or raw.ndim != 2 or raw.shape[1] != KEY_BYTES:
+        return empty, f"holds {raw.dtype} {raw.shape}, not rows of {KEY_BYTES} bytes"
+    raw = np.ascontiguousarray(raw)
+    if hashlib.sha256(raw.tobytes()).hexdigest()[:20] != path.name.removesuffix(".keys.npy"):
+        return empty, "its keys do not match its name"
+    return raw.view(KEY_DTYPE).reshape(-1), None
+
+
+def _drop_chunk(path: Path, why: str, root: Path) -> None:
+    """Warn that a chunk is damaged (`path`: the file at fault) and delete both its files, keys first: vectors
+    without keys are never read. A cache that cannot be written keeps them, and each run leaves them out."""
+    _warn_damaged(path, why, root)
+    stem = path.name.removesuffix(".keys.npy").removesuffix(".vectors.npy")
+    for suffix in (".keys.npy", ".vectors.npy"):
+        try:
+            path.with_name(stem + suffix).unlink(missing_ok=True)
+        except OSError:
+            return
 
 
 def _groups(labels: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -169,10 +291,13 @@ def _fill(
     if cache is not None:
         keys = text_keys(distinct) if keys is None else keys
         chunks, rows = cache.locate(keys)
-        for chunk, part in _groups(chunks):
-            if chunk >= 0:
-                posts, which = where.of(part)
-                out[posts] = cache.chunk(chunk)[rows[part]][which]
+        for chunk, part in _groups(chunks.copy()):
+            vectors = cache.read(chunk, rows[part], out.shape[1]) if chunk >= 0 else None
+            if vectors is None:
+                chunks[part] = -1  # not cached, or its chunk was damaged: embedded below
+                continue
+            posts, which = where.of(part)
+            out[posts] = vectors[which]
     missing = np.flatnonzero(chunks < 0)
     if progress is not None and len(distinct) - len(missing):
         progress(len(distinct) - len(missing))
@@ -209,15 +334,24 @@ def posts_vectors_path(cache: EmbeddingCache, keys: np.ndarray) -> Path:
     return cache.folder / POSTS_FOLDER / f"{hashlib.sha256(keys.tobytes()).hexdigest()[:32]}.npy"
 
 
-def _open_vectors(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
-    """The memory-mapped vectors file at `path`, or None when it is absent or not of that shape."""
+def _open_vectors(path: Path, shape: tuple[int, int], root: Path) -> np.ndarray | None:
+    """The memory-mapped vectors file at `path`, or None when it is absent or damaged (then with a warning):
+    cut short, not of that shape, or holding NaN or infinity."""
     if not path.is_file():
         return None
-    try:
-        vectors = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    return vectors if vectors.shape == shape and vectors.dtype == np.float32 else None
+    why = _npy_damage(path, shape[0])
+    vectors = None
+    if why is None:
+        try:
+            vectors = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as error:
+            why = f"unreadable: {error}"
+        else:
+            why = _value_damage(vectors, shape[1])
+    if why is None:
+        return vectors
+    _warn_damaged(path, why, root)
+    return None
 
 
 def embed_to_disk(
@@ -237,14 +371,20 @@ def embed_to_disk(
     keys = text_keys(distinct)
     path = posts_vectors_path(cache, keys[inverse])
     shape = (len(texts), encoder.dimension)
-    vectors = _open_vectors(path, shape)
+    vectors = _open_vectors(path, shape, cache.folder.parent)
     if vectors is not None:
         if progress is not None and len(distinct):
             progress(len(distinct))
         return vectors
     with atomic_path(path) as temp:
+
+        def advance(done: int) -> None:
+            os.utime(temp)  # a live run's file: `remove_stale_temporaries` leaves it alone
+            if progress is not None:
+                progress(done)
+
         out = np.lib.format.open_memmap(temp, mode="w+", dtype=np.float32, shape=shape)
-        _fill(out, distinct, inverse, encoder, cache, progress, keys)
+        _fill(out, distinct, inverse, encoder, cache, advance, keys)
         out.flush()
         del out
     return np.load(path, mmap_mode="r")

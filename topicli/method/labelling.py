@@ -11,6 +11,10 @@ which is what the naive "mean confidence x coverage" got wrong.
 
 A post takes its cluster's topic unless its own scores prefer another topic by more than
 `override_margin`; noise posts follow the noise policy.
+
+The rows may be distinct texts standing for several posts each (`weights`, their copies):
+centres, voters, cluster sizes, coverage and the scorer's sample then count posts, as if
+every copy were a row of its own.
 """
 
 from __future__ import annotations
@@ -29,20 +33,35 @@ NOISE_POLICIES = ("unassigned", "nearest", "classify")
 CHUNK = 65536
 
 
-def centres(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Unit-length mean vector of each cluster (rows 0..n_clusters-1)."""
+def share(mask: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The share of posts in `mask`, each point counting as the posts it stands for.
+
+    Here rather than in `clustering`, so that serving, which labels but never clusters, loads no
+    scikit-learn clustering (and the metrics and progress bars that come with it).
+    """
+    return float(np.mean(mask)) if weights is None else float(np.average(mask, weights=weights))
+
+
+def centres(vectors: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Unit-length mean vector of each cluster (rows 0..n_clusters-1), each row counted `weights` times."""
     n_clusters = int(labels.max() + 1)
     sums = np.zeros((n_clusters, vectors.shape[1]), dtype=np.float64)
     members = np.flatnonzero(labels >= 0)
     for start in range(0, len(members), CHUNK):  # a 0/1 sparse product sums in post order, as np.add.at did
         rows = members[start : start + CHUNK]
-        indicator = csr_matrix((np.ones(len(rows)), (labels[rows], np.arange(len(rows)))), (n_clusters, len(rows)))
+        counts = np.ones(len(rows)) if weights is None else weights[rows].astype(np.float64)
+        indicator = csr_matrix((counts, (labels[rows], np.arange(len(rows)))), (n_clusters, len(rows)))
         sums += indicator @ np.asarray(vectors[rows], dtype=np.float64)
     return (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
 
 
-def nearest_to_centre(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarray, k: int) -> list[np.ndarray]:
-    """For each cluster, the indices of its k posts most similar to its centre (ties by index)."""
+def nearest_to_centre(
+    vectors: np.ndarray, labels: np.ndarray, centre: np.ndarray, k: int, weights: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """For each cluster, the indices of its k posts most similar to its centre (ties by index).
+
+    With `weights` (posts each row stands for), the nearest rows until they stand for k posts.
+    """
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(len(centre) + 1))
     out = []
@@ -54,8 +73,16 @@ def nearest_to_centre(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarra
             if len(rows)
             else np.empty(0, dtype=np.float32)
         )
-        out.append(rows[np.lexsort((rows, -similarity))[:k]])
+        nearest = rows[np.lexsort((rows, -similarity))]
+        out.append(nearest[: k if weights is None else int(np.searchsorted(np.cumsum(weights[nearest]), k)) + 1])
     return out
+
+
+def voter_weights(voters: list[np.ndarray], weights: np.ndarray | None, k: int) -> list[np.ndarray] | None:
+    """The posts each voter stands for, the last one cut so that a cluster's voters stand for at most k."""
+    if weights is None:
+        return None
+    return [np.minimum(weights[rows], k - (np.cumsum(weights[rows]) - weights[rows])) for rows in voters]
 
 
 @dataclass
@@ -74,11 +101,17 @@ class ClusterTopic:
         return asdict(self)
 
 
-def vote(voters: list[np.ndarray], sizes: np.ndarray, probabilities: TopicScores) -> list[ClusterTopic]:
+def vote(
+    voters: list[np.ndarray],
+    sizes: np.ndarray,
+    probabilities: TopicScores,
+    weights: list[np.ndarray] | None = None,
+) -> list[ClusterTopic]:
     """Every cluster's topic in one pass over a (clusters, k, topics) block of its voters' probabilities.
 
-    Padding rows are zeros added after the real ones, so each mean is bit-for-bit the mean of
-    that cluster's own (voters, topics) rows; ties go to the lower topic index.
+    `weights`: the posts each voter stands for (`voter_weights`), one each by default. Padding rows
+    weigh 0 and come after the real ones, so each mean is bit-for-bit the weighted mean of that
+    cluster's own (voters, topics) rows; ties go to the lower topic index.
     """
     if not voters:
         return []
@@ -88,8 +121,9 @@ def vote(voters: list[np.ndarray], sizes: np.ndarray, probabilities: TopicScores
     valid = np.arange(width) < counts[:, None]
     padded[valid] = np.concatenate(voters)
     block = probabilities(padded.ravel()).reshape(len(voters), width, -1)
-    block[~valid] = 0
-    mean = block.sum(axis=1) / counts[:, None].astype(block.dtype)
+    weight = np.zeros((len(voters), width), dtype=block.dtype)
+    weight[valid] = 1 if weights is None else np.concatenate(weights)
+    mean = (block * weight[:, :, None]).sum(axis=1) / weight.sum(axis=1, keepdims=True)
     order = np.argsort(-mean, axis=1, kind="stable")[:, :2]
     best = np.take_along_axis(mean, order, axis=1)
     return [
@@ -99,19 +133,34 @@ def vote(voters: list[np.ndarray], sizes: np.ndarray, probabilities: TopicScores
 
 
 class ClusteringScorer:
-    """Scores a clustering by topic agreement on a fixed random sample of posts."""
+    """Scores a clustering by topic agreement on a fixed random sample of posts.
 
-    def __init__(self, probabilities: TopicScores, k: int = 20, sample: int = 3000, seed: int = 0) -> None:
+    `weights`: the posts each row stands for; the sample is drawn from the posts, so a row is
+    drawn as often as its copies would be.
+    """
+
+    def __init__(
+        self,
+        probabilities: TopicScores,
+        k: int = 20,
+        sample: int = 3000,
+        seed: int = 0,
+        weights: np.ndarray | None = None,
+    ) -> None:
         self.probabilities = probabilities
         self.k = k
-        n = len(probabilities.vectors)
+        self.weights = weights
+        n = len(probabilities.vectors) if weights is None else int(weights.sum())
         self.sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample), replace=False))
+        if weights is not None:  # the drawn posts, the copies of row i numbered after those of rows before it
+            self.sample = np.searchsorted(np.cumsum(weights), self.sample, side="right")
 
     def __call__(self, labels: np.ndarray) -> dict[str, float]:
         vectors = self.probabilities.vectors
-        centre = centres(vectors, labels)
-        voters = nearest_to_centre(vectors, labels, centre, self.k)
-        topics = np.array([info.topic for info in vote(voters, np.zeros(len(voters)), self.probabilities)])
+        centre = centres(vectors, labels, self.weights)
+        voters = nearest_to_centre(vectors, labels, centre, self.k, self.weights)
+        weights = voter_weights(voters, self.weights, self.k)
+        topics = np.array([info.topic for info in vote(voters, np.zeros(len(voters)), self.probabilities, weights)])
         own_best = np.argmax(self.probabilities(self.sample), axis=1)
         sampled = labels[self.sample]
         agrees = (sampled >= 0) & (own_best == topics[np.maximum(sampled, 0)])
@@ -120,7 +169,7 @@ class ClusteringScorer:
         return {
             "score": float(agrees.mean()),
             "agreement": agreement,
-            "coverage": float(np.mean(labels >= 0)),
+            "coverage": share(labels >= 0, self.weights),
             "topics_used": len(set(topics.tolist())),
         }
 
@@ -139,13 +188,17 @@ class ClusterLabeller(BaseEstimator):
         self.noise_distance = noise_distance
         self.override_margin = override_margin
 
-    def fit(self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores) -> ClusterLabeller:
+    def fit(
+        self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores, weights: np.ndarray | None = None
+    ) -> ClusterLabeller:
+        """`weights`: the posts each row stands for (copies of its text), one each by default."""
         if self.noise_policy not in NOISE_POLICIES:
             raise TopicliError(f"noise policy {self.noise_policy!r} unknown; use one of {', '.join(NOISE_POLICIES)}")
-        self.centres_ = centres(vectors, labels) if labels.max() >= 0 else np.empty((0, vectors.shape[1]))
-        voters = nearest_to_centre(vectors, labels, self.centres_, self.k)
-        sizes = np.bincount(labels[labels >= 0], minlength=len(self.centres_))
-        self.cluster_topics_ = vote(voters, sizes, probabilities)
+        self.centres_ = centres(vectors, labels, weights) if labels.max() >= 0 else np.empty((0, vectors.shape[1]))
+        voters = nearest_to_centre(vectors, labels, self.centres_, self.k, weights)
+        member = labels >= 0
+        sizes = np.bincount(labels[member], None if weights is None else weights[member], len(self.centres_))
+        self.cluster_topics_ = vote(voters, sizes, probabilities, voter_weights(voters, weights, self.k))
         return self
 
     def assign(

@@ -3,6 +3,9 @@
 `cluster` returns a `ClusterRun` that a run folder keeps (`topicli.method.runs`) for `label`,
 so the two can run apart; `run` does both. Nothing here prints: progress goes through the
 `progress` factory the caller passes (the CLI gives rich bars).
+
+Posts with the same text are embedded, scored and clustered once, as one row standing for
+its copies (`PreparedPosts.weights`); every post gets its text's cluster and topic back.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from topicli.errors import TopicliError
 from topicli.io import Posts, file_digest, read_posts
 from topicli.method.classifier import load_classifier
 from topicli.method.clustering import MIN_SAMPLES_GRID, ClusterSearch, nearest_neighbours
-from topicli.method.embedding import Embedder
+from topicli.method.embedding import Embedder, distinct_texts
 from topicli.method.encoders import AUTO, choose_encoder
 from topicli.method.evaluation import FIGURES, gold_topics, read_gold, score
 from topicli.method.labelling import ClusteringScorer, ClusterLabeller
@@ -39,11 +42,14 @@ class PreparedPosts:
     input_sha256: str
     encoder_name: str  # the one `auto` chose, when it was `auto`
     encoder_identity: str
-    rows: np.ndarray  # the non-empty posts
+    rows: np.ndarray  # the first post of each distinct non-empty text: one per row of `vectors` and the arrays below
+    text_index: np.ndarray  # each post's row of `vectors` (the copies of a text share one), -1 for an empty post
+    weights: np.ndarray  # how many posts each row stands for
+    cut: int  # posts cut to [input] max_chars before encoding
     vectors: np.ndarray
-    distances: np.ndarray  # to each post's nearest posts, enough for the eps grid
-    indices: np.ndarray  # of those nearest posts
-    neighbours: np.ndarray  # the first k of them, which smooth a post's scores
+    distances: np.ndarray  # to each text's nearest other texts, enough for the eps grid
+    indices: np.ndarray  # of those nearest texts
+    neighbours: np.ndarray  # the first k of them, which smooth a text's scores
     raw_scores: np.ndarray  # with the topic floors taken off
     topic_floors: np.ndarray
     topic_parts: np.ndarray
@@ -62,6 +68,11 @@ class LabelledPosts:
     labeller: ClusterLabeller
     topics: list[str]
     prepared: PreparedPosts
+
+    @property
+    def cut(self) -> int:
+        """Posts cut to [input] max_chars before encoding."""
+        return self.prepared.cut
 
 
 class Pipeline:
@@ -113,24 +124,34 @@ class Pipeline:
             )
         return model, manifest
 
-    def embed_posts(self, posts: Posts) -> tuple[np.ndarray, np.ndarray]:
-        """(indices of non-empty posts, their unit vectors, memory-mapped from the embedding cache).
+    def embed_posts(self, posts: Posts) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """(each post's distinct text: `PreparedPosts.text_index`, the first post of each, their unit vectors
+        memory-mapped from the embedding cache, how many posts were cut to [input] max_chars).
 
-        `prepare` never copies them whole: neighbours and topic scores read them in blocks
-        of rows (bench/run.py `streaming` measures the peak).
+        A post is encoded from its first max_chars characters: encoders read a few hundred
+        tokens anyway, and the whole of a megabyte post took gigabytes to tokenise and encode.
+        `prepare` never copies the vectors whole: neighbours and topic scores read them in
+        blocks of rows (bench/run.py `streaming` measures the peak).
         """
+        limit = self.settings.input.max_chars
         all_texts = posts.texts
         rows = np.array([i for i, text in enumerate(all_texts) if text.strip()], dtype=np.int64)
-        texts = [all_texts[i] for i in rows]
+        texts = [all_texts[i][:limit] for i in rows]
+        cut = sum(len(all_texts[i]) > limit for i in rows)
         del all_texts
         if self.encoder_name == AUTO:
             self.encoder_name = choose_encoder(AUTO, texts)
-        with self.progress("embedding posts", len(set(texts))) as advance:
-            vectors = self.embedder.on_disk(texts, advance)
-        return rows, vectors
+        distinct, inverse = distinct_texts(texts)
+        del texts
+        text_index = np.full(len(posts.frame), -1, dtype=np.int64)
+        text_index[rows] = inverse
+        first = rows[np.unique(inverse, return_index=True)[1]]
+        with self.progress("embedding posts", len(distinct)) as advance:
+            vectors = self.embedder.on_disk(distinct, advance)
+        return text_index, first, vectors, cut
 
     def neighbours(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distances and indices of each post's nearest posts: enough for smoothing and the eps grid."""
+        """Distances and indices of each text's nearest other texts: enough for smoothing and the eps grid."""
         k = max(self.settings.labelling.neighbours or auto_neighbours(len(vectors)), max(MIN_SAMPLES_GRID))
         with self.progress("finding neighbours", None) as advance:
             found = nearest_neighbours(vectors, k)
@@ -156,9 +177,10 @@ class Pipeline:
     def prepare(self, posts: Posts) -> PreparedPosts:
         """Vectors, neighbours and topic scores of the posts, for `cluster` and `label` alike.
 
-        A post's topic probabilities are its raw scores smoothed over its k nearest posts.
+        A post's topic probabilities are its raw scores smoothed over the k texts nearest its own (its
+        copies are not its neighbours: they would only repeat its scores).
         """
-        rows, vectors = self.embed_posts(posts)
+        text_index, rows, vectors, cut = self.embed_posts(posts)
         distances, indices = self.neighbours(vectors)
         template = self.template()
         s = self.settings.labelling
@@ -173,6 +195,9 @@ class Pipeline:
             encoder_name=self.encoder_name,
             encoder_identity=self.embedder.identity,
             rows=rows,
+            text_index=text_index,
+            weights=np.bincount(text_index[text_index >= 0], minlength=len(rows)),
+            cut=cut,
             vectors=vectors,
             distances=distances,
             indices=indices,
@@ -187,7 +212,7 @@ class Pipeline:
 
     def cluster(self, prepared: PreparedPosts) -> ClusterRun:
         """Search clusterings of the prepared posts and keep the best (`ClusterRun`)."""
-        posts, rows, vectors = prepared.posts, prepared.rows, prepared.vectors
+        posts, vectors, weights = prepared.posts, prepared.vectors, prepared.weights
         s = self.settings.clustering
         search = ClusterSearch(
             algorithm=s.algorithm,
@@ -196,13 +221,14 @@ class Pipeline:
             eps=s.eps,
             min_samples=s.min_samples,
         )
-        scorer = ClusteringScorer(prepared.scores, self.settings.labelling.k, s.eval_sample, s.seed)
+        scorer = ClusteringScorer(prepared.scores, self.settings.labelling.k, s.eval_sample, s.seed, weights)
         with self.progress("searching clusterings", None) as advance:
-            search.fit(vectors, scorer, advance, prepared.distances, prepared.indices)
+            search.fit(vectors, scorer, advance, prepared.distances, prepared.indices, weights)
+        posted = prepared.text_index >= 0
         labels = np.full(len(posts.frame), -1, dtype=np.int64)
-        labels[rows] = search.labels_
+        labels[posted] = search.labels_[prepared.text_index[posted]]
         core = np.zeros(len(posts.frame), dtype=bool)
-        core[rows] = search.core_
+        core[posted] = search.core_[prepared.text_index[posted]]
         return ClusterRun(
             input=str(posts.path),
             input_sha256=prepared.input_sha256,
@@ -225,17 +251,20 @@ class Pipeline:
                 f"{posts.path} was clustered with encoder {run.encoder}, not {prepared.encoder_identity}; "
                 "label with the same [encoder] name or cluster again"
             )
-        rows, vectors, probabilities = prepared.rows, prepared.vectors, prepared.scores
-        labels = run.labels[rows]
+        vectors, probabilities = prepared.vectors, prepared.scores
+        labels = run.labels[prepared.rows]
         s = self.settings.labelling
         labeller = ClusterLabeller(
             k=s.k, noise_policy=s.noise_policy, noise_distance=s.noise_distance, override_margin=s.override_margin
         )
         with self.progress("labelling clusters", None) as advance:
-            labeller.fit(vectors, labels, probabilities)
+            labeller.fit(vectors, labels, probabilities, prepared.weights)
             clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
             advance(1)
         check_output_columns(posts.frame, posts.path)
+        rows = np.flatnonzero(prepared.text_index >= 0)  # every non-empty post, and the row of its text below
+        text = prepared.text_index[rows]
+        labels, clusters, topics, confidence = labels[text], clusters[text], topics[text], confidence[text]
         names = [self.topics[t] if t >= 0 else "" for t in topics]
         frame = with_topics(posts.frame, rows, clusters, names, confidence)
         all_texts = posts.texts

@@ -1,6 +1,10 @@
 """Run folders and outputs: where a run keeps its clustering, its bundle and the record of its outputs.
 
-A run folder (`[output] dir/<posts name>/` by default) holds:
+A run folder (`[output] dir/<posts name>/` by default) is replaced as a set: it is a link to
+one attempt folder (`.<name>.attempts/<attempt>/` beside it), and a command writes everything
+into a new attempt, then swaps the link in one rename (`new_attempt`). A crash at any point
+leaves the previous complete set or the new one, never a mix; the next command removes
+attempts that nothing points to and puts back a link a crash left missing. It holds:
 
 - `clustering.json`, `clusters.npy`, `core.npy`: the chosen clustering (`ClusterRun`), what
   `cluster` leaves for `label`;
@@ -15,7 +19,10 @@ run and for `topicli score` alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +33,7 @@ import pandas as pd
 from topicli import __version__
 from topicli.config import Settings
 from topicli.errors import TopicliError
-from topicli.io import atomic_path, table_format, write_table
+from topicli.io import atomic_path, exchange, file_digest, pid_alive, remove, stale_leftovers, table_format, write_table
 from topicli.method.clustering import Candidate
 
 if TYPE_CHECKING:
@@ -36,6 +43,7 @@ OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
 CLUSTERING_FILE = "clustering.json"
 OUTPUTS_FILE = "outputs.json"
 BUNDLE_FOLDER = "bundle"
+COMPLETE_FILE = ".complete"  # the last file of an attempt: one without it was cut short
 
 
 @dataclass
@@ -75,18 +83,30 @@ class ClusterRun:
         manifest, labels = folder / CLUSTERING_FILE, folder / "clusters.npy"
         if not manifest.is_file() or not labels.is_file():
             raise TopicliError(f"{folder} holds no clustering; run `topicli cluster POSTS` first")
-        document = json.loads(manifest.read_text(encoding="utf-8"))
-        return cls(
-            input=document["input"],
-            input_sha256=document["input_sha256"],
-            text_column=document["text_column"],
-            encoder=document["encoder"],
-            labels=np.load(labels),
-            core=np.load(folder / "core.npy"),
-            candidates=[Candidate(**c) for c in document["candidates"]],
-            chosen=Candidate(**document["chosen"]),
-            reason=document["reason"],
-        )
+        try:
+            document = json.loads(manifest.read_text(encoding="utf-8"))
+            run = cls(
+                input=str(document["input"]),
+                input_sha256=str(document["input_sha256"]),
+                text_column=str(document["text_column"]),
+                encoder=str(document["encoder"]),
+                labels=np.load(labels, allow_pickle=False),
+                core=np.load(folder / "core.npy", allow_pickle=False),
+                candidates=[Candidate(**c) for c in document["candidates"]],
+                chosen=Candidate(**document["chosen"]),
+                reason=str(document["reason"]),
+            )
+        except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise TopicliError(
+                f"the clustering in {folder} is damaged ({type(error).__name__}: {error}); "
+                "run `topicli cluster POSTS` again"
+            ) from None
+        if run.labels.shape != run.core.shape or run.labels.ndim != 1:
+            raise TopicliError(
+                f"the clustering in {folder} is damaged (clusters and core points differ in length); "
+                "run `topicli cluster POSTS` again"
+            )
+        return run
 
 
 def default_run_folder(settings: Settings, posts_path: Path) -> Path:
@@ -95,7 +115,10 @@ def default_run_folder(settings: Settings, posts_path: Path) -> Path:
 
 def latest_run_folder(settings: Settings) -> Path:
     """The run folder under the output dir whose clustering was written last."""
-    found = sorted(Path(settings.output.dir).glob(f"*/{CLUSTERING_FILE}"), key=lambda p: (p.stat().st_mtime, str(p)))
+    found = sorted(
+        (p for p in Path(settings.output.dir).glob(f"*/{CLUSTERING_FILE}") if not p.parent.name.startswith(".")),
+        key=lambda p: (p.stat().st_mtime, str(p)),
+    )  # names starting with a dot are attempts and links being made, not run folders
     if not found:
         raise TopicliError(f"no clustering under {settings.output.dir}; run `topicli cluster POSTS` first")
     return found[-1].parent
@@ -137,19 +160,97 @@ def with_topics(
     return out
 
 
-def write_outputs(result: LabelledPosts, output: Path, run_folder: Path) -> Path:
-    """Posts and topic table, each written atomically, and their places recorded in the run folder.
+def _attempts(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.attempts")
 
-    Returns the topic table's path.
+
+def _recover(folder: Path) -> None:
+    """Put back the link a crash left missing (between moving an old-style folder aside and linking), and
+    remove attempts that no link points to and no live process is writing."""
+    for leftover in stale_leftovers(folder.parent, f".{folder.name}.link-"):
+        remove(leftover)
+    attempts = _attempts(folder)
+    if not attempts.is_dir():
+        return
+    complete = sorted((a for a in attempts.iterdir() if (a / COMPLETE_FILE).is_file()), key=lambda a: a.name)
+    if not folder.exists() and not folder.is_symlink() and complete:
+        _link(folder, complete[-1])
+    current = folder.resolve() if folder.is_symlink() else None
+    for attempt in attempts.iterdir():
+        pid = attempt.name.rsplit("-", 1)[-1]
+        writing = pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)) and attempt not in complete
+        if attempt.resolve() != current and not writing:
+            remove(attempt)
+
+
+def _link(folder: Path, attempt: Path) -> None:
+    """Point `folder` at `attempt` in one rename (a relative link, so the output folder can move)."""
+    temp = folder.with_name(f".{folder.name}.link-{os.getpid()}")
+    remove(temp)
+    os.symlink(os.path.relpath(attempt, folder.parent), temp)
+    if folder.is_dir() and not folder.is_symlink():  # a run folder written before attempts: moved aside whole
+        legacy = _attempts(folder) / f"{time.strftime('%Y%m%dT%H%M%S')}-legacy-{os.getpid()}"
+        if exchange(temp, folder):  # the link in, the old folder out, in one step
+            os.replace(temp, legacy)
+            return
+        os.replace(folder, legacy)  # elsewhere two steps: a crash between them is put right by `_recover`
+    os.replace(temp, folder)
+
+
+@contextmanager
+def new_attempt(folder: Path) -> Iterator[Path]:
+    """A fresh attempt folder for everything a command leaves in the run folder `folder`; when the block
+    succeeds it becomes `folder` in one rename, and the attempts it replaced are removed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _recover(folder)
+    attempt = _attempts(folder) / f"{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}"
+    attempt.mkdir(parents=True)
+    try:
+        yield attempt
+        (attempt / COMPLETE_FILE).touch()
+        _link(folder, attempt)
+    except BaseException:
+        remove(attempt)
+        raise
+    _recover(folder)
+
+
+@dataclass(frozen=True)
+class WrittenOutputs:
+    """Where the posts with topics and the topic table went, as the user names them."""
+
+    posts: Path
+    topic_table: Path
+
+
+def write_outputs(
+    result: LabelledPosts, folder: Path, attempt: Path, output: Path | None, default_format: str
+) -> WrittenOutputs:
+    """Posts and topic table, and their record (`outputs.json`) in the attempt of the run folder `folder`.
+
+    Without `output`, or with one inside the run folder, they go into the attempt and become visible
+    with it. Elsewhere, each file is replaced atomically before the attempt is published, and the
+    record keeps their sha256, so `report` can tell a pair cut apart by a crash from the pair it wrote.
     """
+    output = Path(output) if output is not None else folder / f"posts.{default_format}"
     table_format(output)
-    table_path = topic_table_path(output)
-    write_table(result.posts, output)
+    inside = Path(os.path.abspath(output.parent)) == Path(os.path.abspath(folder))
+    posts_path = attempt / output.name if inside else output
+    table_path = topic_table_path(posts_path)
+    write_table(result.posts, posts_path)
     write_table(result.topic_table, table_path)
-    record = {"posts": str(Path(output).resolve()), "topic_table": str(table_path.resolve())}
-    with atomic_path(Path(run_folder) / OUTPUTS_FILE) as temp:
+    if inside:
+        record = {"posts": posts_path.name, "topic_table": table_path.name}
+    else:
+        record = {
+            "posts": str(posts_path.resolve()),
+            "topic_table": str(table_path.resolve()),
+            "sha256": {"posts": file_digest(posts_path), "topic_table": file_digest(table_path)},
+        }
+    with atomic_path(attempt / OUTPUTS_FILE) as temp:
         temp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return table_path
+    return WrittenOutputs(output, topic_table_path(output))
 
 
 def find_posts_output(folder: Path, posts: Path | None = None) -> Path:
@@ -159,11 +260,21 @@ def find_posts_output(folder: Path, posts: Path | None = None) -> Path:
         if not posts.is_file():
             raise TopicliError(f"{posts}: no such file; give --posts the file `topicli run -o` wrote")
         return posts
-    record = Path(folder) / OUTPUTS_FILE
-    if record.is_file():
-        recorded = Path(json.loads(record.read_text(encoding="utf-8"))["posts"])
-        if not recorded.is_file():
+    record_file = Path(folder) / OUTPUTS_FILE
+    if record_file.is_file():
+        try:
+            record = json.loads(record_file.read_text(encoding="utf-8"))
+            recorded, table = Path(folder) / record["posts"], Path(folder) / record["topic_table"]
+        except (ValueError, KeyError, TypeError):
+            raise TopicliError(f"{record_file} is damaged; rerun `topicli label` or pass --posts") from None
+        if not recorded.is_file() or not table.is_file():
             raise TopicliError(f"{recorded} (the run's posts output) is gone; rerun `topicli label` or pass --posts")
+        digests = record.get("sha256")
+        if digests and (file_digest(recorded), file_digest(table)) != (digests["posts"], digests["topic_table"]):
+            raise TopicliError(
+                f"{recorded} and {table} are not the ones this run wrote (changed since, or cut apart by a "
+                "crash); rerun `topicli label`, or pass --posts"
+            )
         return recorded
     found = [p for p in Path(folder).glob("posts.*") if not p.name.startswith("posts.topics.")]
     if not found:

@@ -230,7 +230,7 @@ def fit_classifier(
     """`topicli train-classifier`: read, embed, train, evaluate, save; returns the manifest."""
     s = settings.classifier
     data = load_labelled(paths, text_columns, label_columns, drop_labels)
-    texts = data["text"].tolist()
+    texts = [text[: settings.input.max_chars] for text in data["text"]]  # as posts are cut before encoding
     encoder = choose_encoder(settings.encoder.name, texts)
     embedder = Embedder(encoder, settings.encoder.batch_size, settings.encoder.cache_dir)
     with progress("embedding training texts", len(set(texts))) as advance:

@@ -204,8 +204,9 @@ def _post_map(
     texts = posts["text"].to_numpy()[shown].tolist()
     s = settings.encoder
     embedder = Embedder(choose_encoder(s.name, posts["text"].to_numpy()[drawable].tolist()), s.batch_size, s.cache_dir)
-    with progress("embedding posts for the map", len(set(texts))) as advance:
-        vectors = embedder(texts, advance)
+    encoded = [text[: settings.input.max_chars] for text in texts]  # as the run encoded them
+    with progress("embedding posts for the map", len(set(encoded))) as advance:
+        vectors = embedder(encoded, advance)
     with progress("laying out the map", None) as advance:
         xy, method = project(vectors)
         advance(1)

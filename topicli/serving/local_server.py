@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import psutil
 
 from topicli.config import Settings
 from topicli.errors import TopicliError
+from topicli.io import atomic_path
 
 SCORE_SCRIPT = Path(__file__).with_name("score.py")
 PID_FILE = "azmlinfsrv.pid"
@@ -60,20 +62,80 @@ def state_folder(settings: Settings) -> Path:
 
 
 def _read_state(folder: Path) -> LocalServer | None:
-    """The server recorded in `folder` if its process still runs; stale records are removed."""
+    """The server recorded in `folder` if its process still runs; stale records are removed.
+
+    A `server.json` that cannot be read (cut short, edited, not JSON) must not leave a server
+    nobody can stop: the server is then found from its process (our launcher, run with this
+    state folder), the record rewritten and a warning given; when no such process runs, the
+    broken record is removed.
+    """
+    folder = Path(folder).resolve()
     state = folder / STATE_FILE
     if not state.is_file():
         return None
-    server = LocalServer(**json.loads(state.read_text(encoding="utf-8")))
+    try:
+        server = _parse_state(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError) as error:
+        server = _found_process(folder)
+        warnings.warn(
+            f"{state} is unreadable ({type(error).__name__}: {error}); "
+            + (f"found the server from its process (pid {server.pid})" if server else "no server of it runs; removed"),
+            stacklevel=3,
+        )
+        if server is None:
+            _forget(folder)
+            return None
+        _write_state(folder, server)
     try:
         alive = psutil.Process(server.pid).create_time() == server.started
     except psutil.NoSuchProcess:
         alive = False
     if not alive:
-        state.unlink(missing_ok=True)
-        (folder / PID_FILE).unlink(missing_ok=True)
+        _forget(folder)
         return None
     return server
+
+
+def _parse_state(text: str) -> LocalServer:
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    server = LocalServer(**document)
+    wanted = {"pid": int, "port": int, "bundle": str, "log": str, "started": float}
+    for name, kind in wanted.items():
+        value = getattr(server, name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise TypeError(f"{name} must be {kind.__name__}, got {value!r}")
+    return server
+
+
+def _found_process(folder: Path) -> LocalServer | None:
+    """The server `start` launched with this state folder, read from its process: the session leader running
+    our launcher with AML_APP_ROOT = `folder`; its command line gives the port and the bundle."""
+    for process in psutil.process_iter(["pid", "cmdline", "environ", "create_time"]):
+        info = process.info
+        command, environ = info["cmdline"] or [], info["environ"] or {}
+        if _LAUNCHER not in command or environ.get("AML_APP_ROOT") != str(folder):
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(info["pid"]) != info["pid"]:
+                continue  # a gunicorn worker; its master leads the group
+        options = dict(zip(command[3::2], command[4::2], strict=False))
+        with contextlib.suppress(KeyError, ValueError):
+            port, bundle = int(options["--port"]), options["--model_dir"]
+            return LocalServer(info["pid"], port, bundle, str(folder / LOG_FILE), info["create_time"])
+    return None
+
+
+def _write_state(folder: Path, server: LocalServer) -> None:
+    (folder / PID_FILE).write_text(f"{server.pid}\n", encoding="utf-8")
+    with atomic_path(folder / STATE_FILE) as temp:
+        temp.write_text(json.dumps(asdict(server), indent=2) + "\n", encoding="utf-8")
+
+
+def _forget(folder: Path) -> None:
+    (folder / STATE_FILE).unlink(missing_ok=True)
+    (folder / PID_FILE).unlink(missing_ok=True)
 
 
 def running_server(folder: Path) -> LocalServer:
@@ -94,7 +156,10 @@ def free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether azmlinfsrv can bind `port` now. It binds with SO_REUSEADDR (gunicorn does), so the probe does
+    too: connections of a stopped server left in TIME_WAIT do not hold the port, a listening socket does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:
@@ -107,13 +172,25 @@ def _log_tail(path: Path, lines: int = 15) -> str:
     return " | ".join(line.strip() for line in text.splitlines()[-lines:] if line.strip())
 
 
+def _refusal(log: Path) -> str | None:
+    """Why score.py refused the bundle, from its one log line, when that is why the server stopped."""
+    from topicli.serving.score import REFUSED
+
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    reasons = [line.split(REFUSED, 1)[1].strip() for line in text.splitlines() if REFUSED in line]
+    return reasons[0] if reasons else None
+
+
 def start(bundle: Path, folder: Path, port: int, workers: int = 1, timeout: float = 180.0) -> LocalServer:
-    """Start azmlinfsrv on 127.0.0.1:`port` serving `bundle`, and wait until it answers its liveness probe."""
-    from topicli.serving.bundle import MANIFEST
+    """Start azmlinfsrv on 127.0.0.1:`port` serving `bundle`, and wait until it answers its liveness probe.
+
+    The bundle is checked here first (`read_bundle`), so a bad one is refused with its reason before
+    a server starts; what only loading shows (the encoder) comes back from score.py's log line.
+    """
+    from topicli.serving.bundle import read_bundle
 
     bundle = Path(bundle).resolve()
-    if not (bundle / MANIFEST).is_file():
-        raise TopicliError(f"{bundle} is not a model bundle; `topicli run POSTS` writes one into its run folder")
+    read_bundle(bundle)
     folder = Path(folder).resolve()
     existing = _read_state(folder)
     if existing is not None:
@@ -150,8 +227,7 @@ def start(bundle: Path, folder: Path, port: int, workers: int = 1, timeout: floa
         _terminate(process.pid)
         process.wait(timeout=30)
         raise
-    (folder / PID_FILE).write_text(f"{process.pid}\n", encoding="utf-8")
-    (folder / STATE_FILE).write_text(json.dumps(asdict(server), indent=2) + "\n", encoding="utf-8")
+    _write_state(folder, server)
     return server
 
 
@@ -160,7 +236,8 @@ def _wait_live(server: LocalServer, process: subprocess.Popen, timeout: float) -
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise TopicliError(
-                f"the inference server exited with code {process.returncode}: {_log_tail(Path(server.log))}"
+                _refusal(Path(server.log))
+                or f"the inference server exited with code {process.returncode}: {_log_tail(Path(server.log))}"
             )
         try:
             if httpx.get(server.health_url, timeout=2.0).status_code == 200:
@@ -190,6 +267,5 @@ def stop(folder: Path, timeout: float = 30.0) -> LocalServer | None:
         pass
     except psutil.TimeoutExpired:
         os.killpg(server.pid, signal.SIGKILL)
-    (folder / STATE_FILE).unlink(missing_ok=True)
-    (folder / PID_FILE).unlink(missing_ok=True)
+    _forget(folder)
     return server

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from topicli.errors import TopicliError
 from topicli.serving.bundle import BundleModel, find_bundle
 from topicli.serving.protocol import handle
 
@@ -29,16 +30,25 @@ except ImportError:  # older servers ship it under azureml.contrib.services
 
 logger = logging.getLogger("topicli.serving.score")
 model: BundleModel | None = None
+REFUSED = "topicli refused the bundle: "  # starts the log line that says why; `deploy local` shows what follows
 
 
 def init() -> None:
-    """Load the bundle once per worker; version differences are logged, a wrong encoder fails here."""
+    """Load the bundle once per worker; version differences are logged, a bad bundle or a wrong encoder fails
+    here, with the reason on one log line."""
     global model
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    folder = find_bundle(Path(os.environ["AZUREML_MODEL_DIR"]))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model = BundleModel.load(folder)
+    try:
+        model_dir = os.environ.get("AZUREML_MODEL_DIR")
+        if not model_dir:
+            raise TopicliError("AZUREML_MODEL_DIR is not set; it names the folder that holds the bundle")
+        folder = find_bundle(Path(model_dir))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = BundleModel.load(folder)
+    except TopicliError as error:
+        logger.error("%s%s", REFUSED, error)
+        raise
     for warning in caught:
         logger.warning("%s", warning.message)
     logger.info("topicli bundle %s loaded from %s", model.bundle_id, folder)
