@@ -114,8 +114,10 @@ def encoder_at(path: str) -> Tamper:
 def narrower(folder: Path) -> None:
     """Manifest and arrays agree on 384 dimensions, but the encoder gives 512."""
     put("encoder.dimension", 384)(folder)
-    for name in ("post_vectors", "centres", "topic_part_vectors"):
-        array(name, lambda values: values[:, :384].copy())(folder)
+    present = load_file(str(folder / ARRAYS))  # language_means only in a mixed-language run's bundle
+    for name in ("post_vectors", "centres", "topic_part_vectors", "language_means"):
+        if name in present:
+            array(name, lambda values: values[:, :384].copy())(folder)
 
 
 def with_cls_model(extra: Tamper | None = None) -> Tamper:

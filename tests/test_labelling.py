@@ -103,7 +103,35 @@ def test_a_post_leaves_its_cluster_only_when_its_own_scores_disagree_enough(setu
 
 def test_the_labeller_is_a_scikit_learn_estimator_with_keyword_only_settings() -> None:
     labeller = ClusterLabeller(k=3, noise_policy="nearest")
-    expected = {"k": 3, "noise_distance": 0.5, "noise_policy": "nearest", "override_margin": 0.0}
+    expected = {
+        "k": 3,
+        "noise_distance": 0.5,
+        "noise_policy": "nearest",
+        "override_margin": 0.0,
+        "unmatched_below": 0.0,
+    }
     assert labeller.get_params() == expected and clone(labeller).get_params() == expected
     with pytest.raises(TypeError):
         ClusterLabeller(3)
+
+
+def test_a_cluster_no_topic_fits_is_unmatched_and_keeps_its_best_topic_aside(embedder) -> None:
+    # the list lacks coffee: the coffee cluster's best topic fits it less well than the others' fit them
+    topics = ["Dogs", "Running", "Personal Finance"]
+    posts = embedder([*DOGS, *COFFEE, *RUNNING])
+    parts, owner = part_vectors(topics, "This post is about {topic}.", embedder)
+    probabilities = TopicScores(posts, softmax(cosine_scores(posts, parts, owner, len(topics)), COSINE_SCALE))
+    labels = np.array([0] * 5 + [1] * 5 + [2] * 5)
+    plain = ClusterLabeller(k=3).fit(posts, labels, probabilities)
+    confidence = [c.confidence for c in plain.cluster_topics_]
+    assert confidence[1] < min(confidence[0], confidence[2]), confidence
+    threshold = (confidence[1] + min(confidence[0], confidence[2])) / 2
+    labeller = ClusterLabeller(k=3, unmatched_below=threshold).fit(posts, labels, probabilities)
+    assert [c.unmatched for c in labeller.cluster_topics_] == [False, True, False]
+    clusters, assigned, post_confidence = labeller.assign(posts, labels, probabilities)
+    assert (assigned[5:10] == -1).all(), "no topic for the unmatched cluster's posts, not even by override"
+    assert (assigned[:5] == 0).all() and (assigned[10:] >= 0).all()
+    assert np.isnan(post_confidence[5:10]).all() and clusters.tolist() == labels.tolist()
+    best = labeller.unmatched_best(clusters)
+    assert best.tolist() == [-1] * 5 + [plain.cluster_topics_[1].topic] * 5 + [-1] * 5
+    assert labeller.unmatched_best(np.array([-1])).tolist() == [-1], "noise is in no cluster"

@@ -12,19 +12,21 @@ import pytest
 from typer.testing import CliRunner
 
 from topicli.cli import app
+from topicli.errors import TopicliError
 from topicli.method.encoder_export import ONNX_ENCODER_FILE as ENCODER_FILE
 from topicli.method.encoders import SentenceTransformerEncoder, load_encoder, shipped_encoder_folder
+from topicli.method.tokens import PACKAGE_ENCODER_FILE
 from topicli.serving.bundle import BundleModel, Predictions
 from topicli.serving.onnx import ASSIGN_FILE, EXPORT_MANIFEST, OnnxPipeline, export_onnx
 
-from .conftest import EXAMPLES, tweets
-from .test_serving import run_examples
+from .conftest import EXAMPLES, needs_data, tweets
+from .test_serving import agreement, run_examples
 
 NEW_POSTS = ["Golden hour at the beach, best surf of the summer 🌊", "   ", "receta de paella valenciana", ""]
 
 
 def minilm_run(folder: Path, cache_dir: Path, *options: str, **settings: str) -> Path:
-    """`topicli run examples/posts.csv` with all-MiniLM-L6-v2 (the examples alone would pick multilingual)."""
+    """`topicli run examples/posts.csv` with all-MiniLM-L6-v2 (the examples alone pick a multilingual encoder)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TOPICLI_ENCODER_NAME", "all-MiniLM-L6-v2")
         for name, value in settings.items():
@@ -74,6 +76,18 @@ def test_export_writes_checked_graphs_and_no_pickle(run_folder: Path, exported: 
 def test_same_topics_as_the_bundle_on_the_examples(model: BundleModel, exported: OnnxPipeline) -> None:
     texts = example_texts()
     assert_same(model.predict(texts), exported.predict(texts))
+
+
+def test_unmatched_clusters_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path: Path, cache_dir: Path) -> None:
+    run_folder = minilm_run(tmp_path, cache_dir, TOPICLI_LABELLING_UNMATCHED_BELOW="0.3")
+    model = BundleModel.load(run_folder / "bundle")
+    unmatched = [c.cluster for c in model.labeller.cluster_topics_ if c.unmatched]
+    assert 0 < len(unmatched) < len(model.labeller.cluster_topics_)  # both kinds of cluster are served
+    texts = example_texts()
+    bundle = model.predict(texts)
+    in_unmatched = np.isin(bundle.clusters, unmatched)
+    assert in_unmatched.any() and (bundle.topics[in_unmatched] == -1).all()
+    assert_same(bundle, OnnxPipeline(export_onnx(run_folder / "bundle", tmp_path / "onnx")).predict(texts))
 
 
 def test_embeddings_match_the_pytorch_model(model: BundleModel, exported: OnnxPipeline) -> None:
@@ -132,9 +146,64 @@ def test_cli_export_and_its_errors(run_folder: Path, tmp_path: Path) -> None:
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
-def test_a_multilingual_bundle_is_refused_with_the_fix(tmp_path: Path, cache_dir: Path) -> None:
-    run_folder = run_examples(tmp_path, cache_dir)  # `auto` takes the multilingual encoder on the examples
-    result = CliRunner().invoke(app, ["export", "onnx", str(run_folder / "bundle")])
-    assert result.exit_code == 2
-    assert "has no ONNX export" in result.stderr and "all-MiniLM-L6-v2" in result.stderr
-    assert not (run_folder / "onnx").exists()
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    """`topicli run examples/posts.csv` with the default settings: `auto` reads 17 % of the posts as other languages."""
+    return run_examples(tmp_path_factory.mktemp("default-run"), cache_dir)
+
+
+def mixed_sib_run(folder: Path, cache_dir: Path, per_language: int = 12) -> tuple[Path, list[str]]:
+    """`topicli run` on SIB-200 dev sentences in 8 languages (each sentence once); the run folder and the texts."""
+    languages = ("eng_Latn", "deu_Latn", "spa_Latn", "ell_Grek", "ben_Beng", "tha_Thai", "ukr_Cyrl", "vie_Latn")
+    texts = []
+    for i, language in enumerate(languages):
+        frame = pd.read_csv(needs_data("eval", "sib200", language, "dev.tsv"), sep="\t", dtype=str)
+        texts += frame["text"].iloc[i * per_language : (i + 1) * per_language].tolist()
+    pd.DataFrame({"id": range(len(texts)), "text": texts}).to_csv(folder / "mixed.csv", index=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
+        result = CliRunner().invoke(app, ["run", str(folder / "mixed.csv")])
+    assert result.exit_code == 0, result.stderr
+    assert "auto chose multilingual-e5-small" in result.stdout
+    return folder / "topicli-out" / "mixed", texts
+
+
+def assert_serves_the_run(run_folder: Path, texts: list[str], served: Predictions, topics: list[str]) -> None:
+    """Every post's served cluster, topic and confidence are the run's."""
+    names = [topics[t] if t >= 0 else "" for t in served.topics]
+    shares = agreement(run_folder, served.clusters.tolist(), names, served.confidence.tolist())
+    assert shares == {"cluster": 1.0, "topic": 1.0, "confidence": 1.0}
+
+
+def test_the_default_run_exports_and_serves_its_topics(default_run: Path) -> None:
+    """The multilingual default run: its encoder runs in its package beside assign.onnx, with the run's topics."""
+    model = BundleModel.load(default_run / "bundle")
+    choice = model.manifest["encoder"]["choice"]
+    assert choice["name"] == model.manifest["encoder"]["name"] != "all-MiniLM-L6-v2"
+    assert choice["reason"].startswith("auto chose") and choice["languages"]["en"] > 0.7
+    assert model.language_means is not None and "en" in model.manifest["encoder"]["centred_languages"]
+    exported = OnnxPipeline(export_onnx(default_run / "bundle", default_run / "onnx"))
+    manifest = json.loads((default_run / "onnx" / EXPORT_MANIFEST).read_text())
+    assert set(manifest["graphs"]) == {PACKAGE_ENCODER_FILE, ASSIGN_FILE}
+    assert not (default_run / "onnx" / ENCODER_FILE).exists()
+    texts = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"].tolist()
+    assert_serves_the_run(default_run, texts, exported.predict(texts), model.topics)
+    assert_same(model.predict(example_texts()), exported.predict(example_texts()))
+
+
+@pytest.mark.heavy
+def test_a_mixed_sib_run_is_served_alike_by_bundle_and_onnx(tmp_path: Path, cache_dir: Path) -> None:
+    run_folder, texts = mixed_sib_run(tmp_path, cache_dir)
+    model = BundleModel.load(run_folder / "bundle")
+    exported = OnnxPipeline(export_onnx(run_folder / "bundle", tmp_path / "onnx"))
+    assert_serves_the_run(run_folder, texts, model.predict(texts), model.topics)
+    assert_serves_the_run(run_folder, texts, exported.predict(texts), model.topics)
+
+
+def test_an_export_refuses_another_package_version(default_run: Path, tmp_path: Path) -> None:
+    folder = export_onnx(default_run / "bundle", tmp_path / "onnx")
+    spec = json.loads((folder / PACKAGE_ENCODER_FILE).read_text())
+    (folder / PACKAGE_ENCODER_FILE).write_text(json.dumps({**spec, "identity": spec["identity"] + "-other"}))
+    with pytest.raises(TopicliError, match="install the package version of the export"):
+        OnnxPipeline(folder)

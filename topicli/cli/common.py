@@ -28,6 +28,12 @@ ConfigOption = Annotated[
     ),
 ]
 PostsArgument = Annotated[Path, typer.Argument(help="posts file (.csv, .jsonl, .json, .parquet)")]
+PostsOrUriArgument = Annotated[
+    str,
+    typer.Argument(
+        help="posts file (.csv, .jsonl, .json, .parquet); with --on azureml also an azureml:// URI or a data asset"
+    ),
+]
 TextColumnOption = Annotated[
     str | None, typer.Option("--text-column", help="column holding the post text (default: caption/text/content/body)")
 ]

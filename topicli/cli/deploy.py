@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -19,6 +20,8 @@ from topicli.cli.common import (
     settings_for,
 )
 from topicli.cli.infra import terraform_output_on_error
+from topicli.config import DEFAULT_CONFIG_PATH, Settings
+from topicli.errors import TopicliError
 
 
 class DeployGroup(ModeGroup):
@@ -42,33 +45,72 @@ DryRunOutputOption = Annotated[
 ]
 
 
+KeepOldOption = Annotated[
+    bool, typer.Option("--keep-old", help="keep the previous deployment once the new one takes all traffic")
+]
+RollbackOption = Annotated[
+    bool, typer.Option("--rollback", help="all traffic back to the previous deployment (or its model, redeployed)")
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="a registered model to deploy as it is: NAME:VERSION, NAME@latest, or latest ([azure] model_name's); "
+        "default: register the latest run's bundle",
+    ),
+]
+
+
 @deploy_app.command()
 def azure(
     bundle: BundleOption = None,
-    keep_old: Annotated[bool, typer.Option("--keep-old", help="keep the previous deployment after the switch")] = False,
+    model: ModelOption = None,
+    rollback: RollbackOption = False,
+    keep_old: KeepOldOption = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="write the endpoint and deployment YAML and validate it; send nothing")
     ] = False,
     output: DryRunOutputOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """The [azure] online endpoint, blue/green: the new deployment takes all traffic once it answers."""
-    from topicli.cloud import azureml
+    """The [azure] online endpoint: a new blue/green deployment, moved on by smoke, mirror, canary and all."""
+    from topicli.cloud import azureml, deployed
+    from topicli.cloud.rollout import Rollout
 
     settings = settings_for(config)
-    folder = chosen_bundle(bundle, settings)
+    if model is not None and bundle is not None:
+        raise TopicliError("--model and --bundle each name what to deploy; give one")
+    if rollback and (dry_run or model is not None or bundle is not None):
+        raise TopicliError("--rollback goes back to what served before; it takes no --dry-run, --model or --bundle")
+    reference = azureml.model_reference(model, settings) if model is not None else None
+    folder = None if reference is not None or rollback else chosen_bundle(bundle, settings)
     if dry_run:
-        target = output or folder.parent / "azureml"
-        plan = azureml.deployment_plan(settings, folder, azureml.stage_code(target / "code"), azureml.COLOURS[0])
+        target = output or (folder.parent / "azureml" if folder is not None else Path(settings.output.dir) / "azureml")
+        plan = azureml.dry_run_plan(settings, folder, reference, target)
         for path in azureml.write_deployment_yaml(plan, target):
             console.print(f"wrote {path} (validated by the Azure ML SDK)")
         return
-    with err_console.status(f"deploying {folder} to endpoint {settings.azure.endpoint}"):
-        result = azureml.deploy(settings, folder, azureml.ml_client(settings), keep_old)
+    client, logs = azureml.ml_client(settings), _endpoint_logs(settings)
+    rollout = Rollout(settings, client, on_step=lambda line: console.print(line, markup=False), endpoint_logs=logs)
+    if rollback:
+        last = deployed.last(settings)
+        result = rollout.rollback(last.previous_model if last is not None and last.target == "azure" else "")
+    else:
+        result = rollout.run(folder, reference, keep_old)
     console.print(f"endpoint {result.endpoint}: deployment {result.deployment} ({result.model}) takes all traffic")
     console.print(
         f"scoring URL {result.scoring_uri}" + (f"; deleted {', '.join(result.deleted)}" if result.deleted else "")
     )
+    record = deployed.Deployed(
+        "azure", result.scoring_uri, result.endpoint, result.deployment, result.model, result.previous_model
+    )
+    console.print(f"`topicli score POSTS` now scores against it (recorded in {deployed.record(settings, record)})")
+    if not settings.azure.endpoint:
+        from topicli.cloud.terraform import write_outputs_to_config
+
+        path = config or DEFAULT_CONFIG_PATH
+        write_outputs_to_config(path, {"endpoint": result.endpoint})
+        console.print(f"endpoint name {result.endpoint} written to [azure] endpoint in {path}")
 
 
 @deploy_app.command()
@@ -78,6 +120,7 @@ def local(
     config: ConfigOption = None,
 ) -> None:
     """Serve the bundle on this machine with the Azure ML inference server (azmlinfsrv), in the background."""
+    from topicli.cloud import deployed
     from topicli.serving import local_server
 
     settings = settings_for(config, serving={"port": port})
@@ -86,6 +129,7 @@ def local(
     with err_console.status("starting azmlinfsrv"):
         server = local_server.start(folder, state, s.port, s.workers, s.start_timeout)
     console.print(f"serving {folder} at {server.url} (pid {server.pid}, pid file {state / local_server.PID_FILE})")
+    deployed.record(settings, deployed.Deployed("local", server.url))
     console.print(f"log: {server.log}; stop it with `topicli deploy stop`")
 
 
@@ -100,26 +144,78 @@ def stop(config: ConfigOption = None) -> None:
 
 @deploy_app.command()
 def triton(
+    ctx: typer.Context,
     bundle: BundleOption = None,
     repository: Annotated[
         Path | None,
-        typer.Option("--repository", help="a Triton model repository to upload (default: written from the bundle)"),
+        typer.Option("--repository", help="a Triton model repository to deploy (default: written from the bundle)"),
     ] = None,
+    aci: Annotated[
+        bool,
+        typer.Option("--aci", help="an Azure container group instead (CPU, public plain HTTP: a demo, not production)"),
+    ] = False,
+    keep_old: KeepOldOption = False,
+    rollback: RollbackOption = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="write the Terraform variables and upload list, validated; send nothing")
+        bool, typer.Option("--dry-run", help="write what would be deployed, validated offline; send nothing")
     ] = False,
     output: DryRunOutputOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Serve the bundle with Triton in an Azure container group ([infra] terraform_dir/triton, CPU)."""
-    from topicli.cloud import terraform, triton_aci
+    """Serve the bundle with Triton: an Azure ML managed online deployment (key auth, TLS, the safe rollout)."""
+    from topicli.cloud import azureml, triton_aci, triton_online
+    from topicli.cloud.deployed import Deployed, record
 
     settings = settings_for(config)
-    if repository is None:
+    if rollback and (dry_run or aci or repository is not None or bundle is not None):
+        raise TopicliError("--rollback goes back to what served before; it takes no --dry-run, --aci or repository")
+    if repository is None and not rollback:
         folder = chosen_bundle(bundle, settings)
         with err_console.status(f"writing the Triton model repository of {folder}"):
             repository = triton_aci.repository_for_bundle(settings, folder)
         console.print(f"wrote the Triton model repository {repository}")
+    if aci:
+        _container_group(ctx, settings, repository, dry_run, output)  # type: ignore[arg-type]
+        return
+    if repository is not None:
+        triton_aci.read_repository(repository)  # a Triton model repository, or one line saying what is wrong
+    if dry_run:
+        target = output or triton_aci.dry_run_folder(repository)  # type: ignore[arg-type]
+        for path in triton_online.dry_run(settings, repository, target):  # type: ignore[arg-type]
+            console.print(f"wrote {path} (validated by the Azure ML SDK)")
+        return
+    rollout = triton_online.TritonRollout(
+        settings,
+        azureml.ml_client(settings),
+        on_step=lambda line: console.print(line, markup=False),
+        endpoint_logs=_endpoint_logs(settings),
+    )
+    result = rollout.rollback() if rollback else rollout.run(repository, keep_old=keep_old)
+    url = triton_online.inference_url(result.scoring_uri)
+    console.print(f"endpoint {result.endpoint}: deployment {result.deployment} ({result.model}) takes all traffic")
+    console.print(f"inference URL {url} (KServe v2; the endpoint key as bearer token)")
+    record(settings, Deployed("triton", url, result.endpoint, result.deployment, result.model, result.previous_model))
+
+
+def _endpoint_logs(settings: Settings) -> Callable[[str], str] | None:
+    """Sends an endpoint's logs to [azure] log_analytics_workspace, when it is set (`infra up` writes it)."""
+    if not settings.azure.log_analytics_workspace:
+        return None
+    from azure.identity import DefaultAzureCredential
+
+    from topicli.cloud.monitor import send_endpoint_logs
+
+    credential = DefaultAzureCredential()
+    return lambda endpoint: send_endpoint_logs(settings, endpoint, credential)
+
+
+def _container_group(
+    ctx: typer.Context, settings: Settings, repository: Path, dry_run: bool, output: Path | None
+) -> None:
+    """`deploy triton --aci`: Triton in an Azure container group ([infra] terraform_dir/triton, CPU)."""
+    from topicli.cloud import terraform, triton_aci
+    from topicli.cloud.deployed import Deployed, record
+
     release = triton_aci.prepare(settings, repository)
     if dry_run:
         for path in triton_aci.dry_run(release, output or triton_aci.dry_run_folder(repository)):
@@ -127,7 +223,8 @@ def triton(
         render.steps(console, "deploy triton would (variables validated offline)", triton_aci.steps(release))
         return
     runner = terraform.runner_for(settings, release.terraform_dir, release.variables)
-    with terraform_output_on_error():
+    with terraform_output_on_error(ctx):
         deployed = triton_aci.deploy(release, runner, on_step=lambda line: console.print(line, markup=False))
     console.print(f"container group {deployed.container_group} serves {deployed.share}/{deployed.share_folder}")
     console.print(f"inference URL {deployed.inference_url} (POST /v2/models/topicli/infer)")
+    record(settings, Deployed("triton", deployed.inference_url))

@@ -26,7 +26,8 @@ def onnx(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """The encoder and the topic assignment as ONNX graphs, with the tokenizer."""
+    """The encoder and the topic assignment as ONNX graphs, with the tokenizer (USE and multilingual-e5-small: the
+    assignment graph, and encoder.json naming the package that runs the encoder)."""
     from topicli.serving.onnx import export_onnx
 
     folder = chosen_bundle(bundle, settings_for(config))
@@ -52,7 +53,8 @@ def triton(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """A Triton model repository: tokenizer (Python), encoder and assignment (ONNX), and their ensemble."""
+    """A Triton model repository: tokenizer (Python), encoder and assignment (ONNX), and their ensemble; for USE or
+    multilingual-e5-small, the encoder is a Python model running its package, copied in."""
     from topicli.serving.triton import ENSEMBLE, write_repository
 
     settings = settings_for(config, triton={"instances": instances, "max_batch_size": max_batch_size})

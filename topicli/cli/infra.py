@@ -23,14 +23,15 @@ YesOption = Annotated[bool, typer.Option("--yes", "-y", help="go ahead without a
 
 
 @contextmanager
-def terraform_output_on_error() -> Iterator[None]:
-    """Show what Terraform said before the one-line error."""
+def terraform_output_on_error(ctx: typer.Context) -> Iterator[None]:
+    """With --debug, show all that Terraform said before the one-line error (which carries its first error)."""
     from topicli.cloud.terraform import TerraformError
 
     try:
         yield
     except TerraformError as error:
-        err_console.print(error.output, markup=False, highlight=False, soft_wrap=True)
+        if (ctx.find_root().obj or {}).get("debug"):
+            err_console.print(error.output, markup=False, highlight=False, soft_wrap=True)
         raise
 
 
@@ -49,24 +50,24 @@ def _show(text: str) -> None:
 
 
 @infra_app.command()
-def plan(config: ConfigOption = None) -> None:
+def plan(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Show what `up` would change in Azure, changing nothing."""
     from topicli.cloud import terraform
 
     runner = terraform.runner_for(settings_for(config))
-    with terraform_output_on_error():
+    with terraform_output_on_error(ctx):
         planned = runner.plan()
     _show(planned.text)
     console.print(f"[bold]{'no changes' if planned.empty else planned.summary()}[/]")
 
 
 @infra_app.command()
-def up(config: ConfigOption = None, yes: YesOption = False) -> None:
+def up(ctx: typer.Context, config: ConfigOption = None, yes: YesOption = False) -> None:
     """Create or update the Azure resources, then write their names into the config file."""
     from topicli.cloud import terraform
 
     runner = terraform.runner_for(settings_for(config))
-    with terraform_output_on_error():
+    with terraform_output_on_error(ctx):
         planned = runner.plan()
         _show(planned.text)
         if planned.empty:
@@ -82,13 +83,13 @@ def up(config: ConfigOption = None, yes: YesOption = False) -> None:
 
 
 @infra_app.command()
-def down(config: ConfigOption = None, yes: YesOption = False) -> None:
+def down(ctx: typer.Context, config: ConfigOption = None, yes: YesOption = False) -> None:
     """Destroy every Azure resource that `up` created (asks for the workspace name first)."""
     from topicli.cloud import terraform
 
     settings = settings_for(config)
     runner = terraform.runner_for(settings)
-    with terraform_output_on_error():
+    with terraform_output_on_error(ctx):
         resources = runner.resources()
         if not resources:
             console.print(f"nothing to destroy: the Terraform state in {runner.folder} holds no resources")
@@ -109,6 +110,7 @@ def down(config: ConfigOption = None, yes: YesOption = False) -> None:
 
 @infra_app.command()
 def output(
+    ctx: typer.Context,
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the outputs as one JSON object")] = False,
     show_sensitive: Annotated[
@@ -119,7 +121,7 @@ def output(
     from topicli.cloud import terraform
 
     runner = terraform.runner_for(settings_for(config))
-    with terraform_output_on_error():
+    with terraform_output_on_error(ctx):
         recorded = runner.recorded_outputs()
     outputs = _masked({name: output.value for name, output in recorded.items()}, recorded, show_sensitive)
     if as_json:

@@ -1,13 +1,14 @@
-"""`--on azureml`: a command that runs as an Azure ML command job instead of here (`cluster`, `train-classifier`)."""
+"""Where the work runs: `--on azureml` (an Azure ML job instead of here) and `--engine spark` (Spark tasks)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from topicli.cli.common import console
+from topicli.cli import render
+from topicli.cli.common import console, err_console, progress_bar
 from topicli.config import Settings
 from topicli.errors import TopicliError
 
@@ -25,7 +26,7 @@ def on_azureml(on: str) -> bool:
 
 
 def azureml_job(
-    settings: Settings, name: str, arguments: list[str], inputs: dict[str, Path], output: str, dry_run: bool
+    settings: Settings, name: str, arguments: list[str], inputs: dict[str, str | Path], output: str, dry_run: bool
 ) -> None:
     """Run `topicli NAME ARGUMENTS` as a job on the [azure] compute cluster, or only write its YAML (--dry-run)."""
     from topicli.cloud import azureml
@@ -36,3 +37,76 @@ def azureml_job(
         return
     job = azureml.submit_job(settings, name, arguments, inputs, output, azureml.ml_client(settings))
     console.print(f"submitted job {job.name} to {settings.azure.compute}: {job.studio_url}")
+
+
+EngineOption = Annotated[
+    str | None,
+    typer.Option("--engine", help="local (one process) or spark (Spark tasks; [scale] master, default local[N])"),
+]
+
+
+def on_spark(settings: Settings, engine: str | None) -> bool:
+    """Whether the work runs in Spark: `--engine`, else `[scale] engine`; a one-line error for anything else."""
+    chosen = engine or settings.scale.engine
+    if chosen not in ("local", "spark"):
+        raise TopicliError(f"--engine must be local or spark, got {chosen!r}")
+    return chosen == "spark"
+
+
+def _started_spark(settings: Settings, source: str) -> Any:
+    """Spark, started once the source is known to be readable from here (a bad path fails before the JVM)."""
+    from topicli.spark.engine import check_source
+    from topicli.spark.session import spark_session
+
+    check_source(source)
+    with err_console.status(f"starting Spark ({settings.scale.master or f'local[{settings.scale.executors}]'})"):
+        return spark_session(settings.scale)
+
+
+def run_on_spark(settings: Settings, posts: str, output: Path | None, topics: list[str] | None) -> Path:
+    """`run --engine spark` (and `train --engine spark`): the run folder it wrote; renders what it did."""
+    from topicli.method.runs import bundle_folder, default_run_folder
+    from topicli.spark.engine import run_spark
+
+    spark = _started_spark(settings, posts)
+    folder = default_run_folder(settings, Path(posts.rstrip("/")))
+    done = run_spark(spark, settings, posts, folder, output, topics, progress_bar)
+    render.candidates(console, done.clustering, folder)
+    _topic_sizes(done.topic_sizes)
+    stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in done.seconds.items())
+    console.print(f"fitted on {done.sample:,} of {done.posts:,} posts; {stages}")
+    console.print(f"wrote {done.output} (every post with cluster, topic, topic_confidence)")
+    console.print(f"model bundle in {bundle_folder(folder)} (serve it with `topicli deploy local`)")
+    return folder
+
+
+def score_on_spark(settings: Settings, posts: str, bundle: Path, output: Path | None) -> None:
+    """`score --engine spark`: every post embedded and assigned by the bundle in Spark tasks, no endpoint."""
+    from topicli.method.runs import default_run_folder
+    from topicli.spark.engine import score_spark
+
+    spark = _started_spark(settings, posts)
+    path = output or default_run_folder(settings, Path(posts.rstrip("/"))) / f"posts.scored.{settings.scale.format}"
+    done = score_spark(spark, settings, posts, bundle, path)
+    _topic_sizes(done.topic_sizes)
+    console.print(f"wrote {done.output}: {done.posts:,} posts scored by bundle {done.bundle_id} in Spark tasks")
+
+
+def _topic_sizes(sizes: dict[str, int]) -> None:
+    ranked = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))
+    render.values(console, "posts per topic (every post)", {topic or "(no topic)": f"{n:,}" for topic, n in ranked})
+
+
+def spark_job_on_azureml(settings: Settings, posts: str, bundle: str | None, dry_run: bool) -> None:
+    """An Azure ML serverless Spark job: `run --engine spark` there, or batch scoring by `bundle`; --dry-run
+    writes its YAML and validates it offline."""
+    from topicli.cloud import pipeline_jobs
+
+    if dry_run:
+        path = pipeline_jobs.dry_run_spark(settings, posts, bundle)
+        console.print(f"wrote {path} (validated by the Azure ML SDK); submit it with `az ml job create --file {path}`")
+        return
+    from topicli.cloud.azureml import ml_client
+
+    job = pipeline_jobs.submit_spark(settings, posts, ml_client(settings), bundle)
+    console.print(f"submitted Spark job {job.name} ({settings.scale.spark_executors} executors): {job.studio_url}")

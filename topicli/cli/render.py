@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from topicli.method.pipeline import LabelledPosts
+    import pandas as pd
+
     from topicli.method.runs import ClusterRun
 
 
@@ -77,20 +78,98 @@ def candidates(console: Console, run: ClusterRun, folder: Path) -> None:
     console.print(f"clustering saved to {folder}")
 
 
-def topic_table(console: Console, result: LabelledPosts) -> None:
-    table = Table(title="topics")
-    for column in ("topic", "size", "from noise", "confidence", "runner-up"):
-        table.add_column(column, justify="right" if column in ("size", "from noise", "confidence") else "left")
-    table.add_column("example", no_wrap=True, overflow="ellipsis", max_width=48)
-    for row in result.topic_table.itertuples():
+WIDE = 120  # from this many columns, tables show the columns an 80-column terminal has no room for
+
+
+def topic_table(console: Console, table: pd.DataFrame, over_time_counts: pd.DataFrame | None = None) -> None:
+    """The topics used, then the unmatched clusters (topics the list may be missing), then trends over time.
+
+    At 80 columns: topic, posts, confidence and keywords, wrapped; from WIDE columns also the posts
+    from noise, the runner-up and an example.
+    """
+    kind = table["kind"] if "kind" in table.columns else None
+    topics = table if kind is None else table[kind == "topic"]
+    wide = console.width >= WIDE
+    shown = Table(title="topics", expand=wide)
+    shown.add_column("topic", ratio=2, min_width=26 if wide else 14)
+    shown.add_column("posts", justify="right")
+    if wide:
+        shown.add_column("from noise", justify="right")
+    shown.add_column("conf.", justify="right")
+    if wide:
+        shown.add_column("runner-up", ratio=2)
+    shown.add_column("keywords", ratio=3, min_width=16)
+    if wide:
+        shown.add_column("example", ratio=4, no_wrap=True, overflow="ellipsis")
+    for row in topics.itertuples():
+        cells = [escape(str(row.topic)), str(row.size)]
+        cells += [str(row.from_noise)] if wide else []
+        cells += [f"{row.confidence:.2f}"]
+        cells += [escape(str(row.runner_up))] if wide else []
+        cells += [escape(_keywords(row))]
+        cells += [escape(_shorten(row.example_1, 200))] if wide else []
+        shown.add_row(*cells)
+    console.print(shown)
+    if kind is not None and (kind == "unmatched").any():
+        unmatched(console, table[kind == "unmatched"])
+    if over_time_counts is not None:
+        from topicli.method.timeline import trends
+
+        over_time(console, trends(over_time_counts), over_time_counts.attrs.get("period", "period"))
+
+
+def _keywords(row: Any) -> str:
+    words = getattr(row, "keywords", "")
+    return "" if not isinstance(words, str) else words
+
+
+def unmatched(console: Console, rows: pd.DataFrame) -> None:
+    """Clusters no topic of the list fits: their keywords as a suggested name, size, nearest topic, an example."""
+    wide = console.width >= WIDE
+    table = Table(title="topics your list may be missing (clusters no topic fits)", expand=wide)
+    table.add_column("cluster", justify="right")
+    table.add_column("keywords (suggested name) and an example", ratio=3, min_width=24)
+    table.add_column("posts", justify="right")
+    table.add_column("closest topic", ratio=1, min_width=12)
+    table.add_column("conf.", justify="right")
+    width = 150 if wide else 60
+    for row in rows.itertuples():
+        example = escape(_shorten(row.example_1, width))
         table.add_row(
-            row.topic,
+            str(row.clusters),
+            f"[bold]{escape(_keywords(row))}[/bold]\n[dim]{example}[/dim]",
             str(row.size),
-            str(row.from_noise),
+            escape(str(row.runner_up)),
             f"{row.confidence:.2f}",
-            row.runner_up,
-            _shorten(row.example_1),
         )
+    console.print(table)
+
+
+def over_time(console: Console, trends: pd.DataFrame, period: str, n: int = 5) -> None:
+    """The fastest-growing and fastest-shrinking topics: their share of the posts over the first and the last
+    quarter of the periods, and the slope of their share."""
+    if trends.empty:
+        console.print(f"topics over time: too few dated posts per topic to rank (by {period})")
+        return
+    table = Table(title=f"topics over time (share of each {period}'s posts)")
+    table.add_column("", style="bold")
+    table.add_column("topic", ratio=1, min_width=14)
+    table.add_column("posts", justify="right")
+    table.add_column("first ¼", justify="right")
+    table.add_column("last ¼", justify="right")
+    table.add_column(f"pts/{period}", justify="right")
+    growing = trends[trends["slope"] > 0].head(n)
+    shrinking = trends[trends["slope"] < 0].iloc[::-1].head(n)
+    for label, rows in (("grows", growing), ("shrinks", shrinking)):
+        for i, row in enumerate(rows.itertuples()):
+            table.add_row(
+                label if i == 0 else "",
+                escape(str(row.topic)),
+                str(row.posts),
+                f"{row.first:.0f}%",
+                f"{row.last:.0f}%",
+                f"{row.slope:+.2f}",
+            )
     console.print(table)
 
 
@@ -107,7 +186,7 @@ def values(console: Console, title: str, values: dict[str, Any]) -> None:
     """Names and values, such as Terraform's outputs; the title is plain text, not markup."""
     table = Table(title=escape(title), title_justify="left")
     table.add_column("name", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")  # a URL or key is one long word: folded, never cut
     for name, value in values.items():
         table.add_row(name, escape(str(value)))
     console.print(table)
@@ -116,7 +195,7 @@ def values(console: Console, title: str, values: dict[str, Any]) -> None:
 def files(console: Console, folder: Path) -> None:
     """Every file under `folder` with its size, such as an export."""
     table = Table(title=escape(str(folder)), title_justify="left")
-    table.add_column("file")
+    table.add_column("file", overflow="fold")
     table.add_column("MB", justify="right")
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         table.add_row(escape(str(path.relative_to(folder))), f"{path.stat().st_size / 1e6:.1f}")
@@ -127,7 +206,7 @@ def steps(console: Console, title: str, steps: Iterable[tuple[str, str]]) -> Non
     """What a deployment would do, step by step."""
     table = Table(title=escape(title), title_justify="left")
     table.add_column("step", style="bold")
-    table.add_column("what")
+    table.add_column("what", overflow="fold")
     for step, what in steps:
         table.add_row(escape(step), escape(what))
     console.print(table)

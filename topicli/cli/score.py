@@ -8,15 +8,18 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 import typer
 
 from topicli.cli.common import (
+    BundleOption,
     ConfigOption,
     ModeGroup,
     PostsArgument,
     TextColumnOption,
+    chosen_bundle,
     command_group,
     console,
     progress_bar,
     settings_for,
 )
+from topicli.cli.jobs import DryRunOption, OnOption
 from topicli.config import Settings
 
 if TYPE_CHECKING:
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class ScoreGroup(ModeGroup):
-    default_command = "local"
+    default_command = "deployed"
     moved: ClassVar[dict[tuple[str, ...], str]] = {
         ("--local",): "topicli score local POSTS",
         ("--azure",): "topicli score azure POSTS",
@@ -32,10 +35,20 @@ class ScoreGroup(ModeGroup):
         ("--triton",): "topicli score triton URL POSTS",
     }
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        """`--engine spark` before or after the posts is the `spark` command; `--engine local` the default."""
+        for i, arg in enumerate(args):
+            name, _, value = arg.partition("=")
+            if name == "--engine" and (not args or args[0] not in self.commands):
+                value, end = (value, i + 1) if value else ((args[i + 1 : i + 2] or [""])[0], i + 2)
+                args = [*(["spark"] if value == "spark" else []), *args[:i], *args[end:]]
+                break
+        return super().parse_args(ctx, args)
+
 
 score_app = command_group(
     "Send posts to a scoring endpoint and write their topics; a rerun resumes where it stopped. "
-    "`topicli score POSTS` is `topicli score local POSTS`.",
+    "`topicli score POSTS` is `topicli score deployed POSTS`: what `topicli deploy` last deployed.",
     cls=ScoreGroup,
 )
 
@@ -67,6 +80,49 @@ def _score(settings: Settings, posts: Path, endpoint: Endpoint, output: Path | N
         console.print(f"every post scored by bundle {summary.bundle} (column {BUNDLE_COLUMN})")
     elif summary.posts:
         console.print(f"the endpoint names no bundle (Triton's ensemble does not): column {BUNDLE_COLUMN} is empty")
+
+
+@score_app.command()
+def deployed(
+    posts: PostsArgument,
+    text_column: TextColumnOption = None,
+    output: ScoredOption = None,
+    restart: RestartOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Score against what `topicli deploy` last deployed: the Azure endpoint, the local server or Triton."""
+    settings = settings_for(config, input={"text_column": text_column})
+    _score(settings, posts, _deployed_endpoint(settings), output, restart)
+
+
+def _deployed_endpoint(settings: Settings) -> Endpoint:
+    """The endpoint of the last `topicli deploy` (recorded in [output] dir), or of a local server started before."""
+    from topicli.cloud import deployed
+    from topicli.errors import TopicliError
+    from topicli.serving.client import Endpoint, triton_endpoint
+    from topicli.serving.local_server import running_server, state_folder
+
+    last = deployed.last(settings)
+    if last is None:
+        try:
+            return Endpoint(running_server(state_folder(settings)).url)
+        except TopicliError:
+            raise TopicliError(
+                f"nothing deployed yet (no record in {deployed.record_path(settings)}, and no local server runs): "
+                "run `topicli deploy` (Azure), `topicli deploy local` or `topicli deploy triton` first, or name the "
+                "server: topicli score local|azure|endpoint URL|triton URL POSTS"
+            ) from None
+    if last.target == "local":
+        return Endpoint(running_server(state_folder(settings)).url)
+    if last.target == "triton" and not last.endpoint:  # a container group (`deploy triton --aci`): no key
+        return triton_endpoint(last.url)
+    from topicli.cloud.azureml import azure_endpoint, ml_client
+
+    if last.target == "triton":
+        from topicli.cloud.triton_online import scoring_endpoint
+
+        return scoring_endpoint(settings, ml_client(settings), last.endpoint)
+    return azure_endpoint(settings, ml_client(settings), last.endpoint)
 
 
 @score_app.command()
@@ -130,3 +186,34 @@ def triton(
     from topicli.serving.client import triton_endpoint
 
     _score(settings_for(config, input={"text_column": text_column}), posts, triton_endpoint(url), output, restart)
+
+
+@score_app.command()
+def spark(
+    posts: Annotated[str, typer.Argument(help="posts file or folder (.csv, .jsonl, .json, .parquet), any size")],
+    bundle: BundleOption = None,
+    text_column: TextColumnOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="folder of partitioned output ([scale] format)")
+    ] = None,
+    bundle_asset: Annotated[
+        str | None,
+        typer.Option(
+            "--bundle-asset",
+            help="with --on azureml: the bundle as an azureml:// URI or data asset (train's azureml:NAME-labelled:V)",
+        ),
+    ] = None,
+    on: OnOption = "local",
+    dry_run: DryRunOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Batch scoring without an endpoint: every post embedded and assigned by the bundle in Spark tasks
+    (`topicli score POSTS --engine spark`); `--on azureml` as a serverless Spark job."""
+    from topicli.cli.jobs import on_azureml, score_on_spark, spark_job_on_azureml
+
+    settings = settings_for(config, input={"text_column": text_column})
+    if on_azureml(on):
+        chosen = bundle_asset or str(chosen_bundle(bundle, settings))
+        spark_job_on_azureml(settings, posts, chosen, dry_run)
+        return
+    score_on_spark(settings, posts, chosen_bundle(bundle, settings), output)

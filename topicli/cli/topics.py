@@ -12,6 +12,7 @@ from topicli.cli import render
 from topicli.cli.common import (
     ConfigOption,
     PostsArgument,
+    PostsOrUriArgument,
     TextColumnOption,
     check_cache_dir,
     command_group,
@@ -19,11 +20,11 @@ from topicli.cli.common import (
     progress_bar,
     settings_for,
 )
-from topicli.cli.jobs import DryRunOption, OnOption, azureml_job, on_azureml
+from topicli.cli.jobs import DryRunOption, EngineOption, OnOption, azureml_job, on_azureml, on_spark, run_on_spark
 from topicli.config import Settings
 
 if TYPE_CHECKING:
-    from topicli.method.pipeline import LabelledPosts
+    from topicli.method.pipeline import LabelledPosts, PreparedPosts
     from topicli.method.runs import ClusterRun
 
 topics_app = command_group()
@@ -64,7 +65,7 @@ def _clustering_settings(
     )
 
 
-def _check_paths(
+def check_run_paths(
     settings: Settings, folder: Path, folder_name: str, output: Path | None = None, source: Path | None = None
 ) -> list[str]:
     """Refuse, before any post is embedded, what the command could not write: the embedding cache, the run
@@ -86,7 +87,7 @@ def _check_paths(
 
 @topics_app.command()
 def cluster(
-    posts: PostsArgument,
+    posts: PostsOrUriArgument,
     text_column: TextColumnOption = None,
     topics: TopicsOption = None,
     eps: EpsOption = None,
@@ -101,20 +102,32 @@ def cluster(
     settings = _clustering_settings(config, text_column, topics, eps, min_samples, algorithm, None)
     if on_azureml(on):
         arguments = ["${{inputs.posts}}", "--run", "${{outputs.run}}"]
-        azureml_job(settings, "cluster", arguments, {"posts": posts}, "run", dry_run)
+        azureml_job(settings, "cluster", arguments, {"posts": posts}, "run", dry_run)  # a URI stays one
         return
     from topicli.method.pipeline import Pipeline, load_posts
     from topicli.method.runs import default_run_folder, new_attempt
 
-    folder = run or default_run_folder(settings, posts)
-    topic_list = _check_paths(settings, folder, "--run" if run else "[output] dir")
+    path = Path(posts)
+    folder = run or default_run_folder(settings, path)
+    topic_list = check_run_paths(settings, folder, "--run" if run else "[output] dir")
     pipeline = Pipeline(settings, progress_bar, topic_list)
-    prepared = pipeline.prepare(load_posts(posts, settings))
+    prepared = pipeline.prepare(load_posts(path, settings))
     _say_cut(prepared.cut, settings)
+    _say_encoder(prepared)
     clustering = pipeline.cluster(prepared)
     with new_attempt(folder) as attempt:
         clustering.save(attempt)
     render.candidates(console, clustering, folder)
+
+
+RenameOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--rename",
+        help="CSV of old,new topic names: rename or merge the run's topics (an unmatched cluster may join a topic) "
+        "and write its outputs and bundle again, without clustering or scoring",
+    ),
+]
 
 
 @topics_app.command()
@@ -124,9 +137,13 @@ def label(
     noise_policy: NoiseOption = None,
     output: OutputOption = None,
     include_encoder: IncludeEncoderOption = False,
+    rename: RenameOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Name each cluster from the topic list and write every post's topic."""
+    """Name each cluster from the topic list and write every post's topic (or rename topics: --rename)."""
+    if rename is not None:
+        _rename(rename, run, config)
+        return
     from topicli.io import read_posts
     from topicli.method.pipeline import Pipeline
     from topicli.method.runs import ClusterRun, latest_run_folder
@@ -134,10 +151,10 @@ def label(
     settings = _clustering_settings(config, None, topics, None, None, None, noise_policy)
     folder = run or latest_run_folder(settings)
     clustering = ClusterRun.load(folder)
-    topic_list = _check_paths(settings, folder, "--run" if run else "[output] dir", output, Path(clustering.input))
+    topic_list = check_run_paths(settings, folder, "--run" if run else "[output] dir", output, Path(clustering.input))
     pipeline = Pipeline(settings, progress_bar, topic_list)
     prepared = pipeline.prepare(read_posts(Path(clustering.input), clustering.text_column))
-    _write(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
+    write_run(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
 
 
 @topics_app.command()
@@ -151,6 +168,7 @@ def run(
     noise_policy: NoiseOption = None,
     output: OutputOption = None,
     include_encoder: IncludeEncoderOption = False,
+    engine: EngineOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Cluster and label in one go: every post gets a topic."""
@@ -158,12 +176,17 @@ def run(
     from topicli.method.runs import default_run_folder
 
     settings = _clustering_settings(config, text_column, topics, eps, min_samples, algorithm, noise_policy)
+    if on_spark(settings, engine):
+        topic_list = check_run_paths(settings, default_run_folder(settings, posts), "[output] dir")
+        run_on_spark(settings, str(posts), output, topic_list)
+        return
     folder = default_run_folder(settings, posts)
-    pipeline = Pipeline(settings, progress_bar, _check_paths(settings, folder, "[output] dir", output, posts))
+    pipeline = Pipeline(settings, progress_bar, check_run_paths(settings, folder, "[output] dir", output, posts))
     prepared = pipeline.prepare(load_posts(posts, settings))
+    _say_encoder(prepared)
     clustering = pipeline.cluster(prepared)
     render.candidates(console, clustering, folder)
-    _write(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
+    write_run(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
 
 
 @topics_app.command()
@@ -193,7 +216,7 @@ def evaluate(
         render.figures(console, figures, posts)
 
 
-def _write(
+def write_run(
     settings: Settings,
     clustering: ClusterRun,
     result: LabelledPosts,
@@ -210,13 +233,73 @@ def _write(
         clustering.save(attempt)
         written = write_outputs(result, folder, attempt, output, settings.output.format)
         write_bundle(result, clustering, settings, bundle_folder(attempt), include_encoder)
-    render.topic_table(console, result)
+    render.topic_table(console, result.topic_table, result.over_time)
     _say_cut(result.cut, settings)
     console.print(f"wrote {written.posts} and {written.topic_table} (coverage {result.coverage:.0%})")
+    if written.over_time is not None:
+        console.print(f"wrote {written.over_time} (topic counts per {result.over_time.attrs['period']})")
     console.print(f"model bundle in {bundle_folder(folder)} (serve it with `topicli deploy local`)")
+
+
+def _say_encoder(prepared: PreparedPosts) -> None:
+    """The encoder the run used and why (auto's choice from the posts' languages)."""
+    if prepared.encoder_choice is not None:
+        console.print(f"encoder {prepared.encoder_choice.reason}")
 
 
 def _say_cut(cut: int, settings: Settings) -> None:
     if cut:
         limit = settings.input.max_chars
         console.print(f"cut {cut:,} posts longer than {limit:,} characters to their first {limit:,} before encoding")
+
+
+def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
+    """`label --rename`: the run's outputs and bundle again with new topic names, as one new attempt."""
+    from topicli.io import check_writable, read_table
+    from topicli.method.rename import read_mapping, rename_outputs, renamed_manifest
+    from topicli.method.runs import (
+        ClusterRun,
+        bundle_folder,
+        find_posts_output,
+        latest_run_folder,
+        new_attempt,
+        topic_table_path,
+        write_outputs,
+    )
+    from topicli.serving.bundle import CLASSIFIER_FOLDER, ENCODER_FOLDER, BundleContents, read_bundle, save_bundle
+
+    settings = settings_for(config)
+    folder = run or latest_run_folder(settings)
+    mapping = read_mapping(mapping_file)
+    clustering = ClusterRun.load(folder)
+    posts_path = find_posts_output(folder)
+    manifest, arrays = read_bundle(bundle_folder(folder))
+    inside = posts_path.resolve().parent == folder.resolve()
+    if not inside:
+        check_writable(posts_path, "the run's posts output")
+    renamed = rename_outputs(
+        read_table(posts_path),
+        read_table(topic_table_path(posts_path)),
+        clustering.text_column,
+        mapping,
+        {c["cluster"]: c["confidence"] for c in manifest["clusters"]},
+        settings.input.date_column,
+        settings.labelling.keywords,
+    )
+    old_bundle = bundle_folder(folder)
+    contents = BundleContents(
+        renamed_manifest(manifest, renamed),
+        arrays,
+        old_bundle / CLASSIFIER_FOLDER if (old_bundle / CLASSIFIER_FOLDER).is_dir() else None,
+        old_bundle / ENCODER_FOLDER if (old_bundle / ENCODER_FOLDER).is_dir() else None,
+    )
+    with new_attempt(folder) as attempt:
+        clustering.save(attempt)
+        output = folder / posts_path.name if inside else posts_path
+        written = write_outputs(renamed, folder, attempt, output, settings.output.format)
+        save_bundle(contents, bundle_folder(attempt))
+    render.topic_table(console, renamed.topic_table, renamed.over_time)
+    changes = [f"{old} → {new}" for old, new in renamed.mapping.items()]
+    changes += [f"cluster {c} → {topic}" for c, topic in renamed.joined.items()]
+    console.print(f"renamed {'; '.join(changes)}")
+    console.print(f"wrote {written.posts} and {written.topic_table}; model bundle in {bundle_folder(folder)}")

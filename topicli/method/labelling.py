@@ -12,6 +12,11 @@ which is what the naive "mean confidence x coverage" got wrong.
 A post takes its cluster's topic unless its own scores prefer another topic by more than
 `override_margin`; noise posts follow the noise policy.
 
+A cluster whose topic's confidence is below `unmatched_below` is *unmatched*: no topic of the
+list fits it (the list may miss a topic). Its posts get no topic, and no override (their own
+scores come from the same list that fits them badly); the topic it would have had is kept
+(`unmatched_best`) so that nothing is lost.
+
 The rows may be distinct texts standing for several posts each (`weights`, their copies):
 centres, voters, cluster sizes, coverage and the scorer's sample then count posts, as if
 every copy were a row of its own.
@@ -96,6 +101,7 @@ class ClusterTopic:
     runner_up: int
     runner_up_confidence: float
     voters: list[int]
+    unmatched: bool = False  # the topic's confidence is below the labeller's unmatched_below
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,12 +187,19 @@ class ClusterLabeller(BaseEstimator):
     """
 
     def __init__(
-        self, *, k: int = 20, noise_policy: str = "classify", noise_distance: float = 0.5, override_margin: float = 0.0
+        self,
+        *,
+        k: int = 20,
+        noise_policy: str = "classify",
+        noise_distance: float = 0.5,
+        override_margin: float = 0.0,
+        unmatched_below: float = 0.0,
     ) -> None:
         self.k = k
         self.noise_policy = noise_policy
         self.noise_distance = noise_distance
         self.override_margin = override_margin
+        self.unmatched_below = unmatched_below
 
     def fit(
         self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores, weights: np.ndarray | None = None
@@ -199,12 +212,21 @@ class ClusterLabeller(BaseEstimator):
         member = labels >= 0
         sizes = np.bincount(labels[member], None if weights is None else weights[member], len(self.centres_))
         self.cluster_topics_ = vote(voters, sizes, probabilities, voter_weights(voters, weights, self.k))
+        for info in self.cluster_topics_:
+            info.unmatched = info.confidence < self.unmatched_below
         return self
+
+    def unmatched_best(self, clusters: np.ndarray) -> np.ndarray:
+        """For posts in unmatched clusters (`clusters` as `assign` returns them), the topic their cluster would
+        have had; -1 for every other post."""
+        best = np.array([info.topic if info.unmatched else -1 for info in self.cluster_topics_] + [-1])
+        return best[np.where(clusters >= 0, clusters, len(self.cluster_topics_))]
 
     def assign(
         self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(cluster, topic index or -1, confidence or NaN) for every post; noise by the policy."""
+        """(cluster, topic index or -1, confidence or NaN) for every post; noise by the policy, and no topic
+        for the posts of unmatched clusters."""
         clusters = labels.copy()
         topics = np.full(len(labels), -1, dtype=np.int64)
         confidence = np.full(len(labels), np.nan, dtype=np.float64)
@@ -215,10 +237,11 @@ class ClusterLabeller(BaseEstimator):
             close = 1.0 - similarity[np.arange(len(noise)), best] <= self.noise_distance
             clusters[noise[close]] = best[close]
         for info in self.cluster_topics_:
-            rows = clusters == info.cluster
-            topics[rows] = info.topic
-            confidence[rows] = info.confidence
-        clustered = np.flatnonzero(clusters >= 0)
+            if not info.unmatched:
+                rows = clusters == info.cluster
+                topics[rows] = info.topic
+                confidence[rows] = info.confidence
+        clustered = np.flatnonzero((clusters >= 0) & (topics >= 0))  # posts of unmatched clusters keep no topic
         if len(clustered):
             scores = probabilities(clustered)
             own = np.argmax(scores, axis=1)

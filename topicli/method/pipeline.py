@@ -25,11 +25,21 @@ from topicli.io import Posts, file_digest, read_posts
 from topicli.method.classifier import load_classifier
 from topicli.method.clustering import MIN_SAMPLES_GRID, ClusterSearch, nearest_neighbours
 from topicli.method.embedding import Embedder, distinct_texts
-from topicli.method.encoders import AUTO, choose_encoder
+from topicli.method.encoders import AUTO, encoder_choice
 from topicli.method.evaluation import FIGURES, gold_topics, read_gold, score
+from topicli.method.keywords import keywords, stop_words, suggested_name
 from topicli.method.labelling import ClusteringScorer, ClusterLabeller
+from topicli.method.languages import (
+    MULTILINGUAL_ENCODERS,
+    EncoderChoice,
+    LanguageMeans,
+    language_means,
+    read_languages,
+    warn_languages,
+)
 from topicli.method.runs import ClusterRun, check_output_columns, with_topics
 from topicli.method.scoring import TopicScores, auto_neighbours, finish_scores, part_vectors, raw_scores, topic_floors
+from topicli.method.timeline import over_time
 from topicli.method.topics import read_topics
 from topicli.progress import ProgressFactory, no_progress
 
@@ -56,6 +66,8 @@ class PreparedPosts:
     part_owner: np.ndarray
     template: str  # the topic template the parts were embedded with (cls_model's own for that scorer)
     scores: TopicScores
+    encoder_choice: EncoderChoice | None = None  # why this encoder, and the languages read
+    language_means: LanguageMeans | None = None  # removed from `vectors` and the topic parts in a mixed-language run
 
 
 @dataclass
@@ -68,6 +80,8 @@ class LabelledPosts:
     labeller: ClusterLabeller
     topics: list[str]
     prepared: PreparedPosts
+    cluster_keywords: dict[int, list[str]] | None = None  # c-TF-IDF keywords of each cluster
+    over_time: pd.DataFrame | None = None  # topic counts per period (topicli.method.timeline), when dated
 
     @property
     def cut(self) -> int:
@@ -92,6 +106,7 @@ class Pipeline:
         """`embedder` replaces the one the settings name (tests and benchmarks pass their own)."""
         self.settings = settings
         self.progress = progress
+        self.language_means: LanguageMeans | None = None  # set by `prepare` for a mixed-language run
         self.encoder_name = settings.encoder.name if embedder is None else embedder.name
         if topics is not None:
             self.topics = topics
@@ -139,8 +154,9 @@ class Pipeline:
         texts = [all_texts[i][:limit] for i in rows]
         cut = sum(len(all_texts[i]) > limit for i in rows)
         del all_texts
-        if self.encoder_name == AUTO:
-            self.encoder_name = choose_encoder(AUTO, texts)
+        self.encoder_choice = encoder_choice(self.encoder_name, texts)
+        self.encoder_name = self.encoder_choice.name
+        warn_languages(self.encoder_choice)
         distinct, inverse = distinct_texts(texts)
         del texts
         text_index = np.full(len(posts.frame), -1, dtype=np.int64)
@@ -149,6 +165,25 @@ class Pipeline:
         with self.progress("embedding posts", len(distinct)) as advance:
             vectors = self.embedder.on_disk(distinct, advance)
         return text_index, first, vectors, cut
+
+    def fit_language_means(
+        self, posts: Posts, rows: np.ndarray, vectors: np.ndarray, text_index: np.ndarray
+    ) -> LanguageMeans | None:
+        """Each language's mean vector, when [encoder] centre_languages is on, the encoder is a multilingual one
+        (USE, e5-small) and the posts mix languages (two or more of 1 %+ in the sample `auto` read); None
+        otherwise, and the vectors stay as encoded."""
+        self.language_means = None
+        choice = self.encoder_choice
+        mixed = choice is not None and sum(share >= 0.01 for share in choice.languages.values()) >= 2
+        if not self.settings.encoder.centre_languages or not mixed or self.encoder_name not in MULTILINGUAL_ENCODERS:
+            return None
+        limit = self.settings.input.max_chars
+        all_texts = posts.texts
+        with self.progress("reading languages", None) as advance:
+            self._languages = read_languages([all_texts[i][:limit] for i in rows])
+            advance(1)
+        weights = np.bincount(text_index[text_index >= 0], minlength=len(rows))
+        return language_means(vectors, self._languages, weights)
 
     def neighbours(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distances and indices of each text's nearest other texts: enough for smoothing and the eps grid."""
@@ -169,6 +204,8 @@ class Pipeline:
         s = self.settings.labelling
         model = self._checked_classifier()[0] if s.scorer == "cls_model" else None
         parts, owner = part_vectors(self.topics, template, self.embedder)
+        if self.language_means is not None:
+            parts = self.language_means.centre_overall(parts)
         raw = raw_scores(vectors, parts, owner, len(self.topics), model)
         floors = topic_floors(raw, s.floor_quantile, 0.0 if model else s.floor_weight)
         raw -= floors
@@ -181,6 +218,9 @@ class Pipeline:
         copies are not its neighbours: they would only repeat its scores).
         """
         text_index, rows, vectors, cut = self.embed_posts(posts)
+        self.language_means = self.fit_language_means(posts, rows, vectors, text_index)
+        if self.language_means is not None:
+            vectors = self.language_means.centre(vectors, self._languages)
         distances, indices = self.neighbours(vectors)
         template = self.template()
         s = self.settings.labelling
@@ -208,6 +248,8 @@ class Pipeline:
             part_owner=owner,
             template=template,
             scores=TopicScores(vectors, matrix),
+            encoder_choice=self.encoder_choice,
+            language_means=self.language_means,
         )
 
     def cluster(self, prepared: PreparedPosts) -> ClusterRun:
@@ -220,6 +262,7 @@ class Pipeline:
             max_topics=s.max_topics,
             eps=s.eps,
             min_samples=s.min_samples,
+            out_of_range=s.out_of_range,
         )
         scorer = ClusteringScorer(prepared.scores, self.settings.labelling.k, s.eval_sample, s.seed, weights)
         with self.progress("searching clusterings", None) as advance:
@@ -255,7 +298,11 @@ class Pipeline:
         labels = run.labels[prepared.rows]
         s = self.settings.labelling
         labeller = ClusterLabeller(
-            k=s.k, noise_policy=s.noise_policy, noise_distance=s.noise_distance, override_margin=s.override_margin
+            k=s.k,
+            noise_policy=s.noise_policy,
+            noise_distance=s.noise_distance,
+            override_margin=s.override_margin,
+            unmatched_below=s.unmatched_below,
         )
         with self.progress("labelling clusters", None) as advance:
             labeller.fit(vectors, labels, probabilities, prepared.weights)
@@ -266,12 +313,22 @@ class Pipeline:
         text = prepared.text_index[rows]
         labels, clusters, topics, confidence = labels[text], clusters[text], topics[text], confidence[text]
         names = [self.topics[t] if t >= 0 else "" for t in topics]
-        frame = with_topics(posts.frame, rows, clusters, names, confidence)
+        runner_up = None  # the column comes with the setting, so that the outputs' columns follow the settings
+        if s.unmatched_below > 0:
+            runner_up = [self.topics[t] if t >= 0 else "" for t in labeller.unmatched_best(clusters)]
+        frame = with_topics(posts.frame, rows, clusters, names, confidence, runner_up)
         all_texts = posts.texts
         texts = [all_texts[i] for i in rows]
-        table = self._topic_table(labeller, texts, labels, topics, confidence)
+        with self.progress("finding keywords", None) as advance:
+            stop = stop_words(texts)
+            cluster_keywords = keywords(texts, labels, s.keywords, stop)
+            topic_keywords = keywords(texts, topics, s.keywords, stop)
+            advance(1)
+        voters = [all_texts[i] for i in prepared.rows]
+        table = self._topic_table(labeller, texts, labels, topics, confidence, topic_keywords, cluster_keywords, voters)
         coverage = float(np.mean(topics >= 0)) if len(topics) else 0.0
-        return LabelledPosts(frame, table, coverage, labeller, list(self.topics), prepared)
+        over = over_time(posts.frame, frame["topic"], self.settings.input.date_column)
+        return LabelledPosts(frame, table, coverage, labeller, list(self.topics), prepared, cluster_keywords, over)
 
     def _topic_table(
         self,
@@ -280,46 +337,77 @@ class Pipeline:
         labels: np.ndarray,
         topics: np.ndarray,
         confidence: np.ndarray,
+        topic_keywords: dict[int, list[str]],
+        cluster_keywords: dict[int, list[str]],
+        voter_texts: list[str],
     ) -> pd.DataFrame:
-        """One row per topic used: the clusters voted to it, size, confidence, runner-up, three example posts.
+        """One row per topic used: the clusters voted to it, size, confidence, runner-up, keywords, three example
+        posts; then one row per unmatched cluster (`kind` "unmatched"), named by its first keywords.
 
         The examples are the topic's most confident posts (distinct texts); the runner-up is that of
         the largest cluster voted to the topic, empty when none was (all its posts came one by one).
+        An unmatched cluster's runner-up is the topic it would have had, its confidence that topic's,
+        its examples the posts nearest its centre (`voter_texts`: the text of each row the voters index).
         """
         rows = []
         for topic in sorted(set(topics.tolist()) - {-1}):
-            mine = [c for c in labeller.cluster_topics_ if c.topic == topic]
+            mine = [c for c in labeller.cluster_topics_ if c.topic == topic and not c.unmatched]
             posts = np.flatnonzero(topics == topic)
             from_noise = posts[labels[posts] < 0]
             ranked = posts[np.lexsort((posts, -confidence[posts]))]
-            examples = list(dict.fromkeys(texts[i] for i in ranked))[:3]
             runner_up = self.topics[max(mine, key=lambda c: (c.size, -c.cluster)).runner_up] if mine else ""
             rows.append(
-                {
-                    "topic": self.topics[topic],
-                    "clusters": " ".join(str(c.cluster) for c in mine),
-                    "size": len(posts),
-                    "from_noise": len(from_noise),
-                    "confidence": round(float(np.mean(confidence[posts])), 4),
-                    "runner_up": runner_up,
-                    **{f"example_{i + 1}": (examples[i] if i < len(examples) else "") for i in range(3)},
-                }
-            )
-        table = pd.DataFrame(
-            rows,
-            columns=[
-                "topic",
-                "clusters",
-                "size",
-                "from_noise",
-                "confidence",
-                "runner_up",
-                "example_1",
-                "example_2",
-                "example_3",
-            ],
-        )
-        return table.sort_values(["size", "topic"], ascending=[False, True], kind="stable").reset_index(drop=True)
+                _table_row(
+                    self.topics[topic], "topic", " ".join(str(c.cluster) for c in mine), len(posts), len(from_noise),
+                    float(np.mean(confidence[posts])), runner_up, topic_keywords.get(topic, []),
+                    [texts[i] for i in ranked],
+                )
+            )  # fmt: skip
+        for c in sorted((c for c in labeller.cluster_topics_ if c.unmatched), key=lambda c: (-c.size, c.cluster)):
+            words = cluster_keywords.get(c.cluster, [])
+            rows.append(
+                _table_row(
+                    suggested_name(words) or f"cluster {c.cluster}", "unmatched", str(c.cluster),
+                    int(np.sum(labels == c.cluster)), 0, c.confidence, self.topics[c.topic], words,
+                    [voter_texts[v] for v in c.voters],
+                )
+            )  # fmt: skip
+        table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        order = table.assign(unmatched=table["kind"] == "unmatched")
+        order = order.sort_values(["unmatched", "size", "topic"], ascending=[True, False, True], kind="stable")
+        return table.loc[order.index].reset_index(drop=True)
+
+
+TABLE_COLUMNS = (
+    "topic", "clusters", "size", "from_noise", "confidence", "runner_up", "keywords",
+    "example_1", "example_2", "example_3", "kind",
+)  # fmt: skip
+
+
+def _table_row(
+    topic: str,
+    kind: str,
+    clusters: str,
+    size: int,
+    from_noise: int,
+    confidence: float,
+    runner_up: str,
+    words: list[str],
+    ranked_texts: list[str],
+) -> dict[str, Any]:
+    """A row of the topic table; keywords are joined with ", ", examples are the first 3 distinct texts."""
+    examples = list(dict.fromkeys(ranked_texts))[:3]
+    return {
+        "topic": topic,
+        "kind": kind,
+        "clusters": clusters,
+        "size": size,
+        "from_noise": from_noise,
+        "confidence": round(confidence, 4),
+        "runner_up": runner_up,
+        "keywords": ", ".join(words),
+        **{f"example_{i + 1}": (examples[i] if i < len(examples) else "") for i in range(3)},
+    }
 
 
 def _reason(search: ClusterSearch) -> str:
@@ -330,6 +418,11 @@ def _reason(search: ClusterSearch) -> str:
         else (f"min_cluster_size={best.min_cluster_size}, min_samples={best.min_samples}")
     )
     in_range = [c for c in search.candidates_ if c.in_range]
+    if search.fallback_:
+        return (
+            f"WARNING: no clustering has {search.min_topics}-{search.max_topics} clusters; took the nearest, "
+            f"{params}: {best.n_clusters} clusters (score {best.score:.3f}) among {len(search.candidates_)} candidates"
+        )
     if not best.in_range:
         return (
             f"fixed parameters {params} give {best.n_clusters} clusters, outside "

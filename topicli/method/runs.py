@@ -10,7 +10,8 @@ attempts that nothing points to and puts back a link a crash left missing. It ho
   `cluster` leaves for `label`;
 - `outputs.json`: where `label` or `run` wrote the posts with topics and the topic table, so
   that `report` finds them when `-o` put them elsewhere;
-- `bundle/`: the model bundle (`topicli.serving.bundle`).
+- `bundle/`: the model bundle (`topicli.serving.bundle`);
+- `over_time.csv`: topic counts per period, when the posts have dates (`topicli.method.timeline`).
 
 The output columns (`cluster`, `topic`, `topic_confidence`) are checked and filled here, for a
 run and for `topicli score` alike.
@@ -25,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,12 +37,20 @@ from topicli.errors import TopicliError
 from topicli.io import atomic_path, exchange, file_digest, pid_alive, remove, stale_leftovers, table_format, write_table
 from topicli.method.clustering import Candidate
 
-if TYPE_CHECKING:
-    from topicli.method.pipeline import LabelledPosts
+
+class OutputSet(Protocol):
+    """What `write_outputs` writes: a label step's `LabelledPosts`, or a renamed run (`topicli.method.rename`)."""
+
+    posts: pd.DataFrame
+    topic_table: pd.DataFrame
+    over_time: pd.DataFrame | None
+
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
+RUNNER_UP_COLUMN = "topic_runner_up"  # a run's posts only: the topic a post of an unmatched cluster would have had
 CLUSTERING_FILE = "clustering.json"
 OUTPUTS_FILE = "outputs.json"
+OVER_TIME_FILE = "over_time.csv"  # topic counts per period (topicli.method.timeline), always in the run folder
 BUNDLE_FOLDER = "bundle"
 COMPLETE_FILE = ".complete"  # the last file of an attempt: one without it was cut short
 
@@ -135,7 +144,7 @@ def topic_table_path(output: Path) -> Path:
 
 def check_output_columns(frame: pd.DataFrame, source: Path | str) -> None:
     """Refuse posts that already carry an output column: writing ours would overwrite the user's."""
-    taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+    taken = [c for c in (*OUTPUT_COLUMNS, RUNNER_UP_COLUMN) if c in frame.columns]
     if taken:
         raise TopicliError(f"{source} already has column(s) {', '.join(taken)}; rename them and rerun")
 
@@ -146,17 +155,23 @@ def with_topics(
     clusters: Sequence[int] | np.ndarray,
     topics: Sequence[str],
     confidence: Sequence[float] | np.ndarray,
+    runner_up: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """A copy of the posts with the output columns: `rows` get their cluster, topic name ("" for none) and
-    confidence (NaN for none, 4 decimals); every other post is cluster -1 with no topic."""
+    confidence (NaN for none, 4 decimals); every other post is cluster -1 with no topic. With `runner_up`
+    (a run's), also RUNNER_UP_COLUMN: the topic a post of an unmatched cluster would have had ("" for others)."""
     out = frame.copy()
     out["cluster"] = -1
     out["topic"] = ""
     out["topic_confidence"] = np.nan
+    if runner_up is not None:
+        out[RUNNER_UP_COLUMN] = ""
     if len(rows):
         out.loc[rows, "cluster"] = clusters
         out.loc[rows, "topic"] = list(topics)
         out.loc[rows, "topic_confidence"] = np.round(np.asarray(confidence, dtype=np.float64), 4)
+        if runner_up is not None:
+            out.loc[rows, RUNNER_UP_COLUMN] = list(runner_up)
     return out
 
 
@@ -222,10 +237,11 @@ class WrittenOutputs:
 
     posts: Path
     topic_table: Path
+    over_time: Path | None = None  # topic counts per period, in the run folder, when the posts have dates
 
 
 def write_outputs(
-    result: LabelledPosts, folder: Path, attempt: Path, output: Path | None, default_format: str
+    result: OutputSet, folder: Path, attempt: Path, output: Path | None, default_format: str
 ) -> WrittenOutputs:
     """Posts and topic table, and their record (`outputs.json`) in the attempt of the run folder `folder`.
 
@@ -240,6 +256,8 @@ def write_outputs(
     table_path = topic_table_path(posts_path)
     write_table(result.posts, posts_path)
     write_table(result.topic_table, table_path)
+    if result.over_time is not None:
+        write_table(result.over_time, attempt / OVER_TIME_FILE)
     if inside:
         record = {"posts": posts_path.name, "topic_table": table_path.name}
     else:
@@ -250,7 +268,8 @@ def write_outputs(
         }
     with atomic_path(attempt / OUTPUTS_FILE) as temp:
         temp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return WrittenOutputs(output, topic_table_path(output))
+    over_time = folder / OVER_TIME_FILE if result.over_time is not None else None
+    return WrittenOutputs(output, topic_table_path(output), over_time)
 
 
 def find_posts_output(folder: Path, posts: Path | None = None) -> Path:

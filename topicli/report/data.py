@@ -24,7 +24,8 @@ from topicli.io import read_table
 from topicli.method.clustering import Candidate
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import choose_encoder
-from topicli.method.runs import OUTPUT_COLUMNS, ClusterRun, find_posts_output, topic_table_path
+from topicli.method.runs import OUTPUT_COLUMNS, OVER_TIME_FILE, ClusterRun, find_posts_output, topic_table_path
+from topicli.method.timeline import read_over_time, trends
 from topicli.progress import ProgressFactory, no_progress
 from topicli.report import MAP_POINTS
 
@@ -36,6 +37,8 @@ UMAP_NEIGHBOURS = 15  # UMAP's count: the post itself and its 14 nearest
 SEED = 0
 EXAMPLES = 5
 MAP_LABELS = 15  # the largest topics are named on the map
+TIMELINE_TOPICS = 10  # the largest topics get a line of their own in the chart over time
+TRENDS = 5  # fastest-growing and fastest-shrinking topics listed
 NO_TOPIC = "(no topic)"
 NO_TOPIC_COLOUR = "#b5b5b5"
 PALETTE = (
@@ -56,6 +59,43 @@ class TopicView:
     clusters: str
     colour: str
     examples: tuple[str, ...]
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnmatchedView:
+    """A cluster no topic of the list fits: a topic the list may be missing."""
+
+    name: str  # suggested from its keywords
+    cluster: str
+    size: int
+    closest: str  # the topic it would have had
+    confidence: float
+    keywords: tuple[str, ...]
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A topic's share of the posts over time: first and last period, slope in percentage points per period."""
+
+    topic: str
+    posts: int
+    first: float
+    last: float
+    slope: float
+
+
+@dataclass(frozen=True)
+class OverTime:
+    """Posts per period, in all and for the largest topics, and the topics that grow and shrink fastest."""
+
+    period: str  # day, week or month
+    periods: tuple[str, ...]  # first day of each period
+    totals: tuple[int, ...]  # dated posts with a topic per period
+    topics: tuple[tuple[str, tuple[int, ...]], ...]  # the TIMELINE_TOPICS largest topics: posts per period
+    growing: tuple[Trend, ...]
+    shrinking: tuple[Trend, ...]
 
 
 @dataclass(frozen=True)
@@ -88,6 +128,8 @@ class Report:
     candidates: tuple[Candidate, ...]
     chosen: Candidate
     reason: str
+    unmatched: tuple[UnmatchedView, ...] = ()
+    over_time: OverTime | None = None
 
     @property
     def coverage(self) -> float:
@@ -173,7 +215,13 @@ def _examples(posts: pd.DataFrame) -> tuple[str, ...]:
     return tuple(picked.values())
 
 
+def _words(value: object) -> tuple[str, ...]:
+    return tuple(w for w in str(value).split(", ") if w) if isinstance(value, str) else ()
+
+
 def _topic_views(posts: pd.DataFrame, table: pd.DataFrame, table_path: Path) -> tuple[TopicView, ...]:
+    if "kind" in table.columns:
+        table = table[table["kind"] == "topic"]
     names = table["topic"].astype(str).tolist()
     used = set(posts.loc[posts["topic"] != "", "topic"])
     if used != set(names):
@@ -188,8 +236,55 @@ def _topic_views(posts: pd.DataFrame, table: pd.DataFrame, table_path: Path) -> 
             clusters=str(row["clusters"]) if pd.notna(row["clusters"]) else "",
             colour=colour,
             examples=_examples(posts[posts["topic"] == name]),
+            keywords=_words(row.get("keywords")),
         )
         for (_, row), name, colour in zip(table.iterrows(), names, colours(len(names)), strict=True)
+    )
+
+
+def _unmatched_views(table: pd.DataFrame) -> tuple[UnmatchedView, ...]:
+    """The unmatched clusters of the topic table, with the posts nearest their centres as examples."""
+    if "kind" not in table.columns:
+        return ()
+    return tuple(
+        UnmatchedView(
+            name=str(row["topic"]),
+            cluster=str(row["clusters"]),
+            size=int(row["size"]),
+            closest=str(row["runner_up"]) if pd.notna(row["runner_up"]) else "",
+            confidence=float(row["confidence"]),
+            keywords=_words(row.get("keywords")),
+            examples=tuple(
+                str(row[f"example_{i}"])
+                for i in (1, 2, 3)
+                if isinstance(row[f"example_{i}"], str) and row[f"example_{i}"]
+            ),
+        )
+        for _, row in table[table["kind"] == "unmatched"].iterrows()
+    )
+
+
+def _over_time(folder: Path, topics: tuple[TopicView, ...]) -> OverTime | None:
+    """The run's topics over time, when it wrote them (its posts had dates)."""
+    path = Path(folder) / OVER_TIME_FILE
+    if not path.is_file():
+        return None
+    counts = read_over_time(path)
+    periods = tuple(sorted(set(counts["period"].astype(str))))
+    by_topic = counts.pivot(index="period", columns="topic", values="posts").reindex(periods, fill_value=0)
+    totals = tuple(int(v) for v in by_topic.sum(axis=1))  # posts with a topic per period
+    largest = [t.topic for t in topics if t.topic in by_topic.columns][:TIMELINE_TOPICS]
+    ranked = trends(counts)
+    rows = [
+        Trend(str(r.topic), int(r.posts), float(r.first), float(r.last), float(r.slope)) for r in ranked.itertuples()
+    ]
+    return OverTime(
+        period=str(counts.attrs["period"]),
+        periods=periods,
+        totals=totals,
+        topics=tuple((name, tuple(int(v) for v in by_topic[name])) for name in largest),
+        growing=tuple(t for t in rows if t.slope > 0)[:TRENDS],
+        shrinking=tuple(t for t in reversed(rows) if t.slope < 0)[:TRENDS],
     )
 
 
@@ -231,7 +326,8 @@ def build_report(
     if not table_path.is_file():
         raise TopicliError(f"no topic table {table_path} beside {posts_path}; rerun `topicli label`")
     frame = _read_posts_output(posts_path, run.text_column, len(run.labels))
-    topics = _topic_views(frame, read_table(table_path), table_path)
+    table = read_table(table_path)
+    topics = _topic_views(frame, table, table_path)
     filled = (frame["text"].str.strip() != "").to_numpy()
     return Report(
         run_folder=folder,
@@ -247,4 +343,6 @@ def build_report(
         candidates=tuple(run.candidates),
         chosen=run.chosen,
         reason=run.reason,
+        unmatched=_unmatched_views(table),
+        over_time=_over_time(folder, topics),
     )

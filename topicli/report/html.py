@@ -1,4 +1,9 @@
-"""The report as one HTML page a marketer can read: topic sizes, a map of the posts, examples, candidates.
+"""The report as one HTML page a marketer can read: topic sizes, a map of the posts, topics with their keywords
+and examples, the topics the list may be missing, topics over time, candidates.
+
+It reads on a phone as on a desktop: charts scale to the width, and below 640 px the tables
+become one card per row; no element is wider than the viewport (tests/test_report.py checks it
+in Chromium at 1280 and 390 px).
 
 The page is one file with its styles, SVG charts and a few lines of script inline, so it
 opens anywhere without a network. Every piece of data goes through `escape`; the script is
@@ -14,9 +19,22 @@ import numpy as np
 
 from topicli import __version__
 from topicli.io import atomic_path
-from topicli.report.data import NO_TOPIC, NO_TOPIC_COLOUR, UMAP_POINTS, PostMap, Report, TopicView, label_positions
+from topicli.report.data import (
+    NO_TOPIC,
+    NO_TOPIC_COLOUR,
+    UMAP_POINTS,
+    OverTime,
+    PostMap,
+    Report,
+    TopicView,
+    Trend,
+    label_positions,
+)
 
 BAR_ROW, BAR_LABEL, BAR_AREA = 24, 300, 560
+PHONE_BAR_LABEL, PHONE_BAR_AREA = 170, 150  # the phone chart: drawn 1:1 on a 390 px screen
+VOLUME_SIZE, SPARK_HEIGHT = (960, 160), 28
+CANDIDATE_LABELS = ("parameter", "min samples", "clusters", "coverage", "agreement", "topics used", "score")
 MAP_SIZE, MAP_PAD = (960, 640), 10
 
 STYLE = """
@@ -28,8 +46,8 @@ h1{font-size:26px;margin:0 0 4px}h2{margin:36px 0 8px;font-size:20px}
 .figure{flex:1 1 0;border:1px solid #ddd;border-radius:8px;padding:10px 14px;min-width:150px}
 .figure b{display:block;font-size:24px}
 svg text{font-size:12px;fill:#333}
-svg.bars g.bar{cursor:pointer}svg.bars g.bar:hover rect{opacity:.75}
-svg.bars.focus g.bar{opacity:.3}svg.bars.focus g.bar.on{opacity:1}
+g.bar{cursor:pointer}g.bar:hover rect{opacity:.75}
+svg.focus g.bar{opacity:.3}svg.focus g.bar.on{opacity:1}
 svg.map{border:1px solid #ddd;background:#fcfcfc;width:100%;height:auto}
 svg.map circle{fill-opacity:.8}svg.map.focus circle{opacity:.07}svg.map.focus circle.on{opacity:1}
 svg.map text.label{text-anchor:middle;font-size:13px;pointer-events:none}
@@ -40,27 +58,46 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.chosen{background:#e9f6e9;font-weight:600}
 .swatch{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px}
 ol.examples{margin:0;padding-left:20px;color:#444}
-input#filter{font:inherit;padding:5px 8px;margin:6px 0 10px;width:280px}
+input#filter{font:inherit;padding:5px 8px;margin:6px 0 10px;width:280px;max-width:100%;box-sizing:border-box}
+svg.bars,svg.bars-phone,svg.map,svg.volume{max-width:100%;height:auto;display:block}svg.bars-phone{display:none}
+.sub,.note,li,td.kw,td.name,.keywords{overflow-wrap:anywhere}td.n,th.n{white-space:nowrap}
+.keywords,td.kw{color:#555;font-size:13px}td.kw{min-width:9em}td.topic{min-width:9em}ol.examples{min-width:18em}
+.keywords b{color:#222}
+ul.trend{margin:0;padding-left:20px}
+.lines{margin:10px 0}
+.line{display:flex;align-items:center;gap:10px;margin:2px 0}
+.line .name{flex:0 0 230px;font-size:14px;overflow-wrap:anywhere}
+.line svg{flex:1 1 auto;min-width:0;height:28px}
+.line .n{flex:0 0 48px;text-align:right;font-variant-numeric:tabular-nums;font-size:13px;color:#555}
+.columns{display:flex;flex-wrap:wrap;gap:24px}.columns>div{flex:1 1 280px;min-width:0}
+@media (max-width:640px){
+main{padding:12px}h1{font-size:21px}
+.figure{min-width:0;flex-basis:40%}
+table.cards thead{display:none}
+table.cards,table.cards tbody,table.cards tr,table.cards td{display:block}
+table.cards tr{border-bottom:1px solid #ddd;padding:8px 0}
+table.cards td{border:0;padding:2px 0;text-align:left}ol.examples{min-width:0}
+table.cards td[data-label]::before{content:attr(data-label) ": ";color:#777}
+.line{flex-wrap:wrap;gap:2px 8px}.line .name{flex:1 1 100%}
+svg.bars{display:none}svg.bars-phone{display:block}
+}
 """
 
 SCRIPT = """
 (function () {
-  var bars = document.querySelector("svg.bars"), map = document.querySelector("svg.map"), current = null;
+  var charts = document.querySelectorAll("svg.bars, svg.bars-phone, svg.map"), current = null;
   function focus(t) {
     current = current === t ? null : t;
-    [bars, map].forEach(function (svg) {
-      if (!svg) { return; }
+    charts.forEach(function (svg) {
       svg.classList.toggle("focus", current !== null);
       svg.querySelectorAll("[data-t]").forEach(function (el) {
         el.classList.toggle("on", el.getAttribute("data-t") === current);
       });
     });
   }
-  if (bars) {
-    bars.querySelectorAll("g.bar").forEach(function (bar) {
-      bar.addEventListener("click", function () { focus(bar.getAttribute("data-t")); });
-    });
-  }
+  document.querySelectorAll("svg.bars g.bar, svg.bars-phone g.bar").forEach(function (bar) {
+    bar.addEventListener("click", function () { focus(bar.getAttribute("data-t")); });
+  });
   var box = document.getElementById("filter");
   if (box) {
     box.addEventListener("input", function () {
@@ -79,22 +116,29 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _bars(topics: tuple[TopicView, ...]) -> str:
-    """Horizontal bars, one per topic, largest first; a click highlights the topic on the map."""
+def _bars(topics: tuple[TopicView, ...], phone: bool = False) -> str:
+    """Horizontal bars, one per topic, largest first; a click highlights the topic on the map.
+
+    `phone`: the same bars for narrow screens, with less room for names and bars, so that the
+    text stays legible at 390 px instead of shrinking with the wide chart.
+    """
+    label, area, chars, name = (PHONE_BAR_LABEL, PHONE_BAR_AREA, 24, "bars-phone") if phone else (
+        BAR_LABEL, BAR_AREA, 42, "bars"
+    )  # fmt: skip
     largest = max((t.size for t in topics), default=1)
     rows = []
     for i, t in enumerate(topics):
-        y, width = i * BAR_ROW, max(1.0, t.size / largest * BAR_AREA)
+        y, width = i * BAR_ROW, max(1.0, t.size / largest * area)
         rows.append(
             f'<g class="bar" data-t="{i}" data-topic="{escape(t.topic)}" data-size="{t.size}">'
             f"<title>{escape(t.topic)}: {t.size} posts</title>"
-            f'<text x="{BAR_LABEL - 8}" y="{y + 16}" text-anchor="end">{escape(_shorten(t.topic, 42))}</text>'
-            f'<rect x="{BAR_LABEL}" y="{y + 4}" width="{width:.1f}" height="{BAR_ROW - 8}" fill="{t.colour}"/>'
-            f'<text x="{BAR_LABEL + width + 6:.1f}" y="{y + 16}">{t.size}</text></g>'
+            f'<text x="{label - 8}" y="{y + 16}" text-anchor="end">{escape(_shorten(t.topic, chars))}</text>'
+            f'<rect x="{label}" y="{y + 4}" width="{width:.1f}" height="{BAR_ROW - 8}" fill="{t.colour}"/>'
+            f'<text x="{label + width + 6:.1f}" y="{y + 16}">{t.size}</text></g>'
         )
-    width, height = BAR_LABEL + BAR_AREA + 60, max(len(topics), 1) * BAR_ROW
+    width, height = label + area + 40, max(len(topics), 1) * BAR_ROW
     return (
-        f'<svg class="bars" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'<svg class="{name}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="posts per topic">{"".join(rows)}</svg>'
     )
 
@@ -149,12 +193,21 @@ def _figures(report: Report) -> str:
             f"{report.noise_share:.0%}",
             f"fell in no cluster; {from_noise:,} of them got a topic of their own",
         ),
+        (
+            "unmatched",
+            f"{len(report.unmatched)}",
+            f"clusters no topic fits ({sum(u.size for u in report.unmatched):,} posts): topics the list may miss",
+        ),
     )
     return "".join(
         f'<div class="figure" data-figure="{name}">{escape(name)}<b>{escape(value)}</b>'
         f'<span class="note">{escape(note)}</span></div>'
         for name, value, note in figures
     )
+
+
+def _keywords(words: tuple[str, ...]) -> str:
+    return f'<div class="keywords">{escape(", ".join(words))}</div>' if words else ""
 
 
 def _topic_rows(report: Report) -> str:
@@ -164,11 +217,104 @@ def _topic_rows(report: Report) -> str:
         examples = "".join(f"<li>{escape(_shorten(text, 280))}</li>" for text in t.examples)
         rows.append(
             f'<tr data-t="{i}"><td class="topic"><span class="swatch" style="background:{t.colour}"></span>'
-            f'{escape(t.topic)}</td><td class="n">{t.size:,}</td><td class="n">{t.size / total:.1%}</td>'
-            f'<td class="n">{t.confidence:.2f}</td><td>{escape(t.runner_up)}</td><td class="n">{t.from_noise:,}</td>'
+            f"{escape(t.topic)}</td>"
+            f'<td class="n" data-label="posts">{t.size:,}</td>'
+            f'<td class="n" data-label="share">{t.size / total:.1%}</td>'
+            f'<td class="n" data-label="confidence">{t.confidence:.2f}</td>'
+            f'<td data-label="runner-up">{escape(t.runner_up)}</td>'
+            f'<td class="n" data-label="from noise">{t.from_noise:,}</td>'
+            f'<td class="kw" data-label="keywords">{escape(", ".join(t.keywords))}</td>'
             f'<td><ol class="examples">{examples}</ol></td></tr>'
         )
     return "".join(rows)
+
+
+def _unmatched(report: Report) -> str:
+    """The clusters no topic fits, named by their keywords: topics the list may be missing."""
+    if not report.unmatched:
+        return '<p class="note" id="no-unmatched">Every cluster fits a topic of the list.</p>'
+    rows = []
+    for u in report.unmatched:
+        examples = "".join(f"<li>{escape(_shorten(text, 280))}</li>" for text in u.examples)
+        rows.append(
+            f'<tr><td class="name"><b>{escape(u.name)}</b>{_keywords(u.keywords)}</td>'
+            f'<td class="n" data-label="posts">{u.size:,}</td>'
+            f'<td class="n" data-label="cluster">{escape(u.cluster)}</td>'
+            f'<td data-label="closest topic">{escape(u.closest)} ({u.confidence:.2f})</td>'
+            f'<td><ol class="examples">{examples}</ol></td></tr>'
+        )
+    return (
+        '<table id="unmatched" class="cards"><thead><tr><th>suggested name and keywords</th><th class="n">posts</th>'
+        '<th class="n">cluster</th><th>closest topic (confidence)</th><th>examples</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _volume(over: OverTime) -> str:
+    """Posts with a topic per period, as bars, the first, middle and last period named under them."""
+    (width, height), base = VOLUME_SIZE, VOLUME_SIZE[1] - 24
+    n, largest = len(over.periods), max(max(over.totals, default=1), 1)
+    step = width / max(n, 1)
+    marks = []
+    for i, (period, total) in enumerate(zip(over.periods, over.totals, strict=True)):
+        bar = total / largest * (base - 8)
+        marks.append(
+            f'<rect x="{i * step + 1:.1f}" y="{base - bar:.1f}" width="{max(step - 2, 1):.1f}" height="{bar:.1f}" '
+            f'fill="#4e79a7"><title>{escape(period)}: {total} posts</title></rect>'
+        )
+    for i in sorted({0, n // 2, n - 1}):
+        anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
+        x = 0 if i == 0 else width if i == n - 1 else (i + 0.5) * step
+        marks.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="{anchor}">{escape(over.periods[i])}</text>')
+    return (
+        f'<svg class="volume" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="posts per {escape(over.period)}">{"".join(marks)}</svg>'
+    )
+
+
+def _spark(counts: tuple[int, ...], colour: str, largest: int) -> str:
+    n = max(len(counts), 1)
+    bars = "".join(
+        f'<rect x="{i * 10 + 1}" y="{SPARK_HEIGHT - c / largest * SPARK_HEIGHT:.1f}" width="8" '
+        f'height="{c / largest * SPARK_HEIGHT:.1f}" fill="{colour}"/>'
+        for i, c in enumerate(counts)
+    )
+    return f'<svg viewBox="0 0 {n * 10} {SPARK_HEIGHT}" preserveAspectRatio="none" aria-hidden="true">{bars}</svg>'
+
+
+def _trend_list(trends: tuple[Trend, ...], period: str) -> str:
+    if not trends:
+        return '<p class="note">None.</p>'
+    items = "".join(
+        f"<li><b>{escape(t.topic)}</b>: {t.first:.0f}% → {t.last:.0f}% of the posts "
+        f"({t.slope:+.2f} points a {escape(period)}; {t.posts:,} posts)</li>"
+        for t in trends
+    )
+    return f'<ul class="trend">{items}</ul>'
+
+
+def _over_time(report: Report) -> str:
+    over = report.over_time
+    if over is None:
+        return (
+            '<p class="note" id="no-dates">The posts have no date column (date, timestamp, created_at, taken_at, '
+            "published, or <code>[input] date_column</code>), so there is nothing over time.</p>"
+        )
+    colour = {t.topic: t.colour for t in report.topics}
+    largest = max((max(c, default=0) for _, c in over.topics), default=1) or 1
+    lines = "".join(
+        f'<div class="line" data-topic="{escape(name)}"><span class="name">{escape(name)}</span>'
+        f'{_spark(counts, colour.get(name, NO_TOPIC_COLOUR), largest)}<span class="n">{sum(counts):,}</span></div>'
+        for name, counts in over.topics
+    )
+    return f"""<p class="note">Posts with a topic per {escape(over.period)}, {escape(over.periods[0])} to
+{escape(over.periods[-1])}; then the largest topics, each on the same scale. Growth is the trend of a topic's share
+of each {escape(over.period)}'s posts, so a busy {escape(over.period)} does not make every topic grow; "a% → b%" is
+its share over the first and over the last quarter of the span.</p>
+{_volume(over)}
+<div class="lines" id="lines">{lines}</div>
+<div class="columns"><div id="growing"><h3>Growing fastest</h3>{_trend_list(over.growing, over.period)}</div>
+<div id="shrinking"><h3>Shrinking fastest</h3>{_trend_list(over.shrinking, over.period)}</div></div>"""
 
 
 def _candidate_rows(report: Report) -> str:
@@ -186,7 +332,10 @@ def _candidate_rows(report: Report) -> str:
         chosen = c == report.chosen
         rows.append(
             ('<tr class="chosen">' if chosen else "<tr>")
-            + "".join(f'<td class="n">{escape(cell)}</td>' for cell in cells)
+            + "".join(
+                f'<td class="n" data-label="{label}">{escape(cell)}</td>'
+                for label, cell in zip(CANDIDATE_LABELS, cells, strict=True)
+            )
             + f"<td>{'chosen' if chosen else ''}</td></tr>"
         )
     return "".join(rows)
@@ -206,22 +355,31 @@ posts {escape(str(report.posts_path))} · encoder {escape(report.encoder)} · to
 <div class="figures">{_figures(report)}</div>
 <h2>Posts per topic</h2>
 <p class="note">Click a bar to pick out its posts on the map; click it again to see all.{escape(without)}</p>
-{_bars(report.topics)}
+{_bars(report.topics)}{_bars(report.topics, phone=True)}
 <h2>Map of the posts</h2>
 <p class="note" id="map-note">{escape(map_note(report.map))}</p>
 {_map(report)}
 <h2>Topics</h2>
 <p class="note">Confidence: the mean probability the scorer gives the topic over its posts. Runner-up: the topic that
 came second for the largest cluster. From noise: posts in no cluster that got this topic by the noise policy.
-Examples: the posts most confidently about the topic.</p>
-<input id="filter" type="search" placeholder="filter topics and examples">
-<table id="topics"><thead><tr><th>topic</th><th class="n">posts</th><th class="n">share</th>
-<th class="n">confidence</th><th>runner-up</th><th class="n">from noise</th><th>examples</th></tr></thead>
-<tbody>{_topic_rows(report)}</tbody></table>
+Keywords: the words most particular to the topic's posts (c-TF-IDF). Examples: the posts most confidently about
+the topic.</p>
+<input id="filter" type="search" placeholder="filter topics, keywords and examples">
+<table id="topics" class="cards"><thead><tr><th>topic</th><th class="n">posts</th><th class="n">share</th>
+<th class="n">confidence</th><th>runner-up</th><th class="n">from noise</th><th>keywords</th><th>examples</th></tr>
+</thead><tbody>{_topic_rows(report)}</tbody></table>
+<h2>Topics your list may be missing</h2>
+<p class="note">Clusters whose best topic scored below <code>[labelling] unmatched_below</code>: no topic of the list
+fits them, so their posts have no topic (the closest one is kept in the <code>topic_runner_up</code> column). Each is
+named by its keywords; rename it to a topic with <code>topicli label --rename</code>, or add a topic to the list.</p>
+{_unmatched(report)}
+<h2>Topics over time</h2>
+{_over_time(report)}
 <h2>Clusterings compared</h2>
 <p class="note">{escape(report.reason)}</p>
-<table id="candidates"><thead><tr><th class="n">{first}</th><th class="n">min samples</th><th class="n">clusters</th>
-<th class="n">coverage</th><th class="n">agreement</th><th class="n">topics used</th><th class="n">score</th><th></th>
+<table id="candidates" class="cards"><thead><tr><th class="n">{first}</th><th class="n">min samples</th>
+<th class="n">clusters</th><th class="n">coverage</th><th class="n">agreement</th><th class="n">topics used</th>
+<th class="n">score</th><th></th>
 </tr></thead><tbody>{_candidate_rows(report)}</tbody></table>
 </main><script>{SCRIPT}</script></body></html>
 """

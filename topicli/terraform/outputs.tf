@@ -22,8 +22,9 @@ output "workspace" {
 }
 
 output "compute" {
-  description = "CPU compute cluster for scale-out jobs."
+  description = "CPU compute cluster for scale-out jobs, once its identity's roles have had time to propagate."
   value       = azurerm_machine_learning_compute_cluster.cpu.name
+  depends_on  = [time_sleep.compute_roles]
 }
 
 output "registry_login_server" {
@@ -34,4 +35,9 @@ output "registry_login_server" {
 output "storage_account" {
   description = "Storage account behind the workspace's default datastores."
   value       = azurerm_storage_account.main.name
+}
+
+output "log_analytics_workspace" {
+  description = "Log Analytics workspace that `topicli deploy` sends the online endpoints' logs to."
+  value       = azurerm_log_analytics_workspace.main.id
 }

@@ -1,12 +1,20 @@
 # What the workspace is linked to: storage, key vault, monitoring and a container registry.
 
 resource "azurerm_storage_account" "main" {
+  #checkov:skip=CKV_AZURE_59:public network access is how laptops and CI reach the datastores, unless private_network
+  #checkov:skip=CKV2_AZURE_33:private endpoints only with private_network (the workspace's managed network makes them)
+  #checkov:skip=CKV_AZURE_206:LRS: the blobs are models and job outputs that can be rebuilt; GRS doubles the bill
+  #checkov:skip=CKV_AZURE_33:queue logging: nothing uses the queue service
+  #checkov:skip=CKV2_AZURE_40:shared keys stay on: Azure ML's default datastores authenticate with the account key
+  #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys plus infrastructure encryption; a customer key is not justified for public posts
   name                     = local.storage_account_name
   resource_group_name      = azurerm_resource_group.main.name
   location                 = azurerm_resource_group.main.location
   account_kind             = "StorageV2"
   account_tier             = "Standard"
   account_replication_type = "LRS"
+
+  public_network_access_enabled = !var.private_network
 
   # Azure ML's default datastores need a flat blob namespace.
   is_hns_enabled                    = false
@@ -36,6 +44,8 @@ resource "azurerm_storage_account" "main" {
 }
 
 resource "azurerm_key_vault" "main" {
+  #checkov:skip=CKV_AZURE_189:public network access stays on unless private_network; the ACL denies all but Azure services
+  #checkov:skip=CKV2_AZURE_32:private endpoints only with private_network (the workspace's managed network makes them)
   name                       = local.key_vault_name
   resource_group_name        = azurerm_resource_group.main.name
   location                   = azurerm_resource_group.main.location
@@ -45,9 +55,12 @@ resource "azurerm_key_vault" "main" {
   purge_protection_enabled   = true
   soft_delete_retention_days = var.key_vault_retention_days
 
+  # Only Azure's trusted services (the workspace among them) reach the secrets; Terraform
+  # manages the vault through Azure Resource Manager, which this does not block.
+  public_network_access_enabled = !var.private_network
   network_acls {
     bypass         = "AzureServices"
-    default_action = "Allow"
+    default_action = "Deny"
   }
 
   tags = var.tags
@@ -72,6 +85,14 @@ resource "azurerm_application_insights" "main" {
 }
 
 resource "azurerm_container_registry" "main" {
+  #checkov:skip=CKV_AZURE_233:zone redundancy needs the Premium SKU; the default Basic registry holds one scoring image
+  #checkov:skip=CKV_AZURE_237:dedicated data endpoints need the Premium SKU
+  #checkov:skip=CKV_AZURE_164:content trust needs the Premium SKU
+  #checkov:skip=CKV_AZURE_165:geo-replication needs the Premium SKU
+  #checkov:skip=CKV_AZURE_166:quarantine needs the Premium SKU
+  #checkov:skip=CKV_AZURE_139:public network access is how Azure ML builds and pulls images, unless private_network
+  #checkov:skip=CKV_AZURE_167:retention of untagged manifests needs the Premium SKU
+  #checkov:skip=CKV_AZURE_163:image scanning is Microsoft Defender for Containers, a subscription setting outside this configuration
   name                = local.registry_name
   resource_group_name = azurerm_resource_group.main.name
   location            = azurerm_resource_group.main.location
