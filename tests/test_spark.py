@@ -24,10 +24,12 @@ from topicli.serving.bundle import ARRAYS, MANIFEST, BundleModel
 pytest.importorskip("pyspark")
 
 
-def cli(folder: Path, cache_dir: Path, *args: str) -> CliRunner:
+def cli(folder: Path, cache_dir: Path, *args: str, **settings: str) -> CliRunner:
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
+        for name, value in settings.items():
+            patch.setenv(name, value)
         result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output + result.stderr
     return result
@@ -50,7 +52,7 @@ def spark():
 def single(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     """`topicli run examples/posts.csv` in one process: its run folder."""
     folder = tmp_path_factory.mktemp("single")
-    cli(folder, cache_dir, "run", str(EXAMPLES))
+    cli(folder, cache_dir, "run", str(EXAMPLES), TOPICLI_LABELLING_UNMATCHED_BELOW="0.2")
     return folder / "topicli-out" / "posts"
 
 
@@ -58,7 +60,7 @@ def single(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
 def on_spark(spark, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     """`topicli run --engine spark examples/posts.csv` with the default sample (more than the posts)."""
     folder = tmp_path_factory.mktemp("spark")
-    cli(folder, cache_dir, "run", str(EXAMPLES), "--engine", "spark")
+    cli(folder, cache_dir, "run", str(EXAMPLES), "--engine", "spark", TOPICLI_LABELLING_UNMATCHED_BELOW="0.2")
     return folder / "topicli-out" / "posts"
 
 
@@ -72,6 +74,9 @@ def test_sample_of_every_post_gives_each_post_the_single_process_topic(single: P
     assert len(spread) == len(alone) == len(pd.read_csv(EXAMPLES))
     assert (spread.index == alone.index).all()
     assert (spread["topic"].to_numpy() == alone["topic"].to_numpy()).all()
+    # posts of unmatched clusters (both runs mark clusters below 0.2) keep the topic they would have had
+    assert (alone["topic_runner_up"] != "").any() and (alone["topic"] != "").any()
+    assert (spread["topic_runner_up"].to_numpy() == alone["topic_runner_up"].to_numpy()).all()
     assert (spread["cluster"].to_numpy() == alone["cluster"].astype(int).to_numpy()).all()
     confidence = pd.to_numeric(alone["topic_confidence"]).to_numpy()
     assert np.allclose(spread["topic_confidence"].to_numpy(), confidence, atol=1.0001e-4, equal_nan=True)

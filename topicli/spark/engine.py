@@ -37,7 +37,7 @@ from topicli.io import FORMATS, Posts, find_text_column, write_table
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import AUTO, Encoder, choose_encoder, load_encoder
 from topicli.method.pipeline import LabelledPosts, Pipeline
-from topicli.method.runs import OUTPUT_COLUMNS, ClusterRun, bundle_folder, new_attempt
+from topicli.method.runs import OUTPUT_COLUMNS, RUNNER_UP_COLUMN, ClusterRun, bundle_folder, new_attempt
 from topicli.progress import ProgressFactory, no_progress
 from topicli.serving.bundle import MANIFEST, write_bundle
 from topicli.spark.tasks import ID, TEXT, VECTOR, assign_partition, bundle_files, embed_partition, score_partition
@@ -141,7 +141,7 @@ def read_posts_frame(spark: Any, source: str, text_column: str) -> tuple[Any, st
     except Exception as error:  # Spark's AnalysisException: path unreachable, unreadable file
         raise TopicliError(f"Spark cannot read {source} ({' '.join(str(error).split())[:200]})") from None
     column = find_text_column(frame.columns, text_column, Path(source))
-    taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+    taken = [c for c in (*OUTPUT_COLUMNS, RUNNER_UP_COLUMN) if c in frame.columns]
     if taken:
         raise TopicliError(f"{source} already has column(s) {', '.join(taken)}; rename them and rerun")
     text = F.coalesce(F.col(f"`{column}`").cast("string"), F.lit(""))
@@ -234,7 +234,7 @@ def _assigned(spark: Any, frame: Any, bundle: Path, task: Any, keep: list[str]) 
     """`frame`'s posts (their `keep` columns) with the topic columns, from tasks holding the broadcast bundle."""
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-    bundle_id = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))["bundle_id"]
+    manifest = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
     files = spark.sparkContext.broadcast(bundle_files(bundle))
     fields = [f for f in frame.schema.fields if f.name in keep]
     schema = StructType(
@@ -245,6 +245,9 @@ def _assigned(spark: Any, frame: Any, bundle: Path, task: Any, keep: list[str]) 
             StructField("topic_confidence", DoubleType(), True),
         ]
     )
+    if manifest["labeller"].get("unmatched_below", 0.0) > 0:  # the runner-up column of unmatched clusters' posts
+        schema.add(StructField(RUNNER_UP_COLUMN, StringType(), False))
+    bundle_id = manifest["bundle_id"]
     return frame.mapInPandas(partial(task, files=files, bundle_id=bundle_id, keep=keep), schema)
 
 

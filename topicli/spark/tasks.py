@@ -19,12 +19,12 @@ import pandas as pd
 from topicli.io import atomic_folder
 from topicli.method.embedding import distinct_texts
 from topicli.method.encoders import Encoder, OnnxEncoder, load_encoder
+from topicli.method.runs import RUNNER_UP_COLUMN
 from topicli.serving.bundle import MANIFEST, BundleModel
 
 ID = "_id"  # each post's place in the input (increasing in file order), kept while Spark works
 TEXT = "_text"  # the post's text, "" when missing
 VECTOR = "vector"  # the post's unit vector, null for an empty post
-OUTPUT_SCHEMA = "cluster long, topic string, topic_confidence double"
 
 _encoders: dict[tuple[str, int], Encoder] = {}
 _bundles: dict[str, BundleModel] = {}
@@ -100,11 +100,15 @@ def topic_columns(model: BundleModel, vectors: list[Any], texts: pd.Series) -> d
         limit = model.limits.get("encoded_chars")
         encoded = [texts.iat[i][:limit] for i in rows]
         clusters[rows], topics[rows], confidence[rows] = model.assign_vectors(matrix, encoded)
-    return {
+    columns = {
         "cluster": clusters,
         "topic": [model.topics[t] if t >= 0 else "" for t in topics],
         "topic_confidence": np.round(confidence, 4),
     }
+    if model.labeller.unmatched_below > 0:  # as in a run's outputs: the column comes with the setting
+        best = model.labeller.unmatched_best(clusters)
+        columns[RUNNER_UP_COLUMN] = [model.topics[t] if t >= 0 else "" for t in best]
+    return columns
 
 
 def assign_partition(
