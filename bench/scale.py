@@ -2,7 +2,7 @@
 
 Two parts, each configuration in a fresh process so that its peak memory is its own:
 
-1. **End to end** on `--posts` real posts (HuffPost headlines from ../shared/data): the single-process
+1. **End to end** on `--posts` real posts (`bench/run.py`'s `real_posts`, from ../shared/data): the single-process
    `Pipeline` (prepare, cluster, label, with an empty embedding cache) as the baseline, then
    `run_spark` with local[1] and local[2] (`[scale] sample` = `--sample`). posts/s, and peak memory
    of the driver (Python), of the JVM, and of the largest Python worker (an executor's task slot).
@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "train" / "huffpost.csv"
 TWEETS = ROOT.parent / "shared" / "data" / "eval" / "tweet_topic_single" / "train_2020.single.json"
 RESULTS = ROOT / "bench" / "results"
 DS3_V2_CORES = 4  # [infra] compute_vm_size default, Standard_DS3_v2: 4 vCPUs, 14 GiB
@@ -96,11 +95,13 @@ class PeakMemory:
 
 
 def posts_file(n: int, folder: Path) -> Path:
-    frame = pd.read_csv(DATA, usecols=["text"]).dropna().head(n)
-    if len(frame) < n:
-        raise SystemExit(f"{DATA} has only {len(frame)} posts")
+    """n real short texts (bench/run.py's `real_posts`: headlines, requests, subjects, tweets; duplicates kept)."""
+    from run import real_posts  # bench/ is this script's folder
+
     path = folder / f"posts-{n}.csv"
-    frame.rename(columns={"text": "caption"}).to_csv(path, index=False)
+    pd.read_csv(real_posts(n), dtype=str, keep_default_na=False).rename(columns={"text": "caption"}).to_csv(
+        path, index=False
+    )
     return path
 
 
@@ -296,7 +297,7 @@ def write(rows: dict[str, Any], assign: dict[int, Any], agreement: dict[str, Any
         )
     lines += [
         "",
-        f"## End to end: {n:,} HuffPost headlines (embed, fit on a sample of {sample:,}, assign every post)",
+        f"## End to end: {n:,} real posts (bench/run.py real_posts; embed, fit on {sample:,}, assign every post)",
         "",
         "| engine | seconds | posts/s | vs single | driver MB | JVM MB | largest executor worker MB | stages (s) |",
         "|---|---|---|---|---|---|---|---|",
