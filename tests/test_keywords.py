@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from topicli.method.keywords import keywords, languages, stop_words, suggested_name
+from topicli.method.keywords import keywords, stop_words, suggested_name
+from topicli.method.languages import language_shares as languages
 
 COFFEE = [
     "the best espresso in town, and the latte art is the best too #coffeetime",

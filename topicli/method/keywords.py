@@ -31,10 +31,12 @@ import numpy as np
 from scipy.sparse import diags
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
+from topicli.method.languages import SAMPLE as LANGUAGE_SAMPLE
+from topicli.method.languages import language_shares
+
 KEYWORDS = 8
 TOKEN_PATTERN = r"(?u)#\w*[^\W\d_]\w*|\b[^\W\d_]\w+\b"
 DROPPED = re.compile(r"https?://\S+|www\.\S+|@[\w.]+")
-LANGUAGE_SAMPLE = 500  # posts whose language is identified (a second per ~5,000 on one core)
 LANGUAGE_SHARE = 0.02
 LANGUAGE_MIN_POSTS = 2
 COMMON_MIN_GROUPS = 4
@@ -65,24 +67,9 @@ FUNCTION_WORDS = {
 }
 
 
-def languages(texts: Sequence[str], seed: int = 0) -> dict[str, float]:
-    """Share of each language among a seeded sample of the non-empty texts (py3langid), largest first."""
-    import py3langid
-
-    filled = [t for t in texts if t.strip()]
-    if not filled:
-        return {}
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(filled), size=min(len(filled), LANGUAGE_SAMPLE), replace=False)
-    found = [py3langid.classify(filled[i])[0] for i in picked]
-    names, counts = np.unique(found, return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    return {str(names[i]): float(counts[i] / len(found)) for i in order}
-
-
 def stop_words(texts: Sequence[str]) -> frozenset[str]:
     """The stop words of the languages present among `texts`: scikit-learn's English list and FUNCTION_WORDS."""
-    shares = languages(texts)
+    shares = language_shares(texts)  # the run's own reading of languages (a seeded sample)
     sample = min(len([t for t in texts if t.strip()]), LANGUAGE_SAMPLE)
     present = {
         name for name, share in shares.items() if share >= LANGUAGE_SHARE and share * sample >= LANGUAGE_MIN_POSTS
