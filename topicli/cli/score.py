@@ -99,13 +99,12 @@ def _deployed_endpoint(settings: Settings) -> Endpoint:
     """The endpoint of the last `topicli deploy` (recorded in [output] dir), or of a local server started before."""
     from topicli.cloud import deployed
     from topicli.errors import TopicliError
-    from topicli.serving.client import Endpoint, triton_endpoint
-    from topicli.serving.local_server import running_server, state_folder
+    from topicli.serving.client import triton_endpoint
 
     last = deployed.last(settings)
     if last is None:
         try:
-            return Endpoint(running_server(state_folder(settings)).url)
+            return _local_endpoint(settings)
         except TopicliError:
             raise TopicliError(
                 f"nothing deployed yet (no record in {deployed.record_path(settings)}, and no local server runs): "
@@ -113,7 +112,7 @@ def _deployed_endpoint(settings: Settings) -> Endpoint:
                 "server: topicli score local|azure|endpoint URL|triton URL POSTS"
             ) from None
     if last.target == "local":
-        return Endpoint(running_server(state_folder(settings)).url)
+        return _local_endpoint(settings)
     if last.target == "triton" and not last.endpoint:  # a container group (`deploy triton --aci`): no key
         return triton_endpoint(last.url)
     from topicli.cloud.azureml import azure_endpoint, ml_client
@@ -134,11 +133,16 @@ def local(
     config: ConfigOption = None,
 ) -> None:
     """Score against the server that `topicli deploy local` started."""
+    settings = settings_for(config, input={"text_column": text_column})
+    _score(settings, posts, _local_endpoint(settings), output, restart)
+
+
+def _local_endpoint(settings: Settings) -> Endpoint:
+    """The server `topicli deploy local` started, or a one-line error when none runs."""
     from topicli.serving.client import Endpoint
     from topicli.serving.local_server import running_server, state_folder
 
-    settings = settings_for(config, input={"text_column": text_column})
-    _score(settings, posts, Endpoint(running_server(state_folder(settings)).url), output, restart)
+    return Endpoint(running_server(state_folder(settings)).url)
 
 
 @score_app.command()
