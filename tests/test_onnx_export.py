@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,25 @@ def test_export_writes_checked_graphs_and_no_pickle(run_folder: Path, exported: 
 def test_same_topics_as_the_bundle_on_the_examples(model: BundleModel, exported: OnnxPipeline) -> None:
     texts = example_texts()
     assert_same(model.predict(texts), exported.predict(texts))
+
+
+def test_the_graph_calibrates_the_confidence_as_the_bundle(
+    run_folder: Path, model: BundleModel, exported: OnnxPipeline, tmp_path: Path
+) -> None:
+    graph = onnx.load(str(run_folder / "onnx" / ASSIGN_FILE), load_external_data=False).graph
+    assert model.calibrator is not None
+    assert any(node.op_type == "Sigmoid" and node.name.startswith("calibrated") for node in graph.node)
+    raw_folder = tmp_path / "raw"
+    shutil.copytree(run_folder / "bundle", raw_folder)
+    manifest = json.loads((raw_folder / "manifest.json").read_text())
+    del manifest["calibration"]  # a bundle that keeps the raw confidence exports it raw
+    (raw_folder / "manifest.json").write_text(json.dumps(manifest))
+    texts = example_texts()
+    raw = BundleModel.load(raw_folder).predict(texts)
+    assert_same(raw, OnnxPipeline(export_onnx(raw_folder, tmp_path / "onnx")).predict(texts))
+    calibrated = exported.predict(texts)
+    assert_same(model.predict(texts), calibrated)  # calibrated confidences agree to 1e-5
+    assert np.nanmax(np.abs(calibrated.confidence - raw.confidence)) > 0.05
 
 
 def test_unmatched_clusters_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path: Path, cache_dir: Path) -> None:

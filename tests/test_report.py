@@ -38,7 +38,7 @@ from topicli.method.runs import OVER_TIME_FILE
 from topicli.method.timeline import read_over_time, trends
 from topicli.report.data import PostMap, Report, TopicView
 from topicli.report.html import render_html
-from topicli.report.png import bar_chart_size, map_size
+from topicli.report.png import RELIABILITY_SIZE, bar_chart_size, map_size
 
 from .conftest import EXAMPLES
 
@@ -464,6 +464,20 @@ def test_pngs_are_nonblank_charts_of_the_expected_size(reported: Reported) -> No
         assert image.shape[:2] == (height, width), name
         assert coloured_share(image) > (0.1 if name == "topics.png" else 0.002), name  # unmatched posts are grey
         assert distinct_colours(image) >= 20, name
+
+
+def test_the_reliability_diagram_draws_the_bundles_calibrator_and_the_runs_confidences(reported: Reported) -> None:
+    page = reported.html.read_text(encoding="utf-8")
+    sets = json.loads((reported.run / "bundle" / "manifest.json").read_text())["calibration"]["reliability"]["sets"]
+    chart = page[page.index('<svg class="reliability"') :]
+    chart = chart[: chart.index("</svg>")]
+    assert chart.count('<polyline class="set"') == len(sets) >= 1
+    assert chart.count('<rect class="bin"') == sum(len(s["calibrated"]) for s in sets.values())
+    drawn = [int(n.replace(",", "")) for n in re.findall(r"this run: ([\d,]+) posts at confidence", chart)]
+    assert len(drawn) == 10 and sum(drawn) == (pd.to_numeric(reported.posts["topic_confidence"]) >= 0).sum()
+    assert "the probability that its topic is right" in page
+    image = np.round(matplotlib.image.imread(reported.png / "reliability.png")[..., :3] * 255).astype(int)
+    assert image.shape[:2] == RELIABILITY_SIZE[::-1] and distinct_colours(image) >= 20
 
 
 def test_page_is_self_contained_and_escaped(reported: Reported) -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.errors import TopicliError
+from topicli.method.calibration import shipped_calibrator
 from topicli.serving.bundle import (
     ARRAYS,
     FORMAT_VERSION,
@@ -90,6 +91,33 @@ def test_in_process_scoring_agrees_with_run(run_folder: Path, model: BundleModel
     topics = [model.topics[t] if t >= 0 else "" for t in predicted.topics]
     shares = agreement(run_folder, predicted.clusters.tolist(), topics, predicted.confidence.tolist())
     assert shares == {"cluster": 1.0, "topic": 1.0, "confidence": 1.0}
+
+
+def test_served_confidence_is_the_calibrated_one_and_a_bad_calibrator_is_refused(
+    run_folder: Path, model: BundleModel, tmp_path: Path
+) -> None:
+    assert model.calibrator is not None
+    shipped = shipped_calibrator(model.manifest["encoder"]["name"], model.scoring["scorer"])
+    assert shipped is not None and model.manifest["calibration"]["coef"] == shipped.to_dict()["coef"]
+    texts = [t for t in pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"] if t.strip()][:60]
+    texts = [t[: model.limits["encoded_chars"]] for t in texts]
+    served = model.predict(texts)
+    raw_folder = _copy_with(run_folder / "bundle", tmp_path / "raw", {})
+    manifest = json.loads((raw_folder / MANIFEST).read_text())
+    del manifest["calibration"]  # as a bundle written before calibration, or with [labelling] calibrate = false
+    (raw_folder / MANIFEST).write_text(json.dumps(manifest))
+    raw_model = BundleModel.load(raw_folder)
+    raw = raw_model.predict(texts)
+    assert raw_model.calibrator is None and (raw.topics == served.topics).all()
+    vectors = model.encoder.encode(texts)
+    if model.language_means is not None:
+        vectors = model.language_means.centre_texts(vectors, texts)
+    expected = model.calibrator.calibrate(raw.confidence, model.scores(vectors).matrix)
+    np.testing.assert_allclose(served.confidence, expected, rtol=0, atol=1e-6, equal_nan=True)
+    assert np.nanmax(np.abs(served.confidence - raw.confidence)) > 0.05, "the served confidence is not the raw one"
+    bad = _copy_with(run_folder / "bundle", tmp_path / "bad", {"calibration.coef": [-1.0, 0.5]})
+    with pytest.raises(TopicliError, match=r"manifest\.calibration\.coef\[0\] must be greater than or equal to 0"):
+        BundleModel.load(bad)
 
 
 def test_join_rule_is_nearest_core_point_within_its_radius() -> None:

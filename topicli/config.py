@@ -127,7 +127,16 @@ class ClassifierSettings:
     )
     train_text_column: str = setting("text", "text column of train_data; comma-separated, each file uses the first")
     train_label_column: str = setting("label", "label column of train_data; comma-separated, each file the first")
-    negatives: int = setting(6, "negative topics drawn per training text (half of them the hardest)", low=1, high=1000)
+    negatives: int = setting(
+        6, "negative topics drawn per training text (half of them the labels nearest the text)", low=1, high=1000
+    )
+    descriptions: str = setting(
+        "", "JSON file of training-label names and descriptions; empty uses the shipped label_descriptions.json"
+    )
+    described_share: float = setting(
+        0.5, "share of training pairs whose topic is the described label, not the bare name", low=0.0, high=1.0
+    )
+    balance: bool = setting(True, "take the same number of texts from every training file, spread over its labels")
     hidden: int = setting(64, "hidden units of the pair network", low=1, high=65_536)
     epochs: int = setting(3, "training passes over the pairs", low=1, high=10_000)
     near_duplicate: float = setting(
@@ -165,7 +174,11 @@ class ClusteringSettings:
 class LabellingSettings:
     """Naming clusters from the topic list, and what happens to noise posts."""
 
-    topics: str = setting("", "file of candidate topics, one per line; empty uses the shipped 100")
+    topics: str = setting(
+        "",
+        "file of candidate topics, one per line (`Name: description` adds words to score it by); "
+        "empty uses the shipped 100",
+    )
     k: int = setting(20, "posts nearest each cluster's centre that vote on its topic", low=1, high=100_000)
     noise_policy: str = setting(
         "classify",
@@ -195,11 +208,20 @@ class LabellingSettings:
     neighbour_weight: float = setting(
         0.5, "weight of the neighbours' mean scores (0 turns smoothing off)", low=0.0, high=1.0
     )
+    adapt_rounds: int = setting(
+        3, "most rounds of the per-run head learnt from the run's surest posts (0 turns adaptation off)", low=0, high=10
+    )
+    adapt_share: float = setting(
+        0.3, "share of each topic's posts, the surest, that the per-run head learns from", low=0.01, high=1.0
+    )
     override_margin: float = setting(
         0.0, "a post leaves its cluster's topic when its own best topic scores this much higher", low=0.0, high=1.0
     )
     unmatched_below: float = setting(
         0.0, "clusters whose topic confidence is below this are unmatched: no topic fits (0: never)", low=0.0, high=1.0
+    )
+    calibrate: bool = setting(
+        True, "topic_confidence is the probability the topic is right (fitted on development data); off: raw scores"
     )
     keywords: int = setting(8, "top c-TF-IDF keywords kept per topic and per cluster", low=1, high=50)
 

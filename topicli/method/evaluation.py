@@ -68,3 +68,43 @@ def score(
         "coverage": float(np.mean([p != "" for p in pred])),
         "n_topics_used": len({p for p in pred if p}),
     }
+
+
+def reliability_bins(confidence: np.ndarray, right: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Equal-width confidence bins over [0, 1] (the last one closed): each non-empty bin's bounds, post count,
+    mean confidence and accuracy. Posts with no confidence (NaN) are left out."""
+    confidence, right = np.asarray(confidence, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    keep = np.isfinite(confidence)
+    confidence, right = confidence[keep], right[keep]
+    index = np.clip((confidence * bins).astype(np.int64), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        mine = index == b
+        if mine.any():
+            out.append(
+                {
+                    "lower": b / bins,
+                    "upper": (b + 1) / bins,
+                    "count": int(mine.sum()),
+                    "confidence": float(confidence[mine].mean()),
+                    "accuracy": float(right[mine].mean()),
+                }
+            )
+    return out
+
+
+def expected_calibration_error(confidence: np.ndarray, right: np.ndarray, bins: int = 10) -> float:
+    """ECE: over equal-width confidence bins, |mean confidence - accuracy| weighted by the bin's share of posts."""
+    found = reliability_bins(confidence, right, bins)
+    total = sum(b["count"] for b in found)
+    return float(sum(b["count"] / total * abs(b["confidence"] - b["accuracy"]) for b in found)) if total else 0.0
+
+
+def accuracy_at(confidence: np.ndarray, right: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(accuracy of the posts with confidence >= threshold, their share of all posts with a confidence);
+    accuracy is NaN when no post reaches the threshold."""
+    confidence, right = np.asarray(confidence, dtype=np.float64), np.asarray(right, dtype=bool)
+    keep = np.isfinite(confidence)
+    above = confidence[keep] >= threshold
+    accuracy = float(right[keep][above].mean()) if above.any() else float("nan")
+    return accuracy, float(above.mean()) if keep.any() else 0.0

@@ -22,6 +22,8 @@ import pandas as pd
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.io import Posts, file_digest, read_posts
+from topicli.method.adaptation import ScoreAdapter
+from topicli.method.calibration import ConfidenceCalibrator, calibrator_for
 from topicli.method.classifier import load_classifier
 from topicli.method.clustering import MIN_SAMPLES_GRID, ClusterSearch, nearest_neighbours
 from topicli.method.embedding import Embedder, distinct_texts
@@ -60,7 +62,7 @@ class PreparedPosts:
     distances: np.ndarray  # to each text's nearest other texts, enough for the eps grid
     indices: np.ndarray  # of those nearest texts
     neighbours: np.ndarray  # the first k of them, which smooth a text's scores
-    raw_scores: np.ndarray  # with the topic floors taken off
+    raw_scores: np.ndarray  # with the topic floors taken off and the per-run head's correction added
     topic_floors: np.ndarray
     topic_parts: np.ndarray
     part_owner: np.ndarray
@@ -68,6 +70,7 @@ class PreparedPosts:
     scores: TopicScores
     encoder_choice: EncoderChoice | None = None  # why this encoder, and the languages read
     language_means: LanguageMeans | None = None  # removed from `vectors` and the topic parts in a mixed-language run
+    adapter: ScoreAdapter | None = None  # the per-run head whose correction `raw_scores` include
 
 
 @dataclass
@@ -82,6 +85,7 @@ class LabelledPosts:
     prepared: PreparedPosts
     cluster_keywords: dict[int, list[str]] | None = None  # c-TF-IDF keywords of each cluster
     over_time: pd.DataFrame | None = None  # topic counts per period (topicli.method.timeline), when dated
+    calibrator: ConfidenceCalibrator | None = None  # what made topic_confidence a probability (none: raw)
 
     @property
     def cut(self) -> int:
@@ -225,10 +229,25 @@ class Pipeline:
         template = self.template()
         s = self.settings.labelling
         k = s.neighbours or auto_neighbours(len(vectors))
+        weights = np.bincount(text_index[text_index >= 0], minlength=len(rows))
         with self.progress("scoring topics", None) as advance:
             raw, floors, parts, owner = self.raw_scores(vectors, template)
-            matrix = finish_scores(raw, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
             advance(1)
+
+        def finish(scores: np.ndarray) -> np.ndarray:
+            return finish_scores(scores, indices[:, :k], s.neighbour_weight, s.scorer != "cls_model")
+
+        adapter = None
+        if s.adapt_rounds:
+            with self.progress("adapting to the posts", None) as advance:
+                seed = self.settings.clustering.seed
+                adapter = ScoreAdapter(share=s.adapt_share, max_rounds=s.adapt_rounds, seed=seed)
+                matrix = adapter.fit_scores(vectors, raw, finish, weights)
+                if adapter.rounds_:
+                    raw += adapter.correction(vectors)
+                advance(1)
+        else:
+            matrix = finish(raw)
         return PreparedPosts(
             posts=posts,
             input_sha256=file_digest(posts.path),
@@ -236,7 +255,7 @@ class Pipeline:
             encoder_identity=self.embedder.identity,
             rows=rows,
             text_index=text_index,
-            weights=np.bincount(text_index[text_index >= 0], minlength=len(rows)),
+            weights=weights,
             cut=cut,
             vectors=vectors,
             distances=distances,
@@ -250,6 +269,7 @@ class Pipeline:
             scores=TopicScores(vectors, matrix),
             encoder_choice=self.encoder_choice,
             language_means=self.language_means,
+            adapter=adapter,
         )
 
     def cluster(self, prepared: PreparedPosts) -> ClusterRun:
@@ -307,6 +327,10 @@ class Pipeline:
         with self.progress("labelling clusters", None) as advance:
             labeller.fit(vectors, labels, probabilities, prepared.weights)
             clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
+            calibrator = calibrator_for(prepared.encoder_name, s.scorer) if s.calibrate else None
+            if calibrator is not None:  # unmatched_below was judged on the raw confidence, in `fit`
+                has = np.flatnonzero(np.isfinite(confidence))
+                confidence[has] = calibrator.calibrate(confidence[has], probabilities(has))
             advance(1)
         check_output_columns(posts.frame, posts.path)
         rows = np.flatnonzero(prepared.text_index >= 0)  # every non-empty post, and the row of its text below
@@ -328,7 +352,9 @@ class Pipeline:
         table = self._topic_table(labeller, texts, labels, topics, confidence, topic_keywords, cluster_keywords, voters)
         coverage = float(np.mean(topics >= 0)) if len(topics) else 0.0
         over = over_time(posts.frame, frame["topic"], self.settings.input.date_column)
-        return LabelledPosts(frame, table, coverage, labeller, list(self.topics), prepared, cluster_keywords, over)
+        return LabelledPosts(
+            frame, table, coverage, labeller, list(self.topics), prepared, cluster_keywords, over, calibrator
+        )
 
     def _topic_table(
         self,

@@ -22,7 +22,7 @@ import numpy as np
 
 from topicli.method.classifier import PairClassifier
 from topicli.method.embedding import Embed
-from topicli.method.topics import topic_parts
+from topicli.method.topics import scored_parts
 
 COSINE_SCALE = 20.0  # softmax(20 x cosine): turns cosine gaps of ~0.1 into clear probabilities
 FLOOR_MIN_POSTS = 100  # below this a low percentile is one or two posts' scores: no floor is taken off
@@ -45,8 +45,11 @@ class TopicScores:
 
 
 def part_vectors(topics: Sequence[str], template: str, embed: Embed) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors of every topic part put into the template, and the topic each part belongs to."""
-    parts = [(t, part) for t, topic in enumerate(topics) for part in topic_parts(topic)]
+    """Unit vectors of every topic part put into the template, and the topic each part belongs to.
+
+    A topic's parts are its name's and, when the topics file gave one, its description (`scored_parts`).
+    """
+    parts = [(t, part) for t, topic in enumerate(topics) for part in scored_parts(topic)]
     vectors = embed([template.format(topic=part) for _, part in parts])
     return vectors, np.array([t for t, _ in parts])
 

@@ -9,6 +9,7 @@ which the embedding cache makes free after a run. `topicli.report.html` and
 from __future__ import annotations
 
 import colorsys
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,18 @@ from sklearn.neighbors import NearestNeighbors
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.io import read_table
+from topicli.method.calibration import ConfidenceCalibrator
 from topicli.method.clustering import Candidate
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import choose_encoder
-from topicli.method.runs import OUTPUT_COLUMNS, OVER_TIME_FILE, ClusterRun, find_posts_output, topic_table_path
+from topicli.method.runs import (
+    OUTPUT_COLUMNS,
+    OVER_TIME_FILE,
+    ClusterRun,
+    bundle_folder,
+    find_posts_output,
+    topic_table_path,
+)
 from topicli.method.timeline import read_over_time, trends
 from topicli.progress import ProgressFactory, no_progress
 from topicli.report import MAP_POINTS
@@ -99,6 +108,16 @@ class OverTime:
 
 
 @dataclass(frozen=True)
+class Reliability:
+    """How far the run's confidence can be read as a probability: the calibrator's development reliability
+    (per set, each confidence bin's mean confidence, accuracy and posts) and this run's posts per bin."""
+
+    calibrated: bool  # the run's topic_confidence is the calibrator's probability (`[labelling] calibrate`)
+    sets: tuple[tuple[str, tuple[tuple[float, float, int], ...]], ...]  # development set -> its bins
+    histogram: tuple[int, ...]  # this run's posts with a topic per tenth of confidence, 0-0.1 first
+
+
+@dataclass(frozen=True)
 class PostMap:
     """The posts drawn on the map: coordinates in [0, 1], and each one's topic (index into the topics, -1: none)."""
 
@@ -130,6 +149,7 @@ class Report:
     reason: str
     unmatched: tuple[UnmatchedView, ...] = ()
     over_time: OverTime | None = None
+    reliability: Reliability | None = None
 
     @property
     def coverage(self) -> float:
@@ -288,6 +308,23 @@ def _over_time(folder: Path, topics: tuple[TopicView, ...]) -> OverTime | None:
     )
 
 
+def _reliability(folder: Path, confidence: pd.Series) -> Reliability:
+    """The bundle's calibrator's development reliability (none when the run kept raw confidence) and the run's
+    confidence histogram."""
+    manifest = bundle_folder(folder) / "manifest.json"
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
+    except ValueError as error:
+        raise TopicliError(f"{manifest} is not valid JSON ({error}); rerun `topicli label`") from None
+    calibration = document.get("calibration") if isinstance(document, dict) else None
+    sets: tuple[tuple[str, tuple[tuple[float, float, int], ...]], ...] = ()
+    if calibration is not None:
+        sets = ConfidenceCalibrator.from_dict(calibration, str(manifest)).development_bins()
+    values = confidence.dropna().to_numpy(dtype=float)
+    counts = np.bincount(np.clip((values * 10).astype(int), 0, 9), minlength=10)
+    return Reliability(calibration is not None, sets, tuple(int(c) for c in counts))
+
+
 def _post_map(
     posts: pd.DataFrame, topics: tuple[TopicView, ...], settings: Settings, cap: int, progress: ProgressFactory
 ) -> PostMap:
@@ -345,4 +382,5 @@ def build_report(
         reason=run.reason,
         unmatched=_unmatched_views(table),
         over_time=_over_time(folder, topics),
+        reliability=_reliability(folder, frame["confidence"]),
     )

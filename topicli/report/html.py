@@ -22,9 +22,11 @@ from topicli.io import atomic_path
 from topicli.report.data import (
     NO_TOPIC,
     NO_TOPIC_COLOUR,
+    PALETTE,
     UMAP_POINTS,
     OverTime,
     PostMap,
+    Reliability,
     Report,
     TopicView,
     Trend,
@@ -36,6 +38,7 @@ PHONE_BAR_LABEL, PHONE_BAR_AREA = 170, 150  # the phone chart: drawn 1:1 on a 39
 VOLUME_SIZE, SPARK_HEIGHT = (960, 160), 28
 CANDIDATE_LABELS = ("parameter", "min samples", "clusters", "coverage", "agreement", "topics used", "score")
 MAP_SIZE, MAP_PAD = (960, 640), 10
+RELIABILITY_SIZE, RELIABILITY_PAD = (440, 330), (46, 14, 40, 14)  # left, top, bottom, right
 
 STYLE = """
 body{margin:0;background:#fff;color:#222;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
@@ -59,7 +62,9 @@ tr.chosen{background:#e9f6e9;font-weight:600}
 .swatch{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px}
 ol.examples{margin:0;padding-left:20px;color:#444}
 input#filter{font:inherit;padding:5px 8px;margin:6px 0 10px;width:280px;max-width:100%;box-sizing:border-box}
-svg.bars,svg.bars-phone,svg.map,svg.volume{max-width:100%;height:auto;display:block}svg.bars-phone{display:none}
+svg.bars,svg.bars-phone,svg.map,svg.volume,svg.reliability{max-width:100%;height:auto;display:block}
+ul.legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:2px 16px;font-size:13px}
+svg.bars-phone{display:none}
 .sub,.note,li,td.kw,td.name,.keywords{overflow-wrap:anywhere}td.n,th.n{white-space:nowrap}
 .keywords,td.kw{color:#555;font-size:13px}td.kw{min-width:9em}td.topic{min-width:9em}ol.examples{min-width:18em}
 .keywords b{color:#222}
@@ -317,6 +322,74 @@ its share over the first and over the last quarter of the span.</p>
 <div id="shrinking"><h3>Shrinking fastest</h3>{_trend_list(over.shrinking, over.period)}</div></div>"""
 
 
+def _reliability_chart(r: Reliability) -> str:
+    """Accuracy against confidence per development set (the diagonal is a calibrated probability), over this
+    run's posts per tenth of confidence (grey bars, on their own scale)."""
+    (width, height), (left, top, bottom, right) = RELIABILITY_SIZE, RELIABILITY_PAD
+    area_w, area_h = width - left - right, height - top - bottom
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        return left + x * area_w, top + (1 - y) * area_h
+
+    largest = max(max(r.histogram, default=0), 1)
+    marks = []
+    for i, count in enumerate(r.histogram):
+        bar = count / largest * area_h * 0.35
+        marks.append(
+            f'<rect class="run" x="{left + i * area_w / 10 + 1:.1f}" y="{top + area_h - bar:.1f}" '
+            f'width="{area_w / 10 - 2:.1f}" height="{bar:.1f}" fill="#dcdcdc">'
+            f"<title>this run: {count:,} posts at confidence {i / 10:.1f}-{(i + 1) / 10:.1f}</title></rect>"
+        )
+    (x0, y0), (x1, y1) = point(0, 0), point(1, 1)
+    marks.append(f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#999" stroke-dasharray="4 4"/>')
+    for tick in (0.0, 0.5, 1.0):
+        x, y = point(tick, tick)
+        marks.append(f'<text x="{x:.1f}" y="{height - bottom + 16}" text-anchor="middle">{tick:g}</text>')
+        marks.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{tick:g}</text>')
+    marks.append(f'<text x="{left + area_w / 2:.1f}" y="{height - 6}" text-anchor="middle">confidence</text>')
+    marks.append(f'<text x="12" y="{top + area_h / 2:.1f}" transform="rotate(-90 12 {top + area_h / 2:.1f})" '
+                 'text-anchor="middle">share right</text>')  # fmt: skip
+    marks.append(f'<rect x="{left}" y="{top}" width="{area_w}" height="{area_h}" fill="none" stroke="#ccc"/>')
+    for (name, bins), colour in zip(r.sets, PALETTE, strict=False):
+        points = [point(c, a) for c, a, _ in bins]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        marks.append(f'<polyline class="set" points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        marks += [
+            f'<rect class="bin" x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" fill="{colour}"><title>'
+            f"{escape(name)}: {n:,} posts at mean confidence {c:.2f}, {a:.0%} right</title></rect>"
+            for (x, y), (c, a, n) in zip(points, bins, strict=True)
+        ]
+    legend = "".join(
+        f'<li><span class="swatch" style="background:{colour}"></span>{escape(name)}</li>'
+        for (name, _), colour in zip(r.sets, PALETTE, strict=False)
+    )
+    legend += '<li><span class="swatch" style="background:#dcdcdc"></span>this run: posts per confidence bin</li>'
+    return (
+        f'<svg class="reliability" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'aria-label="reliability diagram">{"".join(marks)}</svg><ul class="legend">{legend}</ul>'
+    )
+
+
+def _reliability(report: Report) -> str:
+    r = report.reliability
+    if r is None:
+        return ""
+    if r.calibrated:
+        note = (
+            "A post's confidence is the probability that its topic is right, as fitted on labelled development "
+            "sets: of the posts at 0.8, about 8 in 10 have the right topic. Lines: the share of posts right "
+            "per confidence bin on each development set (on the dashed diagonal, confidence means what it says)."
+        )
+    else:
+        note = (
+            "This run kept the raw confidence (<code>[labelling] calibrate = false</code>): it ranks posts from "
+            "least to most certain but is not a probability."
+        )
+    return f"""<h2>How far to trust the confidence</h2>
+<p class="note" id="reliability-note">{note} Grey bars: this run's posts per tenth of confidence.</p>
+{_reliability_chart(r)}"""
+
+
 def _candidate_rows(report: Report) -> str:
     """Scored candidates best first, then those outside the topic range, by cluster count."""
     ordered = sorted(report.candidates, key=lambda c: (not c.scores, -c.score if c.scores else c.n_clusters))
@@ -360,8 +433,8 @@ posts {escape(str(report.posts_path))} · encoder {escape(report.encoder)} · to
 <p class="note" id="map-note">{escape(map_note(report.map))}</p>
 {_map(report)}
 <h2>Topics</h2>
-<p class="note">Confidence: the mean probability the scorer gives the topic over its posts. Runner-up: the topic that
-came second for the largest cluster. From noise: posts in no cluster that got this topic by the noise policy.
+<p class="note">Confidence: the mean confidence of the topic's posts (how far to trust it: see below). Runner-up: the
+topic that came second for the largest cluster. From noise: posts in no cluster that got this topic by the noise policy.
 Keywords: the words most particular to the topic's posts (c-TF-IDF). Examples: the posts most confidently about
 the topic.</p>
 <input id="filter" type="search" placeholder="filter topics, keywords and examples">
@@ -375,6 +448,7 @@ named by its keywords; rename it to a topic with <code>topicli label --rename</c
 {_unmatched(report)}
 <h2>Topics over time</h2>
 {_over_time(report)}
+{_reliability(report)}
 <h2>Clusterings compared</h2>
 <p class="note">{escape(report.reason)}</p>
 <table id="candidates" class="cards"><thead><tr><th class="n">{first}</th><th class="n">min samples</th>

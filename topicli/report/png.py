@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from topicli.io import atomic_path
-from topicli.report.data import NO_TOPIC_COLOUR, Report, label_positions
+from topicli.report.data import NO_TOPIC_COLOUR, PALETTE, Reliability, Report, label_positions
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -21,6 +21,7 @@ DPI = 100
 WIDTH = 1600
 MAP_HEIGHT = 1200
 BAR_BASE, BAR_ROW = 160, 30  # pixels: title and axis, then one row per topic
+RELIABILITY_SIZE = (1000, 800)
 
 
 def bar_chart_size(n_topics: int) -> tuple[int, int]:
@@ -88,10 +89,37 @@ def _map(report: Report, path: Path) -> None:
     _save(figure, path)
 
 
+def _reliability(r: Reliability, path: Path) -> None:
+    """The page's reliability diagram: accuracy per confidence bin on each development set, this run's histogram."""
+    from matplotlib.figure import Figure
+
+    width, height = RELIABILITY_SIZE
+    figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    axes = figure.add_axes((0.09, 0.09, 0.86, 0.8))
+    counts = np.array(r.histogram, dtype=float)
+    axes.bar(np.arange(10) / 10 + 0.05, counts / max(counts.max(), 1) * 0.35, width=0.09, color="#dcdcdc",
+             label="this run: posts per confidence bin (own scale)")  # fmt: skip
+    axes.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1)
+    for (name, bins), colour in zip(r.sets, PALETTE, strict=False):
+        axes.plot([b[0] for b in bins], [b[1] for b in bins], marker="o", color=colour, linewidth=2, label=name)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence")
+    axes.set_ylabel("share of posts right")
+    axes.legend(loc="upper left", fontsize=10, frameon=False)
+    what = "calibrated probability" if r.calibrated else "raw scores, not calibrated"
+    figure.suptitle(f"How far to trust the confidence ({what})", x=0.02, y=0.97, ha="left", fontsize=16)
+    _save(figure, path)
+
+
 def write_pngs(report: Report, folder: Path) -> list[Path]:
-    """`topics.png` (posts per topic) and `map.png` (the map) in `folder`."""
+    """`topics.png` (posts per topic), `map.png` (the map) and `reliability.png` (how far to trust the
+    confidence, when the report has it) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / "topics.png", folder / "map.png"]
     _bar_chart(report, paths[0])
     _map(report, paths[1])
+    if report.reliability is not None:
+        paths.append(folder / "reliability.png")
+        _reliability(report.reliability, paths[2])
     return paths

@@ -8,7 +8,9 @@ A bundle is a folder written after labelling (`<run folder>/bundle/`):
 - `arrays.safetensors`: the vectors of the run's posts and their raw topic scores (a new
   post's scores are smoothed over its nearest run posts, as a run smooths over neighbours),
   which of them are core points (cluster, radius), the cluster centres, the embeddings
-  of the topic names' parts, and each topic's floor (taken off a new post's scores too);
+  of the topic names' parts, each topic's floor (taken off a new post's scores too), and the
+  run's per-run head (`head_coef`, `head_intercept`: `topicli.method.adaptation`), whose
+  correction is added to a new post's raw scores as it was to the run's;
 - `cls_model/`: the classifier's `manifest.json` + `weights.safetensors`, copied when the
   scorer is cls_model;
 - `encoder/`: the sentence-transformers folder, only when written with `include_encoder`;
@@ -62,6 +64,8 @@ from topicli import __version__
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.io import UMASK, atomic_folder, file_digest
+from topicli.method.adaptation import ScoreAdapter
+from topicli.method.calibration import FEATURES, ConfidenceCalibrator
 from topicli.method.classifier import SHIPPED_MODEL, PairClassifier, load_classifier
 from topicli.method.encoders import (
     DEFAULT_ENCODER,
@@ -203,6 +207,7 @@ def bundle_contents(
         "template": prepared.template,
         "neighbours": prepared.neighbours.shape[1],
         "neighbour_weight": s.neighbour_weight,
+        **({"adaptation": prepared.adapter.summary()} if prepared.adapter and prepared.adapter.rounds_ else {}),
     }
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -230,6 +235,7 @@ def bundle_contents(
             for info in labeller.cluster_topics_
         ],
         "topic_keywords": _topic_keywords(result),
+        **({"calibration": result.calibrator.to_dict()} if result.calibrator else {}),  # of topic_confidence
         "metrics": {
             "coverage": result.coverage,
             "chosen_score": run.chosen.score,
@@ -254,6 +260,9 @@ def bundle_contents(
         "topic_part_owner": prepared.part_owner.astype(np.int64),
         "topic_floors": np.ascontiguousarray(prepared.topic_floors, dtype=np.float32),
     }
+    if "adaptation" in scoring:  # a served post's raw scores get the run's head's correction, as the run's posts did
+        arrays["head_coef"] = np.ascontiguousarray(prepared.adapter.coef_, dtype=np.float32)
+        arrays["head_intercept"] = np.ascontiguousarray(prepared.adapter.intercept_, dtype=np.float32)
     if prepared.language_means is not None:  # a served post loses its language's mean, as the run's posts did
         manifest["encoder"]["centred_languages"] = prepared.language_means.languages
         arrays["language_means"] = np.ascontiguousarray(prepared.language_means.means, dtype=np.float32)
@@ -363,6 +372,7 @@ class BundleModel:
         self.parts = arrays["topic_part_vectors"]
         self.part_owner = arrays["topic_part_owner"]
         self.floors = arrays["topic_floors"]
+        self.adapter = _adapter(manifest["scoring"], arrays)
         # The run found neighbours with this same search (scikit-learn, cosine), so ties order alike.
         self.neighbour_index = NearestNeighbors(metric="cosine").fit(self.post_vectors)
         self.labeller = ClusterLabeller(**manifest["labeller"])
@@ -372,6 +382,8 @@ class BundleModel:
             ClusterTopic(**{k: v for k, v in c.items() if k in names}) for c in manifest["clusters"]
         ]
         self.version_differences = version_differences(manifest["versions"])
+        calibration = manifest.get("calibration")  # absent: the run's outputs keep raw confidence, and so does this
+        self.calibrator = None if calibration is None else ConfidenceCalibrator.from_dict(calibration, str(folder))
 
     @classmethod
     def load(cls, folder: Path, batch_size: int = 64) -> BundleModel:
@@ -398,6 +410,8 @@ class BundleModel:
     def scores(self, vectors: np.ndarray) -> TopicScores:
         """Topic scores of new posts, smoothed over their nearest run posts."""
         raw = raw_scores(vectors, self.parts, self.part_owner, len(self.topics), self.classifier) - self.floors
+        if self.adapter is not None:
+            raw += self.adapter.correction(vectors)
         k = self.scoring["neighbours"]
         distances, indices = self.neighbour_index.kneighbors(vectors, n_neighbors=min(k + 1, len(self.post_vectors)))
         is_self = distances[:, 0] <= SELF_DISTANCE
@@ -431,7 +445,22 @@ class BundleModel:
         if self.language_means is not None:
             vectors = self.language_means.centre_texts(vectors, list(encoded_texts))
         labels = join_clusters(vectors, self.core_vectors, self.core_clusters, self.core_radius)
-        return self.labeller.assign(vectors, labels, self.scores(vectors))
+        scores = self.scores(vectors)
+        clusters, topics, confidence = self.labeller.assign(vectors, labels, scores)
+        if self.calibrator is not None:  # as `Pipeline.label` does
+            has = np.flatnonzero(np.isfinite(confidence))
+            confidence[has] = self.calibrator.calibrate(confidence[has], scores(has))
+        return clusters, topics, confidence
+
+
+def _adapter(scoring: dict[str, Any], arrays: dict[str, np.ndarray]) -> ScoreAdapter | None:
+    """The run's per-run head, rebuilt from the bundle: it corrects a served post's raw scores as the run's."""
+    if not scoring.get("adaptation"):
+        return None
+    adapter = ScoreAdapter()
+    adapter.coef_, adapter.intercept_ = arrays["head_coef"], arrays["head_intercept"]
+    adapter.weight_ = scoring["adaptation"]["weight"]
+    return adapter
 
 
 def version_differences(written: dict[str, str]) -> list[str]:
@@ -484,10 +513,18 @@ class _Clustering(_Section):
     core_points: int = Field(ge=0)
 
 
+class _Adaptation(_Section):
+    """`ScoreAdapter.summary`: the per-run head's record; its arrays are head_coef and head_intercept."""
+
+    rounds: int = Field(ge=1)
+    weight: float = Field(gt=0)
+
+
 class _Scoring(_Section):
     scorer: Literal["cosine", "cls_model"]
     neighbours: int = Field(ge=0)
     neighbour_weight: float = Field(ge=0, le=1)
+    adaptation: _Adaptation | None = None  # absent: no per-run head (bundles before issue 16, or adaptation off)
 
 
 class _Labeller(_Section):
@@ -512,6 +549,18 @@ class _Cluster(_Section):
     keywords: list[str] = []
 
 
+_N_FEATURES = len(FEATURES)
+
+
+class _Calibration(_Section):
+    """`ConfidenceCalibrator.to_dict`: P(right) = sigmoid(coef . features + intercept)."""
+
+    kind: Literal["logistic"]
+    features: list[Literal[FEATURES]] = Field(min_length=_N_FEATURES, max_length=_N_FEATURES)  # type: ignore[valid-type]
+    coef: list[Annotated[float, Field(ge=0)]] = Field(min_length=_N_FEATURES, max_length=_N_FEATURES)
+    intercept: float
+
+
 class _Limits(_Section):
     max_posts: int = Field(ge=1)
     max_chars: int = Field(ge=1)
@@ -530,6 +579,7 @@ class _Manifest(_Section):
     topics: list[_Text] = Field(min_length=1)
     clusters: list[_Cluster]
     limits: _Limits
+    calibration: _Calibration | None = None  # absent in bundles before issue 16, and with calibrate off
     bundle_id: str = Field(pattern=r"^[0-9A-Za-z._-]{1,64}$")
 
 
@@ -623,6 +673,9 @@ def _array_problem(arrays: dict[str, np.ndarray], m: _Manifest) -> str | None:
         "topic_part_owner": ("int64", (parts_count,)),
         "topic_floors": ("float32", (topics,)),
     }
+    if m.scoring.adaptation is not None:
+        specs["head_coef"] = ("float32", (topics, dimension))
+        specs["head_intercept"] = ("float32", (topics,))
     if m.encoder.centred_languages:
         specs["language_means"] = ("float32", ((len(m.encoder.centred_languages) + 1, "languages + 1"), dimension))
     for name, (dtype, dims) in specs.items():

@@ -10,8 +10,8 @@
   all [posts]. It is the bundle's `BundleModel.predict` after the encoder: the join rule
   (nearest core point within its radius), the topic scores (cosine to each topic's parts, or
   cls_model's network on the pairs), the smoothing over the k nearest run posts (the bundle's
-  scikit-learn `NearestNeighbors`, converted by skl2onnx), and the labeller (cluster topic,
-  override margin, noise policy). Everything else is plain ONNX operators;
+  scikit-learn `NearestNeighbors`, converted by skl2onnx), the labeller (cluster topic,
+  override margin, noise policy) and the confidence calibrator. Everything else is plain ONNX operators;
 - `tokenizer.json`: the encoder's tokenizer with its truncation and padding set, so
   `tokenizers.Tokenizer.from_file` alone gives the encoder's inputs;
 - or, for USE v3 and multilingual-e5-small, `encoder.json` in place of `encoder.onnx` and the
@@ -43,6 +43,8 @@ import numpy as np
 
 from topicli.errors import TopicliError
 from topicli.io import atomic_folder
+from topicli.method.adaptation import LOG_FLOOR, ScoreAdapter
+from topicli.method.calibration import CONFIDENCE_EPS, MARGIN_FLOOR
 from topicli.method.encoder_export import ENCODER_INPUTS, ONNX_ENCODER_FILE, OPSET, write_encoder_files
 from topicli.method.encoders import (
     ONNX_BATCH,
@@ -139,6 +141,17 @@ def _topic_scores(g: _Graph, model: BundleModel, embedding: str) -> str:
     return g.node("Sub", best, g.const(model.floors, "topic_floors"), hint="raw_scores")
 
 
+def _head_correction(g: _Graph, adapter: ScoreAdapter, embedding: str) -> str:
+    """The per-run head's correction, as `ScoreAdapter.correction`: weight / scale x max(log_softmax, floor)."""
+    logits = g.node(
+        "Add",
+        g.node("MatMul", embedding, g.const(adapter.coef_.T.astype(np.float32), "head_coef")),
+        g.const(adapter.intercept_.astype(np.float32), "head_intercept"),
+    )
+    floored = g.node("Max", g.node("LogSoftmax", logits, axis=1), g.const(np.float32(LOG_FLOOR)))
+    return g.node("Mul", floored, g.const(np.float32(adapter.weight_ / COSINE_SCALE)), hint="head_correction")
+
+
 def _smoothed(g: _Graph, model: BundleModel, raw: str, embedding: str) -> tuple[str, list[Any]]:
     """Scores blended with the mean raw scores of the k nearest run posts, as `BundleModel.scores` does."""
     s = model.scoring
@@ -194,6 +207,29 @@ def _joined_clusters(g: _Graph, model: BundleModel, embedding: str, batch_minus_
     return g.node("Where", within, cluster, batch_minus_one, hint="joined")
 
 
+def _calibrated(g: _Graph, model: BundleModel, confidence: str, scores: str) -> str:
+    """The bundle's `ConfidenceCalibrator` on the raw confidence: sigmoid(w1 logit(c) + w2 log(p1/p2) + b), p1 and p2
+    the post's two best smoothed probabilities; the raw confidence when the bundle has no calibrator."""
+    from onnx import helper
+
+    calibrator = model.calibrator
+    if calibrator is None:
+        return confidence
+    clipped = g.node("Clip", confidence, g.const(np.float32(CONFIDENCE_EPS)), g.const(np.float32(1 - CONFIDENCE_EPS)))
+    logit = g.node("Sub", g.node("Log", clipped), g.node("Log", g.node("Sub", g.const(np.float32(1)), clipped)))
+    if len(model.topics) < 2:
+        margin = g.node("Add", g.node("Mul", logit, g.const(np.float32(0))), g.const(np.float32(-np.log(MARGIN_FLOOR))))
+    else:
+        top, indices = g._name("top_two"), g._name("top_two_index")
+        g.nodes.append(helper.make_node("TopK", [scores, g.const(np.array([2]))], [top, indices], name=top, axis=1))
+        logs = g.node("Log", g.node("Max", top, g.const(np.float32(MARGIN_FLOOR))))
+        first, second = (g.node("Gather", logs, g.const(np.int64(i)), axis=1) for i in (0, 1))
+        margin = g.node("Sub", first, second, hint="log_margin")
+    w = calibrator.coef_.astype(np.float32)
+    z = g.node("Add", g.node("Mul", logit, g.const(w[0])), g.node("Mul", margin, g.const(w[1])))
+    return g.node("Sigmoid", g.node("Add", z, g.const(np.float32(calibrator.intercept_))), hint="calibrated")
+
+
 def assignment_graph(model: BundleModel) -> Any:
     """The ONNX model of everything `BundleModel.predict` does after the encoder."""
     from onnx import TensorProto, helper
@@ -206,6 +242,8 @@ def assignment_graph(model: BundleModel) -> Any:
     )
     clusters = _joined_clusters(g, model, embedding, minus_one)
     raw = _topic_scores(g, model, embedding)
+    if model.adapter is not None:
+        raw = g.node("Add", raw, _head_correction(g, model.adapter, embedding), hint="adapted_raw_scores")
     scores, search_nodes = _smoothed(g, model, raw, embedding)
     if model.classifier is None:
         scores = g.node("Softmax", g.node("Mul", scores, g.const(np.float32(COSINE_SCALE))), axis=1)
@@ -250,7 +288,7 @@ def assignment_graph(model: BundleModel) -> Any:
     outputs = {
         "cluster": g.node("Where", valid, clusters, minus_one),
         "topic_index": topic,
-        "confidence": g.node("Where", has_topic, confidence, g.const(np.float32(0))),
+        "confidence": g.node("Where", has_topic, _calibrated(g, model, confidence, scores), g.const(np.float32(0))),
         "topic": g.node(
             "Gather",
             g.const(np.array([*model.topics, ""], dtype=object), "topic_names"),
