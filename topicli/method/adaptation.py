@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.linear_model import LogisticRegression
 
 from topicli.method.scoring import COSINE_SCALE
 
@@ -160,6 +159,9 @@ class ScoreAdapter(BaseEstimator):
         if len(np.unique(topics[~held])) < 2:
             held[:] = False
         x = np.asarray(vectors[rows], dtype=np.float32)
+        # imported here: serving only applies the head, and scikit-learn's linear models bring its progress bars (rich)
+        from sklearn.linear_model import LogisticRegression
+
         model = LogisticRegression(C=self.regularisation, max_iter=1000, tol=1e-3)  # 1e-4 took 2.5x the time
         model.fit(x[~held], topics[~held], sample_weight=None if weights is None else weights[rows][~held])
         coef = np.zeros((n_topics, x.shape[1]), dtype=np.float32)
