@@ -86,13 +86,8 @@ def mix(languages: Sequence[str], split: str) -> pd.DataFrame:
 
 
 def tweets() -> pd.DataFrame:
-    rows = []
-    for name in ("test_2021.single.json", "test_random.single.json"):
-        path = DATA / "tweet_topic_single" / name
-        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return pd.DataFrame(
-        {"text": [r["text"] for r in rows], "gold": [[r["label_name"]] for r in rows], "language": "en"}
-    )
+    """The TweetTopic single-label test files."""
+    return labelled(("test_2021.single.json", "test_random.single.json"))
 
 
 def mostly_english() -> pd.DataFrame:

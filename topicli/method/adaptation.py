@@ -111,9 +111,9 @@ class ScoreAdapter(BaseEstimator):
         raw: np.ndarray,
         finish: Callable[[np.ndarray], np.ndarray],
         weights: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """`fit`, returning the probabilities of the kept head (`finish(raw + correction)`; `finish(raw)` when no
-        round was kept), which the last round computed already: a run needs them next."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`fit`, returning the raw scores with the kept head's correction and their probabilities (`raw` and
+        `finish(raw)` when no round was kept), which the last round computed already: a run needs them next."""
         n_topics = raw.shape[1]
         self.coef_ = np.zeros((n_topics, vectors.shape[1]), dtype=np.float32)
         self.intercept_ = np.zeros(n_topics, dtype=np.float32)
@@ -121,7 +121,7 @@ class ScoreAdapter(BaseEstimator):
         self.rounds_ = 0
         self.pseudo_labels_ = 0
         self.weight_ = 0.0
-        probabilities = finish(raw)
+        adapted, probabilities = raw, finish(raw)
         sample = np.sort(np.random.default_rng(self.seed).permutation(len(raw))[:SPREAD_SAMPLE])
         zero_shot_spread = _spread(COSINE_SCALE * raw[sample])
         for _ in range(self.max_rounds):
@@ -135,12 +135,12 @@ class ScoreAdapter(BaseEstimator):
             self.coef_, self.intercept_ = coef, intercept
             self.rounds_ += 1
             self.pseudo_labels_ = len(rows)
-            self.weight_ = 1.0
-            loudness = zero_shot_spread / max(_spread(COSINE_SCALE * self.correction(vectors[sample])), 1e-6)
+            loudness = zero_shot_spread / max(_spread(self._log_probabilities(vectors[sample])), 1e-6)
             evidence = len(rows) / (len(rows) + coef.size)
             self.weight_ = self.strength * evidence * min(1.0, loudness)
-            probabilities = finish(raw + self.correction(vectors))
-        return probabilities
+            adapted = raw + self.correction(vectors)
+            probabilities = finish(adapted)
+        return adapted, probabilities
 
     def _to_beat(self, held_out: int) -> float:
         """The agreement a new round must pass: the best before it plus its standard error on `held_out` posts, so
@@ -177,12 +177,18 @@ class ScoreAdapter(BaseEstimator):
 
     def correction(self, vectors: np.ndarray) -> np.ndarray:
         """What the head adds to raw scores: `weight_` x its log-probabilities (floored), in cosine units."""
+        out = self._log_probabilities(vectors)
+        out *= self.weight_ / COSINE_SCALE
+        return out
+
+    def _log_probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """The head's log-probability of every topic, floored at LOG_FLOOR, a block of posts at a time."""
         out = np.empty((len(vectors), len(self.intercept_)), dtype=np.float32)
         for start in range(0, len(vectors), CHUNK):
             logits = np.asarray(vectors[start : start + CHUNK], dtype=np.float32) @ self.coef_.T + self.intercept_
             logits -= logits.max(axis=1, keepdims=True)
             log_probabilities = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-            out[start : start + CHUNK] = (self.weight_ / COSINE_SCALE) * np.maximum(log_probabilities, LOG_FLOOR)
+            out[start : start + CHUNK] = np.maximum(log_probabilities, LOG_FLOOR)
         return out
 
     def summary(self) -> dict[str, Any]:

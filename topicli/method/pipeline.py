@@ -242,9 +242,7 @@ class Pipeline:
             with self.progress("adapting to the posts", None) as advance:
                 seed = self.settings.clustering.seed
                 adapter = ScoreAdapter(share=s.adapt_share, max_rounds=s.adapt_rounds, seed=seed)
-                matrix = adapter.fit_scores(vectors, raw, finish, weights)
-                if adapter.rounds_:
-                    raw += adapter.correction(vectors)
+                raw, matrix = adapter.fit_scores(vectors, raw, finish, weights)
                 advance(1)
         else:
             matrix = finish(raw)
