@@ -71,6 +71,25 @@ def test_cluster_then_label_equals_run(isolated: Path) -> None:
     assert together["cluster"].tolist() == apart["cluster"].tolist()
 
 
+def test_label_reads_the_posts_from_here_when_the_run_was_clustered_elsewhere(isolated: Path) -> None:
+    assert invoke("cluster", EXAMPLES, "--run", "cloud")[0] == 0
+    recorded = isolated / "cloud" / "clustering.json"
+    document = json.loads(recorded.read_text())
+    document["input"] = "/mnt/azureml/cr/j/0a1b/cap/data-capability/wd/INPUT_posts/posts.csv"  # as a job records it
+    recorded.write_text(json.dumps(document))
+    code, _out, err = invoke("label", "--run", "cloud")
+    assert code == 2 and "is not on this machine" in err and "--posts" in err and "Traceback" not in err
+    Path("other.csv").write_text("caption\nnot the posts that were clustered\n")
+    code, _out, err = invoke("label", "--run", "cloud", "--posts", "other.csv")
+    assert code == 2 and "changed since it was clustered" in err
+    copy = Path("downloaded.csv")
+    copy.write_bytes(EXAMPLES.read_bytes())
+    code, _out, err = invoke("label", "--run", "cloud", "--posts", str(copy), "-o", "labelled.csv")
+    assert code == 0, err
+    assert len(pd.read_csv("labelled.csv")) == len(pd.read_csv(EXAMPLES))
+    assert json.loads(recorded.read_text())["input"] == str(copy), "the run now records where its posts are"
+
+
 def test_options_and_environment_override_the_config(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (isolated / "topics.txt").write_text("Coffee\nDogs\nRunning\nWeddings\nPersonal Finance\n")
     Path("topicli.toml").write_text('[labelling]\nnoise_policy = "unassigned"\n[clustering]\nmin_topics = 2\n')

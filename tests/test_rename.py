@@ -71,9 +71,20 @@ def a_run() -> tuple[pd.DataFrame, pd.DataFrame]:
     return posts, table
 
 
+TOPICS = ["Cats", "Dogs"]  # the bundle's topic list
+
+
+def as_matched(texts: list[str], cluster: int, topic: int) -> tuple[np.ndarray, np.ndarray]:
+    """A bundle's answer for a joined cluster's posts: its topic at confidence 0.08, but the last post's own is Dogs."""
+    assert cluster == 2
+    topics = np.full(len(texts), topic)
+    topics[-1] = 1
+    return topics, np.full(len(texts), 0.08)
+
+
 def test_merging_two_topics_sums_them_and_finds_their_keywords_again() -> None:
     posts, table = a_run()
-    renamed = rename_outputs(posts, table, "caption", {"Cats": "Pets", "Dogs": "Pets"}, {2: 0.08})
+    renamed = rename_outputs(posts, table, "caption", {"Cats": "Pets", "Dogs": "Pets"}, TOPICS, as_matched)
     assert renamed.posts["topic"].tolist() == ["Pets"] * 5 + ["", ""]
     assert renamed.posts["cluster"].tolist() == posts["cluster"].tolist(), "no re-clustering"
     pets = renamed.topic_table.iloc[0]
@@ -95,22 +106,22 @@ def test_merging_two_topics_sums_them_and_finds_their_keywords_again() -> None:
 
 def test_an_unmatched_cluster_joins_a_topic_of_the_run() -> None:
     posts, table = a_run()
-    renamed = rename_outputs(posts, table, "caption", {"shabbat · challah": "Cats", "Cats": "Cats"}, {2: 0.08})
-    assert renamed.posts["topic"].tolist()[5:] == ["Cats", "Cats"]
+    renamed = rename_outputs(posts, table, "caption", {"shabbat · challah": "Cats", "Cats": "Cats"}, TOPICS, as_matched)
+    assert renamed.posts["topic"].tolist()[5:] == ["Cats", "Dogs"], "the bundle's answer, override included"
     assert renamed.posts["topic_confidence"].tolist()[5:] == [0.08, 0.08]
     assert renamed.posts["topic_runner_up"].tolist()[5:] == ["", ""]
     assert renamed.joined == {2: "Cats"} and (renamed.topic_table["kind"] == "topic").all()
     cats = renamed.topic_table.set_index("topic").loc["Cats"]
-    assert cats["size"] == 5 and cats["clusters"] == "0 2"
+    assert cats["size"] == 4 and cats["clusters"] == "0 2"
     with pytest.raises(TopicliError, match="can only join a topic of the run"):
-        rename_outputs(posts, table, "caption", {"shabbat · challah": "Judaism"}, {2: 0.08})
+        rename_outputs(posts, table, "caption", {"shabbat · challah": "Judaism"}, TOPICS, as_matched)
     with pytest.raises(TopicliError, match=r"no topic or unmatched cluster named 'Birds'.*Cats, Dogs"):
-        rename_outputs(posts, table, "caption", {"Birds": "Pets"}, {2: 0.08})
+        rename_outputs(posts, table, "caption", {"Birds": "Pets"}, TOPICS, as_matched)
 
 
 def test_the_manifest_keeps_its_topic_list_and_gets_the_new_names() -> None:
     posts, table = a_run()
-    renamed = rename_outputs(posts, table, "caption", {"Cats": "Pets", "shabbat · challah": "Dogs"}, {2: 0.08})
+    renamed = rename_outputs(posts, table, "caption", {"Cats": "Pets", "shabbat · challah": "Dogs"}, TOPICS, as_matched)
     manifest = {
         "bundle_id": "abc",
         "topics": ["Cats", "Dogs", "Food & Cooking"],
@@ -140,7 +151,8 @@ def test_label_rename_writes_the_outputs_and_a_new_bundle_without_clustering(iso
     table = pd.read_csv(run / "posts.topics.csv", dtype=str, keep_default_na=False)
     topics = table[table["kind"] == "topic"]["topic"].tolist()
     unmatched = table[table["kind"] == "unmatched"]
-    first, second = topics[0], topics[1]
+    first = unmatched["runner_up"].iloc[0]  # the topic the cluster nearly had: a user would join it there
+    second = next(t for t in topics if t != first)
     before = json.loads((run / "bundle" / "manifest.json").read_text())
     labels = np.load(run / "clusters.npy")
     mapping = write(
@@ -154,8 +166,9 @@ def test_label_rename_writes_the_outputs_and_a_new_bundle_without_clustering(iso
     after_table = pd.read_csv(run / "posts.topics.csv", dtype=str, keep_default_na=False)
     merged = after_table.set_index("topic").loc["Merged"]
     sizes = table.set_index("topic")["size"].astype(int)
-    expected = sizes[first] + sizes[second] + int(unmatched["size"].iloc[0])
-    assert int(merged["size"]) == expected == (posts["topic"] == "Merged").sum()
+    expected = (posts["topic"] == "Merged").sum()  # the joined cluster's posts whose own topic did not win
+    assert sizes[first] + sizes[second] < int(merged["size"]) == expected
+    assert expected <= sizes[first] + sizes[second] + int(unmatched["size"].iloc[0])
     assert first not in set(posts["topic"]) and second not in set(after_table["topic"])
     assert len(after_table[after_table["kind"] == "unmatched"]) == len(unmatched) - 1
     over = pd.read_csv(run / "over_time.csv", keep_default_na=False)
@@ -169,3 +182,12 @@ def test_label_rename_writes_the_outputs_and_a_new_bundle_without_clustering(iso
     assert (names == posts["topic"].to_numpy()).mean() > 0.95, "serving answers the run's posts with the new names"
     still = posts["cluster"].astype(int).isin(unmatched["clusters"].astype(int).iloc[1:]).to_numpy()
     assert (predicted.topics[still] == -1).all(), "posts of clusters still unmatched get no topic"
+    joined = int(unmatched["clusters"].iloc[0])
+    rows = (posts["cluster"].astype(int) == joined).to_numpy()
+    own = posts.loc[rows, "topic_confidence"].astype(float).to_numpy()
+    raw = next(c["confidence"] for c in before["clusters"] if c["cluster"] == joined)
+    assert "calibration" in before and not np.allclose(own, round(raw, 4)), "calibrated per post, not the raw one"
+    served = predicted.clusters[rows] == joined
+    assert served.any()
+    assert (posts.loc[rows, "topic"].to_numpy()[served] == names[rows][served]).all(), "as serving answers them"
+    np.testing.assert_allclose(own[served], predicted.confidence[rows][served], atol=1e-4)

@@ -130,9 +130,20 @@ RenameOption = Annotated[
 ]
 
 
+LabelPostsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--posts",
+        help="the posts the run clustered, read from here instead of the path the run recorded (a run clustered "
+        "elsewhere, e.g. on Azure ML, recorded the compute node's mount path); checked to be the same file",
+    ),
+]
+
+
 @topics_app.command()
 def label(
     run: RunOption = None,
+    posts: LabelPostsOption = None,
     topics: TopicsOption = None,
     noise_policy: NoiseOption = None,
     output: OutputOption = None,
@@ -144,6 +155,9 @@ def label(
     if rename is not None:
         _rename(rename, run, config)
         return
+    from dataclasses import replace
+
+    from topicli.errors import TopicliError
     from topicli.io import read_posts
     from topicli.method.pipeline import Pipeline
     from topicli.method.runs import ClusterRun, latest_run_folder
@@ -151,6 +165,13 @@ def label(
     settings = _clustering_settings(config, None, topics, None, None, None, noise_policy)
     folder = run or latest_run_folder(settings)
     clustering = ClusterRun.load(folder)
+    if posts is not None:
+        clustering = replace(clustering, input=str(posts))
+    elif not Path(clustering.input).exists():
+        raise TopicliError(
+            f"{clustering.input}, the posts {folder} was clustered from, is not on this machine (a run clustered on "
+            "Azure ML records the compute node's path); give them with --posts"
+        )
     topic_list = check_run_paths(settings, folder, "--run" if run else "[output] dir", output, Path(clustering.input))
     pipeline = Pipeline(settings, progress_bar, topic_list)
     prepared = pipeline.prepare(read_posts(Path(clustering.input), clustering.text_column))
@@ -266,7 +287,14 @@ def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
         topic_table_path,
         write_outputs,
     )
-    from topicli.serving.bundle import CLASSIFIER_FOLDER, ENCODER_FOLDER, BundleContents, read_bundle, save_bundle
+    from topicli.serving.bundle import (
+        CLASSIFIER_FOLDER,
+        ENCODER_FOLDER,
+        BundleContents,
+        BundleModel,
+        read_bundle,
+        save_bundle,
+    )
 
     settings = settings_for(config)
     folder = run or latest_run_folder(settings)
@@ -282,7 +310,8 @@ def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
         read_table(topic_table_path(posts_path)),
         clustering.text_column,
         mapping,
-        {c["cluster"]: c["confidence"] for c in manifest["clusters"]},
+        manifest["topics"],
+        BundleModel.load(bundle_folder(folder)).answer_as_cluster,
         settings.input.date_column,
         settings.labelling.keywords,
     )

@@ -5,10 +5,11 @@ A mapping file has two columns, old name and new name (CSV; a first row `from,to
 one of its unmatched clusters:
 
 - a topic renamed to a new name is renamed; two topics renamed to one name are merged;
-- an unmatched cluster renamed to a topic's (new) name joins that topic: its posts get it,
-  with the cluster's confidence, as if it had been matched. It cannot take a name that is no
-  topic of the run: serving scores posts against the topic list, which has no vectors for it
-  (add the topic to the list and run `topicli label` instead).
+- an unmatched cluster renamed to a topic's (new) name joins that topic: its posts get what
+  the bundle answers for a post of a matched cluster (the topic with the cluster's confidence,
+  or the post's own topic where it beats the cluster's by the override margin; calibrated).
+  It cannot take a name that is no topic of the run: serving scores posts against the topic
+  list, which has no vectors for it (add the topic to the list and run `topicli label`).
 
 The posts output, the topic table (sizes, clusters, confidence, keywords and examples of the
 merged topics, from the posts) and the topics over time are written again; the bundle's
@@ -19,6 +20,7 @@ so a served post is scored exactly as before and answered with the new name.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,19 +98,24 @@ def _split(mapping: dict[str, str], table: pd.DataFrame) -> tuple[dict[str, str]
     return renames, joined
 
 
+JoinedAnswer = Callable[[list[str], int, int], tuple[np.ndarray, np.ndarray]]
+
+
 def rename_outputs(
     posts: pd.DataFrame,
     table: pd.DataFrame,
     text_column: str,
     mapping: dict[str, str],
-    cluster_confidence: dict[int, float],
+    topic_list: list[str],
+    answer_joined: JoinedAnswer,
     date_column: str = "",
     n_keywords: int = KEYWORDS,
 ) -> RenamedRun:
     """The posts output and topic table of a run with the mapping applied, and the topics over time again.
 
-    `cluster_confidence`: each cluster's topic confidence (the bundle manifest's), given to the posts
-    of an unmatched cluster that joins a topic.
+    `answer_joined(texts, cluster, topic)` gives the posts of an unmatched cluster joining the topic at
+    index `topic` of `topic_list` (the bundle's, old names) their topic indices and confidence:
+    `BundleModel.answer_as_cluster`.
     """
     table = table.assign(  # as read back from any output format: CSV gives text
         clusters=table["clusters"].fillna("").astype(str),
@@ -120,10 +127,12 @@ def rename_outputs(
     out = posts.assign(cluster=pd.to_numeric(posts["cluster"]).astype(int))
     topic = out["topic"].fillna("").astype(str).map(lambda t: renames.get(t, t))
     confidence = pd.to_numeric(out["topic_confidence"], errors="coerce")
+    new_list = [renames.get(t, t) for t in topic_list]
     for cluster, name in joined.items():
         rows = (out["cluster"] == cluster) & (topic == "")
-        topic[rows] = name
-        confidence[rows] = round(cluster_confidence[cluster], 4)
+        found, sure = answer_joined(out.loc[rows, text_column].astype(str).tolist(), cluster, new_list.index(name))
+        topic[rows] = [new_list[t] if t >= 0 else "" for t in found]
+        confidence[rows] = np.round(sure, 4)
         if RUNNER_UP_COLUMN in out.columns:
             out.loc[rows, RUNNER_UP_COLUMN] = ""
     out["topic"], out["topic_confidence"] = topic, confidence

@@ -44,13 +44,14 @@ are plain numbers and such drift moves scores in the last digits, not the method
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
 import shutil
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -429,10 +430,39 @@ class BundleModel:
         confidence = np.full(n, np.nan, dtype=np.float64)
         rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
         if len(rows):
-            limit = self.limits.get("encoded_chars")  # a post is encoded from as many characters as in the run
-            cut = [texts[i][:limit] for i in rows]
+            cut = self._as_encoded([texts[i] for i in rows])
             clusters[rows], topics[rows], confidence[rows] = self.assign_vectors(self.encoder.encode(cut), cut)
         return Predictions(clusters, topics, confidence)
+
+    def _as_encoded(self, texts: Sequence[str]) -> list[str]:
+        """Texts cut to as many characters as the run encoded."""
+        limit = self.limits.get("encoded_chars")
+        return [text[:limit] for text in texts]
+
+    def answer_as_cluster(self, texts: Sequence[str], cluster: int, topic: int) -> tuple[np.ndarray, np.ndarray]:
+        """(topic index, confidence) of the run's posts `texts` (non-empty) of `cluster`, answered as if the
+        cluster were matched to `topic`: for `label --rename`, where an unmatched cluster joins a topic. As
+        `assign_vectors` answers a post of a matched cluster: the labeller's override, then the calibrator."""
+        cut = self._as_encoded(texts)
+        vectors = self.encoder.encode(cut)
+        if self.language_means is not None:
+            vectors = self.language_means.centre_texts(vectors, cut)
+        scores = self.scores(vectors)
+        labeller = copy.copy(self.labeller)
+        labeller.cluster_topics_ = [
+            replace(info, topic=topic, unmatched=False)
+            for info in self.labeller.cluster_topics_
+            if info.cluster == cluster
+        ]
+        _, topics, confidence = labeller.assign(vectors, np.full(len(cut), cluster), scores)
+        return topics, self._calibrated(confidence, scores)
+
+    def _calibrated(self, confidence: np.ndarray, scores: TopicScores) -> np.ndarray:
+        """The labeller's confidence made a probability, as `Pipeline.label` does (unchanged when the run's was raw)."""
+        if self.calibrator is not None:
+            has = np.flatnonzero(np.isfinite(confidence))
+            confidence[has] = self.calibrator.calibrate(confidence[has], scores(has))
+        return confidence
 
     def assign_vectors(
         self, vectors: np.ndarray, encoded_texts: Sequence[str]
@@ -447,10 +477,7 @@ class BundleModel:
         labels = join_clusters(vectors, self.core_vectors, self.core_clusters, self.core_radius)
         scores = self.scores(vectors)
         clusters, topics, confidence = self.labeller.assign(vectors, labels, scores)
-        if self.calibrator is not None:  # as `Pipeline.label` does
-            has = np.flatnonzero(np.isfinite(confidence))
-            confidence[has] = self.calibrator.calibrate(confidence[has], scores(has))
-        return clusters, topics, confidence
+        return clusters, topics, self._calibrated(confidence, scores)
 
 
 def _adapter(scoring: dict[str, Any], arrays: dict[str, np.ndarray]) -> ScoreAdapter | None:
