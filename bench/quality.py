@@ -46,6 +46,7 @@ from topicli.method.encoders import load_encoder
 from topicli.method.evaluation import accuracy_at, expected_calibration_error, score
 from topicli.method.languages import DEFAULT_ENCODER, E5_SMALL, MULTILINGUAL, detect_languages
 from topicli.method.pipeline import Pipeline
+from topicli.method.tokens import read_languages
 from topicli.method.topics import read_topics, topic_phrase
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,20 +145,118 @@ def topicli(
         except TopicliError as error:
             print(f"topicli: {error}", file=sys.stderr)
             return {"macro_f1": float("nan"), "accuracy": float("nan"), "encoder": encoder}
-    predicted = result.posts["topic"].tolist()
-    figures = score(predicted, frame["gold"].tolist(), result.posts["cluster"].tolist(), topics)
+    return {
+        **judged(frame, topics, result.posts["topic"].tolist(), result.posts["cluster"].to_numpy()),
+        "encoder": pipeline.encoder_name,
+        "confidence": result.posts["topic_confidence"].to_numpy(dtype=np.float64),
+    }
+
+
+def judged(frame: pd.DataFrame, topics: list[str], predicted: list[str], clusters: np.ndarray) -> dict:
+    """Figures of the posts' topics against gold: macro-F1 and the rest, by language, the clusters' purity."""
     right = np.array([p in g for p, g in zip(predicted, frame["gold"], strict=True)])
     by_language = {
         lang: float(right[(frame["language"] == lang).to_numpy()].mean()) for lang in frame["language"].unique()
     }
     return {
-        **figures,
-        "encoder": pipeline.encoder_name,
-        "purity": purity(result.posts["cluster"].to_numpy(), frame["language"].to_numpy()),
+        **score(predicted, frame["gold"].tolist(), clusters.tolist(), topics),
+        "purity": purity(clusters, frame["language"].to_numpy()),
         "by_language": by_language,
-        "confidence": result.posts["topic_confidence"].to_numpy(dtype=np.float64),
         "right": right,
+        "predicted": predicted,
+        "clusters": clusters,
     }
+
+
+def grouped(frame: pd.DataFrame, topics: list[str], tmp: Path) -> dict:
+    """Issue 15's per-encoder-group design: the English posts (as py3langid reads them) in a run of their own
+    with all-MiniLM-L6-v2, the others in a run of their own with `auto`'s choice for them; one topic list,
+    the outputs joined (each group's clusters kept apart)."""
+    english = np.array(read_languages(frame["text"].tolist())) == "en"
+    predicted = np.full(len(frame), "", dtype=object)
+    clusters = np.full(len(frame), -1, dtype=np.int64)
+    encoders = []
+    for rows, encoder in ((english, DEFAULT_ENCODER), (~english, "auto")):
+        if rows.any():
+            r = topicli(frame[rows].reset_index(drop=True), topics, encoder, tmp)
+            if "predicted" in r:
+                found = np.asarray(r["clusters"])
+                predicted[rows] = r["predicted"]
+                clusters[rows] = np.where(found >= 0, found + clusters.max() + 1, -1)
+            encoders.append(f"{int(rows.sum())} → {r['encoder']}")
+    return {**judged(frame, topics, list(predicted), clusters), "encoder": " + ".join(encoders)}
+
+
+def parallel(languages: Sequence[str], split: str) -> pd.DataFrame:
+    """Every sentence in every language: each language's posts in the mix are exactly those of its own run."""
+    return pd.concat([sib(lang, split) for lang in languages], ignore_index=True)
+
+
+def gap(own: pd.Series, mixed: pd.Series) -> tuple[float, float]:
+    """A language's accuracy in its own run less its accuracy in the mix, on the same sentences (`own`: right or
+    not by index_id; `mixed`: the mix's, by index_id), and the standard error of that paired difference."""
+    d = own.loc[mixed.index].to_numpy(dtype=float) - mixed.to_numpy(dtype=float)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
+def worst_gap(own: dict[str, pd.Series], frame: pd.DataFrame, r: dict) -> str:
+    """The largest of the languages' gaps (own run less mix), with its standard error, and how many languages'
+    gaps exceed two standard errors."""
+    right = pd.Series(r["right"], index=frame["index_id"].to_numpy())
+    gaps = {lang: gap(own[lang], right[(frame["language"] == lang).to_numpy()]) for lang in frame["language"].unique()}
+    worst = max(gaps, key=lambda lang: gaps[lang][0])
+    beyond = sum(g > 2 * se for g, se in gaps.values())
+    return f"{gaps[worst][0]:+.3f} ± {gaps[worst][1]:.3f} ({worst}); {beyond} beyond 2 SE"
+
+
+MIX_DESIGNS = (("one space (auto)", "auto"), ("a group per encoder", "grouped"))
+
+
+def designs(tmp: Path) -> list[str]:
+    """Development figures that choose between one vector space for a mix and a group per encoder."""
+    started = time.perf_counter()
+    lines = [
+        "## One space for every language against a group per encoder (development data)",
+        "",
+        "`worst gap`: the largest drop of a language's accuracy in the mix below its own run with auto, on the",
+        "same sentences, ± its standard error (paired); then how many languages drop by more than two.",
+        "",
+        "| set | design | encoders | macro-F1 | accuracy | purity | worst gap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    own = {}
+    for lang in MIX8:
+        frame = sib(lang, "dev")
+        topics = sorted({t for g in frame["gold"] for t in g})
+        own[lang] = pd.Series(topicli(frame, topics, "auto", tmp)["right"], index=frame["index_id"].to_numpy())
+    for name, frame in (
+        ("8 languages, each sentence once", mix(MIX8, "dev")),
+        ("8 languages, every sentence in each", parallel(MIX8, "dev")),
+    ):
+        topics = sorted({t for g in frame["gold"] for t in g})
+        for design, how in MIX_DESIGNS:
+            r = grouped(frame, topics, tmp) if how == "grouped" else topicli(frame, topics, "auto", tmp)
+            cells = (f3(r["macro_f1"]), f3(r["accuracy"]), f3(r["purity"]), worst_gap(own, frame, r))
+            lines.append(row(name, design, r["encoder"], *cells))
+            print(lines[-1], f"{time.perf_counter() - started:.0f} s", flush=True)
+    lines += ["", "## The examples' 93 %-English set (English posts alone: their own run with auto)", ""]
+    lines += [
+        "| design | encoders | macro-F1 | English accuracy | other accuracy | English gap |",
+        "|---|---|---|---|---|---|",
+    ]
+    frame = mostly_english().reset_index(drop=True)
+    topics = sorted({t for g in frame["gold"] for t in g})
+    english = (frame["language"] == "en").to_numpy()
+    alone = topicli(frame[english].reset_index(drop=True), topics, "auto", tmp)
+    lines.append(row("English posts alone", alone["encoder"], f3(alone["macro_f1"]), f3(alone["accuracy"]), "-", "-"))
+    for design, how in MIX_DESIGNS:
+        r = grouped(frame, topics, tmp) if how == "grouped" else topicli(frame, topics, "auto", tmp)
+        g, se = gap(pd.Series(alone["right"]), pd.Series(r["right"][english]))
+        cells = (f3(r["macro_f1"]), f3(r["by_language"]["en"]), f3(r["by_language"]["other"]), f"{g:+.3f} ± {se:.3f}")
+        lines.append(row(design, r["encoder"], *cells))
+        print(lines[-1], flush=True)
+    lines += ["", f"Wall time {time.perf_counter() - started:.0f} s; peak memory {peak_mb():.0f} MB."]
+    return lines
 
 
 def purity(clusters: np.ndarray, languages: np.ndarray) -> float:
@@ -245,13 +344,16 @@ def test_rows(languages: list[str], tmp: Path, quick: bool) -> list[str]:
         + ["topicli auto", "auto chose", "auto ≥ best cosine"]
     )
     lines += ["| language | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
-    single: dict[str, dict[str, tuple[float, float]]] = {}  # language → encoder → (macro-F1, accuracy)
+    single: dict[str, dict[str, float]] = {}  # language → encoder → macro-F1
+    own: dict[str, dict[str, pd.Series]] = {}  # encoder → language → each sentence right or not, by index_id
     for lang in languages:
         frame = sib(lang, "test")
         topics = sorted({t for g in frame["gold"] for t in g})
         cos = {e: cosine(frame, topics, e) for e in ENCODERS}
         runs = {e: topicli(frame, topics, e, tmp) for e in (*ENCODERS, "auto")}
-        single[lang] = {e: (r["macro_f1"], r["accuracy"]) for e, r in runs.items()}
+        single[lang] = {e: r["macro_f1"] for e, r in runs.items()}
+        for e, r in runs.items():
+            own.setdefault(e, {})[lang] = pd.Series(r["right"], index=frame["index_id"].to_numpy())
         auto = runs["auto"]
         cells = [f"{cos[e]:.3f}" for e in ENCODERS] + [f"{runs[e]['macro_f1']:.3f}" for e in ENCODERS]
         cells += [
@@ -261,44 +363,51 @@ def test_rows(languages: list[str], tmp: Path, quick: bool) -> list[str]:
         ]
         lines.append(f"| {lang} | " + " | ".join(cells) + " |")
         print(lines[-1], f"{time.perf_counter() - started:.0f} s", flush=True)
-    lines += ["", "## Mixes of SIB-200 test sentences (each sentence once, in a drawn language)", ""]
+    lines += ["", "## Mixes of SIB-200 test sentences", ""]
     lines += [
-        "`single mean`: mean macro-F1 of the same encoder's single-language runs; `worst gap`: largest drop of a",
-        "language's accuracy in the mix below its accuracy in its own run (auto: both with auto).",
+        "`each once`: each sentence once, in a language drawn for it; `every sentence in each`: all of them in",
+        "every language. `single mean`: mean macro-F1 of the same encoder's single-language runs; `worst gap`:",
+        "the largest drop of a language's accuracy in the mix below its own run (auto, and the group design:",
+        "against auto's own runs), on the same sentences, ± its standard error (paired), then how many",
+        "languages drop by more than two standard errors. `groups`: English posts with all-MiniLM-L6-v2 and",
+        "the others with auto, each group in a run of its own (bench/results/quality_designs_dev.md).",
         "",
-        "| mix | encoder | macro-F1 | single mean | accuracy | purity | worst gap (language) |",
+        "| mix | encoder | macro-F1 | single mean | accuracy | purity | worst gap |",
         "|---|---|---|---|---|---|---|",
     ]
-    mixes = [("8 languages", [lang for lang in MIX8 if lang in languages])]
+    eight = [lang for lang in MIX8 if lang in languages]
+    mixes = [
+        ("8 languages, each once", mix(eight, "test")),
+        ("8 languages, every sentence in each", parallel(eight, "test")),
+    ]
     if not quick:
-        mixes.append((f"all {len(languages)} languages", languages))
-    for name, members in mixes:
-        frame = mix(members, "test")
+        mixes.append((f"all {len(languages)} languages, each once", mix(languages, "test")))
+    for name, frame in mixes:
         topics = sorted({t for g in frame["gold"] for t in g})
-        for encoder in (*ENCODERS, "auto"):
-            r = topicli(frame, topics, encoder, tmp)
-            mean = float(np.mean([single[lang][encoder][0] for lang in members]))
-            gaps = {lang: single[lang][encoder][1] - r["by_language"][lang] for lang in members}
-            worst = max(gaps, key=lambda lang: np.nan_to_num(gaps[lang], nan=-9.0))
-            gap = f"{gaps[worst]:+.3f} ({worst})"
-            label = f"auto → {r['encoder']}" if encoder == "auto" else encoder
-            lines.append(row(name, label, f3(r["macro_f1"]), f3(mean), f3(r["accuracy"]), f3(r["purity"]), gap))
+        members = list(frame["language"].unique())
+        for encoder in (*ENCODERS, "auto", "groups"):
+            r = grouped(frame, topics, tmp) if encoder == "groups" else topicli(frame, topics, encoder, tmp)
+            base = "auto" if encoder == "groups" else encoder
+            mean = float(np.mean([single[lang][base] for lang in members]))
+            label = f"auto → {r['encoder']}" if encoder in ("auto", "groups") else encoder
+            cells = (f3(r["macro_f1"]), f3(mean), f3(r["accuracy"]), f3(r["purity"]), worst_gap(own[base], frame, r))
+            lines.append(row(name, f"groups: {r['encoder']}" if encoder == "groups" else label, *cells))
             print(lines[-1], flush=True)
     lines += ["", "## English", ""]
     lines += [
         "| set | encoder | macro-F1 | accuracy | English accuracy | other accuracy |",
         "|---|---|---|---|---|---|",
     ]
-    sets = [("examples, 93 % English", mostly_english(), (*ENCODERS, "auto"))]
+    sets = [("examples, 93 % English", mostly_english(), (*ENCODERS, "auto", "groups"))]
     if not quick:  # 6,798 tweets: the multilingual encoders would take most of the budget here; auto is the check
         sets.append(("TweetTopic single, test (6 topics)", tweets(), (DEFAULT_ENCODER, "auto")))
     for name, frame, encoders in sets:
         topics = sorted({t for g in frame["gold"] for t in g})
         english = frame[frame["language"] == "en"].reset_index(drop=True)
         for encoder in encoders:
-            r = topicli(frame, topics, encoder, tmp)
+            r = grouped(frame, topics, tmp) if encoder == "groups" else topicli(frame, topics, encoder, tmp)
             other = r["by_language"].get("other", float("nan"))
-            label = f"auto → {r['encoder']}" if encoder == "auto" else encoder
+            label = {"auto": f"auto → {r['encoder']}", "groups": f"groups: {r['encoder']}"}.get(encoder, encoder)
             lines.append(row(name, label, f3(r["macro_f1"]), f3(r["accuracy"]), f3(r["by_language"]["en"]), f3(other)))
             print(lines[-1], flush=True)
         if len(english) < len(frame):
@@ -454,6 +563,9 @@ def main() -> None:
     parser.add_argument("--dev", action="store_true", help="development data only: the figures that chose settings")
     parser.add_argument("--quick", action="store_true", help="the 8 mixed languages only, no tweets")
     parser.add_argument(
+        "--designs", action="store_true", help="development data: one space for a mix against a group per encoder"
+    )
+    parser.add_argument(
         "--levers", choices=("dev", "test"), help="issue 16's levers and calibration, on dev (or, once, test) files"
     )
     args = parser.parse_args()
@@ -469,6 +581,10 @@ def main() -> None:
         command = f"Produced by `python bench/quality.py --levers {args.levers}`."
         lines = [title, "", command, "", *levers(args.levers, tmp)]
         out = ROOT / "bench" / "results" / f"quality_levers_{args.levers}.md"
+    elif args.designs:
+        title = "# Designs for a mix of languages (development files)"
+        lines = [title, "", "Produced by `python bench/quality.py --designs`.", "", *designs(tmp)]
+        out = ROOT / "bench" / "results" / "quality_designs_dev.md"
     elif args.dev:
         lines, out = dev(languages, tmp), ROOT / "bench" / "results" / "quality_dev.md"
     else:
@@ -476,8 +592,9 @@ def main() -> None:
             "# Topic quality per language",
             "",
             "Every method sees the same posts and candidate topics (the gold label set); figures are macro-F1",
-            "unless named. Settings were chosen on development data (bench/results/quality_dev.md); these are",
-            "the test files, read once. Produced by `python bench/quality.py`.",
+            "unless named. Settings and the design for mixes were chosen on development data",
+            "(bench/results/quality_dev.md, quality_designs_dev.md); these are the test files, read once.",
+            "Produced by `python bench/quality.py`.",
             "",
         ]
         lines += test_rows(languages, tmp, args.quick)
