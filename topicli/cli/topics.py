@@ -311,7 +311,8 @@ def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
         clustering.text_column,
         mapping,
         manifest["topics"],
-        BundleModel.load(bundle_folder(folder)).answer_as_cluster,
+        # the bundle (and its encoder) is loaded only where an unmatched cluster joins a topic
+        lambda texts, cluster, topic: BundleModel.load(bundle_folder(folder)).answer_as_cluster(texts, cluster, topic),
         settings.input.date_column,
         settings.labelling.keywords,
     )
