@@ -421,3 +421,22 @@ def test_the_port_check_ignores_time_wait_but_not_a_listener() -> None:
     waiting = [c for c in psutil.net_connections("tcp4") if c.laddr and c.laddr.port == port]
     assert any(c.status == psutil.CONN_TIME_WAIT for c in waiting)
     assert local_server._port_free(port)
+
+
+@pytest.mark.heavy
+def test_a_mixed_sib_run_is_served_by_the_local_server_with_its_topics(tmp_path: Path, cache_dir: Path) -> None:
+    """The real azmlinfsrv with a multilingual-e5-small bundle: every post of 8 languages gets the run's topic."""
+    from .test_onnx_export import mixed_sib_run
+
+    folder, texts = mixed_sib_run(tmp_path, cache_dir)
+    state = tmp_path / "serve"
+    started = local_server.start(folder / "bundle", state, local_server.free_port(), timeout=120)
+    try:
+        results = httpx.post(started.url, json={"data": texts}, timeout=120).json()["results"]
+    finally:
+        local_server.stop(state)
+    assert [r["id"] for r in results] == list(range(len(texts)))
+    shares = agreement(
+        folder, [r["cluster"] for r in results], [r["topic"] for r in results], [r["confidence"] for r in results]
+    )
+    assert shares == {"cluster": 1.0, "topic": 1.0, "confidence": 1.0}
