@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,14 @@ class ConfidenceCalibrator(BaseEstimator):
         has = np.isfinite(confidence)
         if has.any():
             out[has] = self.predict_proba_right(self.features(confidence[has], np.asarray(probabilities)[has]))
+        return out
+
+    def calibrate_posts(self, confidence: np.ndarray, scores: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """`calibrate` for a run's or a request's posts: `scores(rows)` gives the probability rows (a
+        `TopicScores`), asked only for the posts with a topic."""
+        out = np.array(confidence, dtype=np.float64)
+        has = np.flatnonzero(np.isfinite(out))
+        out[has] = self.calibrate(out[has], scores(has))
         return out
 
     def development_bins(self) -> tuple[tuple[str, tuple[tuple[float, float, int], ...]], ...]:

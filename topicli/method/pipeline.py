@@ -327,8 +327,7 @@ class Pipeline:
             clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
             calibrator = calibrator_for(prepared.encoder_name, s.scorer) if s.calibrate else None
             if calibrator is not None:  # unmatched_below was judged on the raw confidence, in `fit`
-                has = np.flatnonzero(np.isfinite(confidence))
-                confidence[has] = calibrator.calibrate(confidence[has], probabilities(has))
+                confidence = calibrator.calibrate_posts(confidence, probabilities)
             advance(1)
         check_output_columns(posts.frame, posts.path)
         rows = np.flatnonzero(prepared.text_index >= 0)  # every non-empty post, and the row of its text below

@@ -444,9 +444,7 @@ class BundleModel:
         cluster were matched to `topic`: for `label --rename`, where an unmatched cluster joins a topic. As
         `assign_vectors` answers a post of a matched cluster: the labeller's override, then the calibrator."""
         cut = self._as_encoded(texts)
-        vectors = self.encoder.encode(cut)
-        if self.language_means is not None:
-            vectors = self.language_means.centre_texts(vectors, cut)
+        vectors = self._centred(self.encoder.encode(cut), cut)
         scores = self.scores(vectors)
         labeller = copy.copy(self.labeller)
         labeller.cluster_topics_ = [
@@ -457,12 +455,15 @@ class BundleModel:
         _, topics, confidence = labeller.assign(vectors, np.full(len(cut), cluster), scores)
         return topics, self._calibrated(confidence, scores)
 
+    def _centred(self, vectors: np.ndarray, encoded_texts: Sequence[str]) -> np.ndarray:
+        """Vectors less their language's mean when the run centred its posts by language."""
+        if self.language_means is None:
+            return vectors
+        return self.language_means.centre_texts(vectors, list(encoded_texts))
+
     def _calibrated(self, confidence: np.ndarray, scores: TopicScores) -> np.ndarray:
         """The labeller's confidence made a probability, as `Pipeline.label` does (unchanged when the run's was raw)."""
-        if self.calibrator is not None:
-            has = np.flatnonzero(np.isfinite(confidence))
-            confidence[has] = self.calibrator.calibrate(confidence[has], scores(has))
-        return confidence
+        return confidence if self.calibrator is None else self.calibrator.calibrate_posts(confidence, scores)
 
     def assign_vectors(
         self, vectors: np.ndarray, encoded_texts: Sequence[str]
@@ -472,8 +473,7 @@ class BundleModel:
 
         A vector first loses its language's mean when the run centred its posts by language; then the
         nearest core point within its radius, scores smoothed over the run's nearest posts, the labeller."""
-        if self.language_means is not None:
-            vectors = self.language_means.centre_texts(vectors, list(encoded_texts))
+        vectors = self._centred(vectors, encoded_texts)
         labels = join_clusters(vectors, self.core_vectors, self.core_clusters, self.core_radius)
         scores = self.scores(vectors)
         clusters, topics, confidence = self.labeller.assign(vectors, labels, scores)
