@@ -1,4 +1,4 @@
-"""Scoring levers on development splits only: topic floor, neighbour smoothing and prototype refinement.
+"""Scoring levers on development splits only: topic floor, smoothing, prototypes, calibration, ensembles.
 
 With `override_margin = 0` (the default) every post ends with its own best smoothed topic, so
 topicli's topic quality is that of its smoothed scores; this measures them directly, with the
@@ -18,7 +18,14 @@ Levers (each on top of the defaults; the default floor is in every row but the f
 - centring: each topic's mean score over the posts taken from its scores (a topic that is
   close to every post stops taking them all), or the posts' mean vector taken from every post;
 - prior re-estimation (EM, Saerens et al. 2002): topic priors fitted to the posts and the
-  probabilities re-weighted by them.
+  probabilities re-weighted by them;
+- prior matching: per-topic offsets moved until the count of posts whose best topic each is
+  equals the topic's summed probability (argmax no longer piles posts onto the likeliest topics);
+- hubness correction (CSLS, Conneau et al. 2018): each topic's mean cosine to its K nearest posts
+  taken off its scores, wholly or half, instead of the floor;
+- a template ensemble: each topic part's vector is the mean over five templates, not one;
+- an encoder ensemble: the log-probabilities of all-MiniLM-L6-v2 and the multilingual encoder
+  (USE) averaged: twice the embedding.
 
 Two ceilings read gold, to show how far any of these can go: per-topic offsets fitted to gold
 (what a perfect calibration lever would find), and a supervised classifier on SIB's train split.
@@ -56,6 +63,8 @@ from topicli.method.scoring import (
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "eval"
 TEMPLATE = "This post is about {topic}."
+TEMPLATES = (TEMPLATE, "{topic}", "A post about {topic}.", "Topic: {topic}.", "Something about {topic}.")
+CSLS_NEIGHBOURS = 10  # Conneau et al.'s K
 DEFAULTS = LabellingSettings()
 
 
@@ -92,6 +101,7 @@ class Scores:
     """One set's vectors, raw cosine scores and neighbours, computed once for every lever."""
 
     def __init__(self, embedder: Embedder, texts: list[str], gold: list[list[str]]) -> None:
+        self.texts = texts
         self.gold = gold
         self.topics = sorted({g for labels in gold for g in labels})
         self.vectors = embedder(texts)
@@ -149,6 +159,35 @@ class Scores:
             prior = q.mean(axis=0)
         return self.f1(q)
 
+    def prior_matched(self, steps: int = 200, step: float = 0.002) -> float:
+        """Offsets to the smoothed scores, moved a step at a time towards equal argmax counts and summed
+        probabilities (no gold read)."""
+        smoothed = smooth(self.raw, self.neighbours[:, : self.k], 0.5)
+        target = softmax(smoothed, COSINE_SCALE).sum(axis=0)
+        offsets = np.zeros(len(self.topics), dtype=np.float32)
+        for _ in range(steps):
+            counts = np.bincount(np.argmax(smoothed + offsets, axis=1), minlength=len(self.topics))
+            offsets += step * np.sign(target - counts) * (np.abs(target - counts) > 0.5)
+        return self.f1(smoothed + offsets)
+
+    def hubness_corrected(self, share: float) -> float:
+        """`share` of each topic's mean cosine to its CSLS_NEIGHBOURS nearest posts taken off, in place of the floor."""
+        hub = np.sort(self.cosine, axis=0)[-CSLS_NEIGHBOURS:].mean(axis=0)
+        return self.f1(self.default(self.cosine - share * hub))
+
+    def template_ensemble(self, embedder: Embedder) -> float:
+        """Each part's vector the normalised mean of its vectors in TEMPLATES."""
+        vectors = np.mean([part_vectors(self.topics, t, embedder)[0] for t in TEMPLATES], axis=0)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        owner = part_vectors(self.topics, TEMPLATE, embedder)[1]
+        cosine = cosine_scores(self.vectors, vectors.astype(np.float32), owner, len(self.topics))
+        return self.f1(self.default(floored(cosine)))
+
+    def encoder_ensemble(self, other: Embedder) -> float:
+        """This set's smoothed log-probabilities averaged with those the `other` encoder gives the same posts."""
+        second = Scores(other, self.texts, self.gold)
+        return self.f1(np.log(self.default(self.raw) + 1e-9) + np.log(second.default(second.raw) + 1e-9))
+
     def oracle_bias(self, sweeps: int = 4) -> float:
         """A ceiling, not a method (it reads gold): per-topic offsets to the smoothed scores, fitted by coordinate
         ascent on macro-F1. Every calibration lever (floor, centring, priors) is such an offset found without gold."""
@@ -203,6 +242,7 @@ def main() -> None:
         "TweetTopic multi-label, dev (19)": tweet_multi_dev(),
     }
     scores = {name: Scores(embedder, *data) for name, data in sets.items()}
+    second = Embedder("multilingual", cache_dir=ROOT / ".topicli-cache")
     rows = [
         ("smoothing", f"w={w}, k={m}x, {r} round(s)", (w, m, r, 0.0, 0))
         for w, m, r in product((0.5, 0.7, 0.9), (1, 2, 3), (1, 2))
@@ -243,6 +283,11 @@ def main() -> None:
         ("centring", "each topic's mean score over the posts removed"): lambda s: s.topic_centred(),
         ("centring", "the posts' mean vector removed"): lambda s: s.post_centred(embedder),
         ("prior re-estimation", "EM, 10 iterations"): lambda s: s.prior_em(),
+        ("prior matching", "argmax counts = summed probabilities"): lambda s: s.prior_matched(),
+        ("hubness (CSLS)", f"K={CSLS_NEIGHBOURS} mean taken off, no floor"): lambda s: s.hubness_corrected(1.0),
+        ("hubness (CSLS)", f"half the K={CSLS_NEIGHBOURS} mean off, no floor"): lambda s: s.hubness_corrected(0.5),
+        ("template ensemble", f"{len(TEMPLATES)} templates"): lambda s: s.template_ensemble(embedder),
+        ("encoder ensemble", "+ multilingual (USE), log-probabilities"): lambda s: s.encoder_ensemble(second),
     }
     for (lever, setting), measure in others.items():
         emit(lever, f"{setting} (w=0.5, k=1x)", [measure(scores[n]) for n in names])

@@ -58,6 +58,7 @@ TEMPLATE = "This post is about {topic}."
 MIX8 = ("eng_Latn", "deu_Latn", "spa_Latn", "ell_Grek", "ben_Beng", "tha_Thai", "ukr_Cyrl", "vie_Latn")
 SPEED_POSTS = 192
 SEED = 0
+BOOTSTRAP_DRAWS = 300
 
 
 def sib(language: str, split: str) -> pd.DataFrame:
@@ -111,13 +112,31 @@ def settings_for(encoder: str) -> Settings:
     return replace(base, encoder=replace(base.encoder, name=encoder, cache_dir=str(CACHE)))
 
 
-def cosine(frame: pd.DataFrame, topics: list[str], encoder: str) -> float:
-    """Macro-F1 of per-post cosine to the topic names."""
+def cosine_topics(frame: pd.DataFrame, topics: list[str], encoder: str) -> list[str]:
+    """Each post's topic by per-post cosine to the topic names."""
     embedder = Embedder(encoder, cache_dir=CACHE)
     vectors = embedder(frame["text"].tolist())
     names = embedder([TEMPLATE.format(topic=topic_phrase(t)) for t in topics])
-    predicted = [topics[i] for i in np.argmax(vectors @ names.T, axis=1)]
-    return score(predicted, frame["gold"].tolist(), [0] * len(frame), topics)["macro_f1"]
+    return [topics[i] for i in np.argmax(vectors @ names.T, axis=1)]
+
+
+def cosine(frame: pd.DataFrame, topics: list[str], encoder: str) -> float:
+    """Macro-F1 of per-post cosine to the topic names."""
+    return score(cosine_topics(frame, topics, encoder), frame["gold"].tolist(), [0] * len(frame), topics)["macro_f1"]
+
+
+def gain_error(frame: pd.DataFrame, topics: list[str], predicted: list[str], baseline: list[str]) -> float:
+    """The standard error of a macro-F1 gain over a baseline on the same posts: the standard deviation of the gain
+    over BOOTSTRAP_DRAWS seeded resamples of the posts (paired: both methods see the same resample)."""
+    gold = frame["gold"].tolist()
+    rng = np.random.default_rng(SEED)
+    gains = []
+    for _ in range(BOOTSTRAP_DRAWS):
+        rows = rng.integers(0, len(frame), len(frame))
+        g, zeros = [gold[i] for i in rows], [0] * len(rows)
+        ours = score([predicted[i] for i in rows], g, zeros, topics)["macro_f1"]
+        gains.append(ours - score([baseline[i] for i in rows], g, zeros, topics)["macro_f1"])
+    return float(np.std(gains))
 
 
 def topicli(
@@ -486,18 +505,26 @@ def levers(split: str, tmp: Path) -> list[str]:
             ("TweetTopic multi, dev (19; no test split)", multi_dev()),
             ("SIB-200 English, test (7)", sib("eng_Latn", "test")),
         ]
-    lines = ["## Levers on English sets (all-MiniLM-L6-v2; macro-F1, gain over per-post cosine)", ""]
+    lines = [
+        "## Levers on English sets (all-MiniLM-L6-v2; macro-F1, gain over per-post cosine ± its standard error)",
+        "",
+        f"The standard error is paired: {BOOTSTRAP_DRAWS} seeded bootstrap resamples of the posts, both methods on"
+        " each.",
+        "",
+    ]
     lines += ["| lever | " + " | ".join(name for name, _ in sets) + " |", "|---|" + "---|" * len(sets)]
     results: dict[str, list[str]] = {"per-post cosine (names)": []}
     calibration: list[str] = []
     for name, frame in sets:
         names, topics = described(frame)
-        base = cosine(frame, names, DEFAULT_ENCODER)
+        by_cosine = cosine_topics(frame, names, DEFAULT_ENCODER)
+        base = score(by_cosine, frame["gold"].tolist(), [0] * len(frame), names)["macro_f1"]
         results["per-post cosine (names)"].append(f3(base))
         for label, scorer, rounds, descriptions in LEVERS:
             settings = {"scorer": scorer, "adapt_rounds": rounds}
             r = topicli(frame, topics if descriptions else names, DEFAULT_ENCODER, tmp, labelling=settings)
-            results.setdefault(label, []).append(f"{r['macro_f1']:.3f} ({r['macro_f1'] - base:+.3f})")
+            error = gain_error(frame, names, r["predicted"], by_cosine)
+            results.setdefault(label, []).append(f"{r['macro_f1']:.3f} ({r['macro_f1'] - base:+.3f} ± {error:.3f})")
             if label.endswith("(default)"):
                 raw = topicli(frame, topics, DEFAULT_ENCODER, tmp, labelling={"calibrate": False})
                 calibration.append(calibration_row(name, raw, r))
@@ -511,7 +538,7 @@ def levers(split: str, tmp: Path) -> list[str]:
     ]
     lines += ["", f"## Every SIB-200 language ({split}): topicli default against per-post cosine, same encoder", ""]
     lines += [
-        "| language | auto chose | per-post cosine | names, no adaptation | names + adaptation | default | gain |",
+        "| language | auto chose | per-post cosine | names, no adaptation | names + adaptation | default | gain ± SE |",
         "|---" * 7 + "|",
     ]
     languages = sorted(p.name for p in (DATA / "sib200").iterdir() if p.is_dir())
@@ -522,11 +549,13 @@ def levers(split: str, tmp: Path) -> list[str]:
         r = topicli(frame, topics, "auto", tmp)
         plain = topicli(frame, names, r["encoder"], tmp, labelling={"adapt_rounds": 0})
         adapted = topicli(frame, names, r["encoder"], tmp)
-        base = cosine(frame, names, r["encoder"])
+        by_cosine = cosine_topics(frame, names, r["encoder"])
+        base = score(by_cosine, frame["gold"].tolist(), [0] * len(frame), names)["macro_f1"]
         if r["macro_f1"] < base:
             worse.append(lang)
         runs = (plain, adapted, r)
-        cells = (f3(base), *(f3(run["macro_f1"]) for run in runs), f"{r['macro_f1'] - base:+.3f}")
+        gain = f"{r['macro_f1'] - base:+.3f} ± {gain_error(frame, names, r['predicted'], by_cosine):.3f}"
+        cells = (f3(base), *(f3(run["macro_f1"]) for run in runs), gain)
         lines.append(row(lang, r["encoder"], *cells))
         print(lines[-1], f"{time.perf_counter() - started:.0f} s", flush=True)
     lines += ["", f"Languages below per-post cosine: {', '.join(worse) or 'none'}."]
