@@ -120,9 +120,14 @@ def cosine_topics(frame: pd.DataFrame, topics: list[str], encoder: str) -> list[
     return [topics[i] for i in np.argmax(vectors @ names.T, axis=1)]
 
 
+def macro_f1(frame: pd.DataFrame, topics: list[str], predicted: list[str]) -> float:
+    """Macro-F1 of the posts' topics against the frame's gold."""
+    return score(predicted, frame["gold"].tolist(), [0] * len(frame), topics)["macro_f1"]
+
+
 def cosine(frame: pd.DataFrame, topics: list[str], encoder: str) -> float:
     """Macro-F1 of per-post cosine to the topic names."""
-    return score(cosine_topics(frame, topics, encoder), frame["gold"].tolist(), [0] * len(frame), topics)["macro_f1"]
+    return macro_f1(frame, topics, cosine_topics(frame, topics, encoder))
 
 
 def gain_error(frame: pd.DataFrame, topics: list[str], predicted: list[str], baseline: list[str]) -> float:
@@ -518,7 +523,7 @@ def levers(split: str, tmp: Path) -> list[str]:
     for name, frame in sets:
         names, topics = described(frame)
         by_cosine = cosine_topics(frame, names, DEFAULT_ENCODER)
-        base = score(by_cosine, frame["gold"].tolist(), [0] * len(frame), names)["macro_f1"]
+        base = macro_f1(frame, names, by_cosine)
         results["per-post cosine (names)"].append(f3(base))
         for label, scorer, rounds, descriptions in LEVERS:
             settings = {"scorer": scorer, "adapt_rounds": rounds}
@@ -550,7 +555,7 @@ def levers(split: str, tmp: Path) -> list[str]:
         plain = topicli(frame, names, r["encoder"], tmp, labelling={"adapt_rounds": 0})
         adapted = topicli(frame, names, r["encoder"], tmp)
         by_cosine = cosine_topics(frame, names, r["encoder"])
-        base = score(by_cosine, frame["gold"].tolist(), [0] * len(frame), names)["macro_f1"]
+        base = macro_f1(frame, names, by_cosine)
         if r["macro_f1"] < base:
             worse.append(lang)
         runs = (plain, adapted, r)
@@ -593,9 +598,7 @@ def baselines(tmp: Path) -> list[str]:
         majority = pd.Series([g[0] for g in gold]).value_counts().index[0]
         found = {
             "majority topic (peeks at gold)": score([majority] * len(frame), gold, none, names),
-            "per-post zero-shot cosine": score(
-                [names[i] for i in np.argmax(vectors @ label_vectors.T, axis=1)], gold, none, names
-            ),
+            "per-post zero-shot cosine": score(cosine_topics(frame, names, DEFAULT_ENCODER), gold, none, names),
             "per-post cls_model (shipped)": score(
                 [names[i] for i in np.argmax(classifier.predict_proba(vectors, label_vectors), axis=1)],
                 gold,

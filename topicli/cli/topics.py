@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -301,7 +302,13 @@ def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
     mapping = read_mapping(mapping_file)
     clustering = ClusterRun.load(folder)
     posts_path = find_posts_output(folder)
-    manifest, arrays = read_bundle(bundle_folder(folder))
+    old_bundle = bundle_folder(folder)
+    manifest, arrays = read_bundle(old_bundle)
+
+    @cache  # the bundle (and its encoder) is loaded only where an unmatched cluster joins a topic, and once
+    def served() -> BundleModel:
+        return BundleModel.load(old_bundle)
+
     inside = posts_path.resolve().parent == folder.resolve()
     if not inside:
         check_writable(posts_path, "the run's posts output")
@@ -311,12 +318,10 @@ def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
         clustering.text_column,
         mapping,
         manifest["topics"],
-        # the bundle (and its encoder) is loaded only where an unmatched cluster joins a topic
-        lambda texts, cluster, topic: BundleModel.load(bundle_folder(folder)).answer_as_cluster(texts, cluster, topic),
+        lambda texts, cluster, topic: served().answer_as_cluster(texts, cluster, topic),
         settings.input.date_column,
         settings.labelling.keywords,
     )
-    old_bundle = bundle_folder(folder)
     contents = BundleContents(
         renamed_manifest(manifest, renamed),
         arrays,
