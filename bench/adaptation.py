@@ -57,7 +57,7 @@ def main() -> None:
     settings = replace(base, encoder=replace(base.encoder, name=DEFAULT_ENCODER, cache_dir=cache))
     settings = replace(settings, input=replace(settings.input, text_column="text"))
     clock = StageClock()
-    pipeline = Pipeline(settings, clock)
+    pipeline = Pipeline(settings.method, clock)
     started = time.perf_counter()
     prepared = pipeline.prepare(load_posts(path, settings))
     result = pipeline.label(prepared, pipeline.cluster(prepared))

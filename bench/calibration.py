@@ -104,7 +104,7 @@ def dev_run(name: str, texts: list[str], gold: list[list[str]], encoder: str, sc
     posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
     base = load_settings(None, environ={})
     settings = replace(base, labelling=replace(base.labelling, calibrate=False, scorer=scorer))
-    pipeline = Pipeline(settings, topics=topics, embedder=Embedder(encoder, cache_dir=CACHE))
+    pipeline = Pipeline(settings.method, topics=topics, embedder=Embedder(encoder, cache_dir=CACHE))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = pipeline.prepare(posts)

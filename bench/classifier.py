@@ -116,7 +116,7 @@ def dev_figures(
     for adapt in (False, True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            prepared[adapt] = Pipeline(settings(scorer, model, adapt), topics=topics).prepare(posts)
+            prepared[adapt] = Pipeline(settings(scorer, model, adapt).method, topics=topics).prepare(posts)
     plain = prepared[False]
 
     def f1(matrix: np.ndarray) -> float:

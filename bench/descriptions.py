@@ -140,7 +140,7 @@ def run_rows(sets: dict[str, DevSet]) -> list[str]:
                 settings = replace(base, labelling=replace(base.labelling, scorer=scorer, calibrate=False))
                 figures = []
                 for topics in (plain(dev.topics), dev.topics):
-                    pipeline = Pipeline(settings, topics=topics)
+                    pipeline = Pipeline(settings.method, topics=topics)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         prepared = pipeline.prepare(posts)

@@ -63,7 +63,7 @@ def main() -> None:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         keep = frame["text" if "text" in frame else "caption"].str.strip() != ""
         gold = frame.loc[keep, gold_column].map(topic_phrase).to_numpy()
-        pipeline = Pipeline(base)
+        pipeline = Pipeline(base.method)
         posts = Posts(frame, "text" if "text" in frame else "caption", path)
         started = time.perf_counter()
         prepared = pipeline.prepare(posts)
@@ -72,7 +72,7 @@ def main() -> None:
         for policy in ("unassigned", "nearest", "classify"):
             settings = replace(base, labelling=replace(base.labelling, noise_policy=policy))
             started = time.perf_counter()
-            result = Pipeline(settings).label(prepared, run)
+            result = Pipeline(settings.method).label(prepared, run)
             seconds = cluster_seconds + time.perf_counter() - started
             predicted = result.posts.loc[keep, "topic"].map(topic_phrase).to_numpy()
             lines.append(

@@ -161,7 +161,7 @@ def topicli(
     settings = settings_for(encoder)
     settings = replace(settings, encoder=replace(settings.encoder, centre_languages=centre))
     settings = replace(settings, labelling=replace(settings.labelling, **(labelling or {})))
-    pipeline = Pipeline(settings, topics=topics)
+    pipeline = Pipeline(settings.method, topics=topics)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

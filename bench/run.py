@@ -383,7 +383,7 @@ def case_cluster(n: int) -> dict:
     try:
         embedder = mixture_embedder(cache)
         timer = StageTimer()
-        pipeline = Pipeline(Settings(), progress=timer, embedder=embedder)
+        pipeline = Pipeline(Settings().method, progress=timer, embedder=embedder)
         part_vectors(pipeline.topics, pipeline.template(), embedder)
         posts = read_posts(stream_posts(n))
         prepared = pipeline.prepare(posts)
@@ -537,7 +537,7 @@ def case_streaming(n: int, variant: str) -> dict:
         posts = read_posts(path)
         after_read = dict(memory.peak)
         read_s = time.perf_counter() - started
-        prepared = Pipeline(Settings(), embedder=embedder).prepare(posts)
+        prepared = Pipeline(Settings().method, embedder=embedder).prepare(posts)
         seconds = time.perf_counter() - started
     matrix = n * encoder.dimension * 4
     return {

@@ -51,7 +51,7 @@ def main() -> None:
     }
     settings = load_settings(None, overrides=overrides)
     started = time.perf_counter()
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings.method)
     prepared = pipeline.prepare(load_posts(posts, settings))
     alone = pipeline.label(prepared, pipeline.cluster(prepared)).posts
     single_seconds = time.perf_counter() - started

@@ -119,7 +119,7 @@ def one_single(posts: Path, folder: Path, sample: int) -> dict[str, Any]:
     settings = settings_for(folder, sample, 1)
     with PeakMemory() as memory:
         started = time.perf_counter()
-        pipeline = Pipeline(settings)
+        pipeline = Pipeline(settings.method)
         prepared = pipeline.prepare(load_posts(posts, settings))
         clustering = pipeline.cluster(prepared)
         pipeline.label(prepared, clustering)
@@ -200,7 +200,7 @@ def one_agreement(posts: Path, folder: Path, fraction: float) -> dict[str, Any]:
     gold = [[g] for g in frame["gold"]]
     topics = sorted(set(frame["gold"]))
     settings = settings_for(folder, len(frame), 2)
-    pipeline = Pipeline(settings, topics=topics)
+    pipeline = Pipeline(settings.method, topics=topics)
     prepared = pipeline.prepare(load_posts(posts, settings))
     alone = pipeline.label(prepared, pipeline.cluster(prepared)).posts["topic"].tolist()
     spark = spark_session(settings.scale)

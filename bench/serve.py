@@ -93,7 +93,7 @@ def main() -> None:
     lines = [
         "# Local inference server vs in-process scoring",
         "",
-        f"Bundle of `topicli run examples/posts.csv` (encoder {model.manifest['encoder']['name']}); server: "
+        f"Bundle of `topicli run examples/posts.csv` (encoder {model.manifest.encoder.name}); server: "
         f"azmlinfsrv {version('azureml-inference-server-http')}, "
         f"1 worker, 127.0.0.1; machine: {os.cpu_count()} cores. Ratio: server / in-process for latency, "
         "server posts/s / in-process posts/s for throughput.",

@@ -79,7 +79,7 @@ def examples() -> DevSet:
 
 
 def labelled(dev: DevSet, topics: list[str], base: Settings) -> tuple[LabelledPosts, int]:
-    pipeline = Pipeline(base, topics=topics)
+    pipeline = Pipeline(base.method, topics=topics)
     path = ROOT / "bench" / "results" / "tmp" / "tiny_topics.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     dev.frame[["text"]].to_csv(path, index=False)

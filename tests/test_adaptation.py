@@ -102,10 +102,11 @@ def test_a_runs_bundle_carries_the_head_and_serves_the_runs_topics(tmp_path: Pat
     from .test_serving import run_examples
 
     out = run_examples(tmp_path, cache_dir)
-    manifest, arrays = read_bundle(out / "bundle")
-    adaptation = manifest["scoring"]["adaptation"]
-    assert adaptation["rounds"] >= 1 and adaptation["pseudo_labels"] > 0
-    assert arrays["head_coef"].shape == (len(manifest["topics"]), manifest["encoder"]["dimension"])
+    bundle = read_bundle(out / "bundle")
+    manifest, arrays = bundle.manifest, bundle.arrays
+    adaptation = manifest.scoring.adaptation
+    assert adaptation is not None and adaptation.rounds >= 1 and adaptation.pseudo_labels > 0
+    assert arrays["head_coef"].shape == (len(manifest.topics), manifest.encoder.dimension)
     assert np.abs(arrays["head_coef"]).sum() > 0
     model = BundleModel.load(out / "bundle")
     run = pd.read_csv(out / "posts.csv", dtype=str, keep_default_na=False)

@@ -133,12 +133,12 @@ def test_a_runs_topic_confidence_is_the_calibrated_raw_confidence(tmp_path: Path
     topics = sorted(set(frame["category"]))
     settings = load_settings(None, environ={})
     assert settings.labelling.calibrate, "calibrated confidence is the default"
-    pipeline = Pipeline(settings, topics=topics, embedder=embedder)
+    pipeline = Pipeline(settings.method, topics=topics, embedder=embedder)
     prepared = pipeline.prepare(posts)
     clustering = pipeline.cluster(prepared)
     calibrated = pipeline.label(prepared, clustering).posts
     raw_settings = replace(settings, labelling=replace(settings.labelling, calibrate=False))
-    raw = Pipeline(raw_settings, topics=topics, embedder=embedder).label(prepared, clustering).posts
+    raw = Pipeline(raw_settings.method, topics=topics, embedder=embedder).label(prepared, clustering).posts
     assert (calibrated["topic"] == raw["topic"]).all() and (calibrated["cluster"] == raw["cluster"]).all()
     raw_confidence = raw["topic_confidence"].to_numpy(dtype=float)
     calibrator = shipped_calibrator(prepared.encoder_name, "cosine")

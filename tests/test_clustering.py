@@ -252,7 +252,7 @@ def test_small_inputs_get_topics_with_a_warning(tmp_path, embedder, n: int) -> N
     frame = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)
     frame = frame[frame["caption"].str.strip() != ""].head(n)
     frame.to_csv(tmp_path / "posts.csv", index=False)
-    pipeline = Pipeline(load_settings(None, environ={}), embedder=embedder)
+    pipeline = Pipeline(load_settings(None, environ={}).method, embedder=embedder)
     prepared = pipeline.prepare(read_posts(tmp_path / "posts.csv", ""))
     with pytest.warns(OutOfRangeWarning, match="took the nearest"):
         run = pipeline.cluster(prepared)

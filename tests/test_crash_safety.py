@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.io import atomic_folder
-from topicli.method.runs import find_posts_output
+from topicli.runs.outputs import find_posts_output
 
 from .conftest import EXAMPLES
 

@@ -118,7 +118,7 @@ def test_posts_longer_than_max_chars_are_cut_before_encoding_and_counted(folder:
     pd.concat([source, pd.DataFrame({"id": ["long1", "long2"], "caption": long_posts})]).to_csv(path, index=False)
     settings = Settings()
     settings = replace(settings, input=replace(settings.input, max_chars=300))
-    pipeline = Pipeline(settings, embedder=Embedder(cache_dir=folder / "cache", encoder=embedder.encoder))
+    pipeline = Pipeline(settings.method, embedder=Embedder(cache_dir=folder / "cache", encoder=embedder.encoder))
     prepared = pipeline.prepare(read_posts(path))
     expected = sum(len(text) > 300 for text in [*source["caption"], *long_posts])
     assert prepared.cut == expected >= 2
@@ -161,7 +161,7 @@ def test_the_run_says_how_many_posts_were_cut_and_serving_cuts_as_the_run_did(fo
     assert result.exit_code == 0, result.stderr
     assert "cut 1 posts longer than 2,000 characters" in " ".join(result.stdout.split())
     model = BundleModel.load(folder / "topicli-out" / "in" / "bundle")
-    assert model.limits["encoded_chars"] == 2000
+    assert model.limits.encoded_chars == 2000
     served, whole = model.predict([long_post]), model.predict([long_post[:2000]])
     assert (served.topics[0], served.clusters[0]) == (whole.topics[0], whole.clusters[0])
     assert out.loc[out["id"] == "long", "topic"].iloc[0] == model.topics[served.topics[0]]

@@ -126,8 +126,8 @@ def test_an_english_run_keeps_all_minilm_and_its_vectors(tmp_path, cache_dir) ->
 
     pd.DataFrame({"text": sib_texts("eng_Latn", 40)}).to_csv(tmp_path / "posts.csv", index=False)
     settings = load_settings(None, environ={"TOPICLI_ENCODER_CACHE_DIR": str(cache_dir)})
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings.method)
     prepared = pipeline.prepare(read_posts(tmp_path / "posts.csv", ""))
     assert prepared.encoder_name == DEFAULT_ENCODER and prepared.language_means is None
-    raw = pipeline.embedder(sib_texts("eng_Latn", 40))
+    raw = pipeline.embedder(DEFAULT_ENCODER)(sib_texts("eng_Latn", 40))
     np.testing.assert_allclose(prepared.vectors, raw, atol=1e-6)

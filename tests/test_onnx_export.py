@@ -199,10 +199,10 @@ def assert_serves_the_run(run_folder: Path, texts: list[str], served: Prediction
 def test_the_default_run_exports_and_serves_its_topics(default_run: Path) -> None:
     """The multilingual default run: its encoder runs in its package beside assign.onnx, with the run's topics."""
     model = BundleModel.load(default_run / "bundle")
-    choice = model.manifest["encoder"]["choice"]
-    assert choice["name"] == model.manifest["encoder"]["name"] != "all-MiniLM-L6-v2"
-    assert choice["reason"].startswith("auto chose") and choice["languages"]["en"] > 0.7
-    assert model.language_means is not None and "en" in model.manifest["encoder"]["centred_languages"]
+    choice = model.manifest.encoder.choice
+    assert choice is not None and choice.name == model.manifest.encoder.name != "all-MiniLM-L6-v2"
+    assert choice.reason.startswith("auto chose") and choice.languages["en"] > 0.7
+    assert model.language_means is not None and "en" in model.manifest.encoder.centred_languages
     exported = OnnxPipeline(export_onnx(default_run / "bundle", default_run / "onnx"))
     manifest = json.loads((default_run / "onnx" / EXPORT_MANIFEST).read_text())
     assert set(manifest["graphs"]) == {PACKAGE_ENCODER_FILE, ASSIGN_FILE}

@@ -165,7 +165,7 @@ def test_pipeline_works_from_the_memmap_and_gives_what_vectors_in_memory_give(
     results = []
     # a cache of its own: vectors another test cached from other batches may differ in the last bit
     for folder in (str(isolated / "cache"), ""):
-        pipeline = Pipeline(Settings(), embedder=Embedder(cache_dir=folder, encoder=embedder.encoder))
+        pipeline = Pipeline(Settings().method, embedder=Embedder(cache_dir=folder, encoder=embedder.encoder))
         prepared = pipeline.prepare(posts)
         assert isinstance(prepared.vectors, np.memmap) == bool(folder)
         assert prepared.scores.vectors is prepared.vectors, "scores read the same vectors, not a copy"
@@ -225,7 +225,7 @@ def test_copies_of_a_text_are_one_row_of_the_vectors_file_weighing_as_many_posts
     texts = [*TEXTS, "", "   ", TEXTS[0]]
     path = tmp_path / "posts.csv"
     pd.DataFrame({"id": range(len(texts)), "caption": texts}).to_csv(path, index=False)
-    pipeline = Pipeline(Settings(), embedder=Embedder(cache_dir=tmp_path / "cache", encoder=HashEncoder()))
+    pipeline = Pipeline(Settings().method, embedder=Embedder(cache_dir=tmp_path / "cache", encoder=HashEncoder()))
     prepared = pipeline.prepare(read_posts(path))
     distinct = list(dict.fromkeys(t for t in texts if t.strip()))
     assert prepared.vectors.shape == (len(distinct), HashEncoder.dimension) and len(prepared.rows) == len(distinct)

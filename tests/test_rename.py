@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.errors import TopicliError
-from topicli.method.rename import read_mapping, rename_outputs, renamed_manifest
-from topicli.serving.bundle import BundleModel
+from topicli.method.rename import read_mapping, rename_outputs
+from topicli.serving.bundle import FORMAT_VERSION, Bundle, BundleModel, Manifest, renamed_bundle
 
 from .conftest import EXAMPLES
 
@@ -119,28 +119,47 @@ def test_an_unmatched_cluster_joins_a_topic_of_the_run() -> None:
         rename_outputs(posts, table, "caption", {"Birds": "Pets"}, TOPICS, as_matched)
 
 
-def test_the_manifest_keeps_its_topic_list_and_gets_the_new_names() -> None:
+def a_bundle(folder: Path) -> Bundle:
+    """A bundle's manifest as the format's model validates it: three clusters, the last one unmatched."""
+
+    def cluster(number: int, topic: int, runner_up: int, unmatched: bool) -> dict[str, object]:
+        return {"cluster": number, "size": 2, "topic": topic, "confidence": 0.5, "runner_up": runner_up,
+                "runner_up_confidence": 0.2, "voters": [0], "unmatched": unmatched}  # fmt: skip
+
+    manifest = Manifest.model_validate(
+        {
+            "format_version": FORMAT_VERSION,
+            "versions": {},
+            "source": {"posts": 7},
+            "encoder": {"name": "e", "identity": "e-1", "dimension": 2, "source": "package", "centred_languages": None},
+            "clustering": {"algorithm": "dbscan", "core_points": 0},
+            "scoring": {"scorer": "cosine", "neighbours": 0, "neighbour_weight": 0.5},
+            "labeller": {"k": 1, "noise_policy": "classify", "noise_distance": 0.5, "override_margin": 0.0},
+            "topics": ["Cats", "Dogs", "Food & Cooking"],
+            "clusters": [cluster(0, 0, 1, False), cluster(1, 1, 0, False), cluster(2, 2, 0, True)],
+            "limits": {"max_posts": 8, "max_chars": 100},
+            "files": {},
+            "bundle_id": "abc",
+        }
+    )
+    return Bundle(folder, manifest, {})
+
+
+def test_the_manifest_keeps_its_topic_list_and_gets_the_new_names(tmp_path: Path) -> None:
     posts, table = a_run()
     renamed = rename_outputs(posts, table, "caption", {"Cats": "Pets", "shabbat · challah": "Dogs"}, TOPICS, as_matched)
-    manifest = {
-        "bundle_id": "abc",
-        "topics": ["Cats", "Dogs", "Food & Cooking"],
-        "clusters": [
-            {"cluster": 0, "topic": 0, "runner_up": 1, "unmatched": False},
-            {"cluster": 1, "topic": 1, "runner_up": 0, "unmatched": False},
-            {"cluster": 2, "topic": 2, "runner_up": 0, "unmatched": True},
-        ],
-    }
-    out = renamed_manifest(manifest, renamed)
-    assert "bundle_id" not in out and manifest["topics"] == ["Cats", "Dogs", "Food & Cooking"], "a copy"
-    assert out["topics"] == ["Pets", "Dogs", "Food & Cooking"]
-    assert [(c["topic"], c["unmatched"], c["topic_name"], c["runner_up_name"]) for c in out["clusters"]] == [
+    bundle = a_bundle(tmp_path)
+    out = Manifest.model_validate({**renamed_bundle(bundle, renamed).manifest, "bundle_id": "x"})
+    assert bundle.manifest.topics == ["Cats", "Dogs", "Food & Cooking"], "a copy"
+    assert out.topics == ["Pets", "Dogs", "Food & Cooking"]
+    assert [(c.topic, c.unmatched, c.topic_name, c.runner_up_name) for c in out.clusters] == [
         (0, False, "Pets", "Dogs"),
         (1, False, "Dogs", "Pets"),
         (1, False, "Dogs", "Pets"),
     ]
-    assert set(out["topic_keywords"]) == {"Pets", "Dogs"}
-    assert out["renamed"] == [{"topics": {"Cats": "Pets"}, "joined": {2: "Dogs"}}]
+    assert set(out.topic_keywords) == {"Pets", "Dogs"}
+    assert [r.model_dump() for r in out.renamed] == [{"topics": {"Cats": "Pets"}, "joined": {"2": "Dogs"}}]
+    assert out.digest() != bundle.manifest.digest(), "new names answer differently: another id"
 
 
 @pytest.mark.heavy

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from topicli.cli import render
 from topicli.method.clustering import Candidate
-from topicli.method.runs import ClusterRun
+from topicli.method.records import ClusterRun
 from topicli.method.timeline import over_time
 
 TOPICS = [

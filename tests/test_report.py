@@ -34,11 +34,11 @@ from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.method.clustering import Candidate
-from topicli.method.runs import OVER_TIME_FILE
 from topicli.method.timeline import read_over_time, trends
 from topicli.report.data import PostMap, Report, TopicView
 from topicli.report.html import render_html
 from topicli.report.png import RELIABILITY_SIZE, bar_chart_size, map_size
+from topicli.runs.outputs import OVER_TIME_FILE
 
 from .conftest import EXAMPLES
 

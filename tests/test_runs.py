@@ -15,7 +15,8 @@ from topicli.cli import app
 from topicli.errors import TopicliError
 from topicli.io import file_digest
 from topicli.method.clustering import Candidate
-from topicli.method.runs import OUTPUTS_FILE, ClusterRun, check_output_columns, find_posts_output, with_topics
+from topicli.method.records import ClusterRun, check_output_columns, with_topics
+from topicli.runs.outputs import OUTPUTS_FILE, find_posts_output
 
 from .conftest import EXAMPLES
 

@@ -97,10 +97,10 @@ def test_served_confidence_is_the_calibrated_one_and_a_bad_calibrator_is_refused
     run_folder: Path, model: BundleModel, tmp_path: Path
 ) -> None:
     assert model.calibrator is not None
-    shipped = shipped_calibrator(model.manifest["encoder"]["name"], model.scoring["scorer"])
-    assert shipped is not None and model.manifest["calibration"]["coef"] == shipped.to_dict()["coef"]
+    shipped = shipped_calibrator(model.manifest.encoder.name, model.scoring.scorer)
+    assert shipped is not None and model.manifest.calibration.coef == shipped.to_dict()["coef"]
     texts = [t for t in pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"] if t.strip()][:60]
-    texts = [t[: model.limits["encoded_chars"]] for t in texts]
+    texts = [t[: model.limits.encoded_chars] for t in texts]
     served = model.predict(texts)
     raw_folder = _copy_with(run_folder / "bundle", tmp_path / "raw", {})
     manifest = json.loads((raw_folder / MANIFEST).read_text())

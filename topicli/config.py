@@ -397,6 +397,17 @@ class TritonSettings:
 
 
 @dataclass(frozen=True)
+class MethodSettings:
+    """The sections the method reads (`topicli.method.pipeline.Pipeline`): nothing about where it runs."""
+
+    input: InputSettings = field(default_factory=InputSettings)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    clustering: ClusteringSettings = field(default_factory=ClusteringSettings)
+    labelling: LabellingSettings = field(default_factory=LabellingSettings)
+
+
+@dataclass(frozen=True)
 class Settings:
     input: InputSettings = field(default_factory=InputSettings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
@@ -410,6 +421,10 @@ class Settings:
     serving: ServingSettings = field(default_factory=ServingSettings)
     infra: InfraSettings = field(default_factory=InfraSettings)
     triton: TritonSettings = field(default_factory=TritonSettings)
+
+    @property
+    def method(self) -> MethodSettings:
+        return MethodSettings(self.input, self.encoder, self.classifier, self.clustering, self.labelling)
 
 
 def _check_together(settings: Settings) -> None:

@@ -134,6 +134,6 @@ def chosen_bundle(bundle: Path | None, settings: Settings) -> Path:
     """The bundle a command was given, or else the bundle of the latest run."""
     if bundle is not None:
         return bundle
-    from topicli.method.runs import bundle_folder, latest_run_folder
+    from topicli.runs.folder import bundle_folder, latest_run_folder
 
     return bundle_folder(latest_run_folder(settings))

@@ -65,7 +65,7 @@ def _started_spark(settings: Settings, source: str) -> Any:
 
 def run_on_spark(settings: Settings, posts: str, output: Path | None, topics: list[str] | None) -> Path:
     """`run --engine spark` (and `train --engine spark`): the run folder it wrote; renders what it did."""
-    from topicli.method.runs import bundle_folder, default_run_folder
+    from topicli.runs.folder import bundle_folder, default_run_folder
     from topicli.spark.engine import run_spark
 
     spark = _started_spark(settings, posts)
@@ -82,7 +82,7 @@ def run_on_spark(settings: Settings, posts: str, output: Path | None, topics: li
 
 def score_on_spark(settings: Settings, posts: str, bundle: Path, output: Path | None) -> None:
     """`score --engine spark`: every post embedded and assigned by the bundle in Spark tasks, no endpoint."""
-    from topicli.method.runs import default_run_folder
+    from topicli.runs.folder import default_run_folder
     from topicli.spark.engine import score_spark
 
     spark = _started_spark(settings, posts)

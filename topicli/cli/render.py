@@ -13,7 +13,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     import pandas as pd
 
-    from topicli.method.runs import ClusterRun
+    from topicli.method.records import ClusterRun
 
 
 def _shorten(text: str, width: int = 60) -> str:
@@ -21,8 +21,8 @@ def _shorten(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def classifier_metrics(console: Console, manifest: dict[str, Any], folder: Path) -> None:
-    m, training = manifest["metrics"], manifest["training"]
+def classifier_metrics(console: Console, card: dict[str, Any], folder: Path) -> None:
+    m, training = card["metrics"], card["training"]
     table = Table(title="cls_model held-out figures")
     table.add_column("figure")
     table.add_column("cls_model", justify="right")

@@ -30,10 +30,10 @@ def report(
 ) -> None:
     """Write one self-contained HTML page of a run: topic sizes, a map of the posts, examples, candidates."""
     from topicli.io import check_writable
-    from topicli.method.runs import latest_run_folder
     from topicli.report.data import build_report
     from topicli.report.html import write_page
     from topicli.report.png import write_pngs
+    from topicli.runs.folder import latest_run_folder
 
     settings = settings_for(config)
     folder = run or latest_run_folder(settings)

@@ -64,7 +64,7 @@ RestartOption = Annotated[
 def _score(settings: Settings, posts: Path, endpoint: Endpoint, output: Path | None, restart: bool) -> None:
     """Score `posts` against `endpoint`, resuming from the partial results of an earlier try unless `restart`."""
     from topicli.method.pipeline import load_posts
-    from topicli.method.runs import default_run_folder
+    from topicli.runs.folder import default_run_folder
     from topicli.serving.client import BUNDLE_COLUMN, partial_path, score_file
 
     data = load_posts(posts, settings)

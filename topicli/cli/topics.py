@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,8 +24,8 @@ from topicli.cli.jobs import DryRunOption, EngineOption, OnOption, azureml_job, 
 from topicli.config import Settings
 
 if TYPE_CHECKING:
-    from topicli.method.pipeline import LabelledPosts, PreparedPosts
-    from topicli.method.runs import ClusterRun
+    from topicli.method.languages import EncoderChoice
+    from topicli.runs.service import WrittenRun
 
 topics_app = command_group()
 
@@ -66,26 +65,6 @@ def _clustering_settings(
     )
 
 
-def check_run_paths(
-    settings: Settings, folder: Path, folder_name: str, output: Path | None = None, source: Path | None = None
-) -> list[str]:
-    """Refuse, before any post is embedded, what the command could not write: the embedding cache, the run
-    folder (`folder_name` says which option or setting gave it), -o and the topic table beside it, neither
-    of which may be the input `source`. Returns the topic list, read now so a bad --topics fails now too."""
-    from topicli.io import check_writable, table_format
-    from topicli.method.runs import topic_table_path
-    from topicli.method.topics import read_topics
-
-    check_cache_dir(settings)
-    check_writable(folder, folder_name, folder=True)
-    if output is not None:
-        inputs = (source,) if source is not None else ()
-        check_writable(output, "-o", inputs=inputs)
-        table_format(output)
-        check_writable(topic_table_path(output), "-o's topic table", inputs=inputs)
-    return read_topics(settings.labelling.topics)
-
-
 @topics_app.command()
 def cluster(
     posts: PostsOrUriArgument,
@@ -105,20 +84,11 @@ def cluster(
         arguments = ["${{inputs.posts}}", "--run", "${{outputs.run}}"]
         azureml_job(settings, "cluster", arguments, {"posts": posts}, "run", dry_run)  # a URI stays one
         return
-    from topicli.method.pipeline import Pipeline, load_posts
-    from topicli.method.runs import default_run_folder, new_attempt
+    from topicli.runs.service import cluster_posts
 
-    path = Path(posts)
-    folder = run or default_run_folder(settings, path)
-    topic_list = check_run_paths(settings, folder, "--run" if run else "[output] dir")
-    pipeline = Pipeline(settings, progress_bar, topic_list)
-    prepared = pipeline.prepare(load_posts(path, settings))
-    _say_cut(prepared.cut, settings)
-    _say_encoder(prepared)
-    clustering = pipeline.cluster(prepared)
-    with new_attempt(folder) as attempt:
-        clustering.save(attempt)
-    render.candidates(console, clustering, folder)
+    done = cluster_posts(settings, Path(posts), run, progress_bar)
+    _say_read(done.encoder_choice, done.cut, settings)
+    render.candidates(console, done.clustering, done.folder)
 
 
 RenameOption = Annotated[
@@ -156,27 +126,10 @@ def label(
     if rename is not None:
         _rename(rename, run, config)
         return
-    from dataclasses import replace
-
-    from topicli.errors import TopicliError
-    from topicli.io import read_posts
-    from topicli.method.pipeline import Pipeline
-    from topicli.method.runs import ClusterRun, latest_run_folder
+    from topicli.runs.service import label_run
 
     settings = _clustering_settings(config, None, topics, None, None, None, noise_policy)
-    folder = run or latest_run_folder(settings)
-    clustering = ClusterRun.load(folder)
-    if posts is not None:
-        clustering = replace(clustering, input=str(posts))
-    elif not Path(clustering.input).exists():
-        raise TopicliError(
-            f"{clustering.input}, the posts {folder} was clustered from, is not on this machine (a run clustered on "
-            "Azure ML records the compute node's path); give them with --posts"
-        )
-    topic_list = check_run_paths(settings, folder, "--run" if run else "[output] dir", output, Path(clustering.input))
-    pipeline = Pipeline(settings, progress_bar, topic_list)
-    prepared = pipeline.prepare(read_posts(Path(clustering.input), clustering.text_column))
-    write_run(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
+    say_written(label_run(settings, run, posts, output, include_encoder, progress_bar), settings)
 
 
 @topics_app.command()
@@ -194,21 +147,15 @@ def run(
     config: ConfigOption = None,
 ) -> None:
     """Cluster and label in one go: every post gets a topic."""
-    from topicli.method.pipeline import Pipeline, load_posts
-    from topicli.method.runs import default_run_folder
+    from topicli.runs.folder import default_run_folder
+    from topicli.runs.service import check_run_paths, run_posts
 
     settings = _clustering_settings(config, text_column, topics, eps, min_samples, algorithm, noise_policy)
     if on_spark(settings, engine):
         topic_list = check_run_paths(settings, default_run_folder(settings, posts), "[output] dir")
         run_on_spark(settings, str(posts), output, topic_list)
         return
-    folder = default_run_folder(settings, posts)
-    pipeline = Pipeline(settings, progress_bar, check_run_paths(settings, folder, "[output] dir", output, posts))
-    prepared = pipeline.prepare(load_posts(posts, settings))
-    _say_encoder(prepared)
-    clustering = pipeline.cluster(prepared)
-    render.candidates(console, clustering, folder)
-    write_run(settings, clustering, pipeline.label(prepared, clustering), folder, output, include_encoder)
+    say_written(run_posts(settings, posts, output, include_encoder, progress_bar), settings)
 
 
 @topics_app.command()
@@ -238,38 +185,23 @@ def evaluate(
         render.figures(console, figures, posts)
 
 
-def write_run(
-    settings: Settings,
-    clustering: ClusterRun,
-    result: LabelledPosts,
-    folder: Path,
-    output: Path | None,
-    include_encoder: bool,
-) -> None:
-    """What `label` and `run` leave, replacing the run folder's contents as one set: the clustering, posts
-    with topics and the topic table (where -o says), and the model bundle."""
-    from topicli.method.runs import bundle_folder, new_attempt, write_outputs
-    from topicli.serving.bundle import write_bundle
-
-    with new_attempt(folder) as attempt:
-        clustering.save(attempt)
-        written = write_outputs(result, folder, attempt, output, settings.output.format)
-        write_bundle(result, clustering, settings, bundle_folder(attempt), include_encoder)
+def say_written(written: WrittenRun, settings: Settings) -> None:
+    """What a labelled run leaves: the chosen clustering, the topic table, and where its files went."""
+    _say_read(written.encoder_choice, written.cut, settings)
+    render.candidates(console, written.clustering, written.folder)
+    result = written.result
     render.topic_table(console, result.topic_table, result.over_time)
-    _say_cut(result.cut, settings)
-    console.print(f"wrote {written.posts} and {written.topic_table} (coverage {result.coverage:.0%})")
-    if written.over_time is not None:
-        console.print(f"wrote {written.over_time} (topic counts per {result.over_time.attrs['period']})")
-    console.print(f"model bundle in {bundle_folder(folder)} (serve it with `topicli deploy local`)")
+    outputs = written.outputs
+    console.print(f"wrote {outputs.posts} and {outputs.topic_table} (coverage {result.coverage:.0%})")
+    if outputs.over_time is not None:
+        console.print(f"wrote {outputs.over_time} (topic counts per {result.over_time.attrs['period']})")
+    console.print(f"model bundle in {written.bundle} (serve it with `topicli deploy local`)")
 
 
-def _say_encoder(prepared: PreparedPosts) -> None:
-    """The encoder the run used and why (auto's choice from the posts' languages)."""
-    if prepared.encoder_choice is not None:
-        console.print(f"encoder {prepared.encoder_choice.reason}")
-
-
-def _say_cut(cut: int, settings: Settings) -> None:
+def _say_read(choice: EncoderChoice | None, cut: int, settings: Settings) -> None:
+    """The encoder the run used and why (auto's choice from the posts' languages), and the posts cut short."""
+    if choice is not None:
+        console.print(f"encoder {choice.reason}")
     if cut:
         limit = settings.input.max_chars
         console.print(f"cut {cut:,} posts longer than {limit:,} characters to their first {limit:,} before encoding")
@@ -277,64 +209,12 @@ def _say_cut(cut: int, settings: Settings) -> None:
 
 def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
     """`label --rename`: the run's outputs and bundle again with new topic names, as one new attempt."""
-    from topicli.io import check_writable, read_table
-    from topicli.method.rename import read_mapping, rename_outputs, renamed_manifest
-    from topicli.method.runs import (
-        ClusterRun,
-        bundle_folder,
-        find_posts_output,
-        latest_run_folder,
-        new_attempt,
-        topic_table_path,
-        write_outputs,
-    )
-    from topicli.serving.bundle import (
-        CLASSIFIER_FOLDER,
-        ENCODER_FOLDER,
-        BundleContents,
-        BundleModel,
-        read_bundle,
-        save_bundle,
-    )
+    from topicli.runs.service import rename_run
 
-    settings = settings_for(config)
-    folder = run or latest_run_folder(settings)
-    mapping = read_mapping(mapping_file)
-    clustering = ClusterRun.load(folder)
-    posts_path = find_posts_output(folder)
-    old_bundle = bundle_folder(folder)
-    manifest, arrays = read_bundle(old_bundle)
-
-    @cache  # the bundle (and its encoder) is loaded only where an unmatched cluster joins a topic, and once
-    def served() -> BundleModel:
-        return BundleModel.load(old_bundle)
-
-    inside = posts_path.resolve().parent == folder.resolve()
-    if not inside:
-        check_writable(posts_path, "the run's posts output")
-    renamed = rename_outputs(
-        read_table(posts_path),
-        read_table(topic_table_path(posts_path)),
-        clustering.text_column,
-        mapping,
-        manifest["topics"],
-        lambda texts, cluster, topic: served().answer_as_cluster(texts, cluster, topic),
-        settings.input.date_column,
-        settings.labelling.keywords,
-    )
-    contents = BundleContents(
-        renamed_manifest(manifest, renamed),
-        arrays,
-        old_bundle / CLASSIFIER_FOLDER if (old_bundle / CLASSIFIER_FOLDER).is_dir() else None,
-        old_bundle / ENCODER_FOLDER if (old_bundle / ENCODER_FOLDER).is_dir() else None,
-    )
-    with new_attempt(folder) as attempt:
-        clustering.save(attempt)
-        output = folder / posts_path.name if inside else posts_path
-        written = write_outputs(renamed, folder, attempt, output, settings.output.format)
-        save_bundle(contents, bundle_folder(attempt))
+    done = rename_run(settings_for(config), mapping_file, run)
+    renamed = done.renamed
     render.topic_table(console, renamed.topic_table, renamed.over_time)
     changes = [f"{old} → {new}" for old, new in renamed.mapping.items()]
     changes += [f"cluster {c} → {topic}" for c, topic in renamed.joined.items()]
     console.print(f"renamed {'; '.join(changes)}")
-    console.print(f"wrote {written.posts} and {written.topic_table}; model bundle in {bundle_folder(folder)}")
+    console.print(f"wrote {done.outputs.posts} and {done.outputs.topic_table}; model bundle in {done.bundle}")

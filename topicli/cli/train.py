@@ -29,7 +29,7 @@ from topicli.cli.jobs import (
     run_on_spark,
     spark_job_on_azureml,
 )
-from topicli.cli.topics import OutputOption, TopicsOption, check_run_paths, write_run
+from topicli.cli.topics import OutputOption, TopicsOption, say_written
 from topicli.config import Settings
 from topicli.errors import TopicliError
 
@@ -101,21 +101,15 @@ def train(
         else:
             _train_on_azureml(settings, source, dry_run)
         return
-    from topicli.method.runs import default_run_folder
+    from topicli.runs.folder import default_run_folder
+    from topicli.runs.service import check_run_paths, run_posts
 
-    folder = default_run_folder(settings, Path(source.rstrip("/")))
-    topic_list = check_run_paths(settings, folder, "[output] dir")
+    topic_list = check_run_paths(settings, default_run_folder(settings, Path(source.rstrip("/"))), "[output] dir")
     settings = _with_classifier(settings)
     if on_spark(settings, engine):
         run_on_spark(settings, source, output, topic_list)
         return
-    from topicli.method.pipeline import Pipeline, load_posts
-
-    pipeline = Pipeline(settings, progress_bar, topic_list)
-    prepared = pipeline.prepare(load_posts(Path(source), settings))
-    clustering = pipeline.cluster(prepared)
-    render.candidates(console, clustering, folder)
-    write_run(settings, clustering, pipeline.label(prepared, clustering), folder, output, False)
+    say_written(run_posts(settings, Path(source), output, False, progress_bar, topic_list), settings)
 
 
 def _train_on_azureml(settings: Settings, source: str, dry_run: bool) -> None:
@@ -147,7 +141,7 @@ def step_embed(
     from topicli.method.pipeline import Pipeline, load_posts
 
     settings = settings_for(config, input={"text_column": text_column}, encoder={"cache_dir": str(cache)})
-    Pipeline(settings, progress_bar).embed_posts(load_posts(posts, settings))
+    Pipeline(settings.method, progress_bar).embed_posts(load_posts(posts, settings))
     console.print(f"embedded {posts} into {cache}")
 
 
@@ -160,14 +154,11 @@ def step_cluster(
     config: ConfigOption = None,
 ) -> None:
     """Search clusterings of the posts, their vectors read from the cache, as `topicli cluster` does."""
-    from topicli.method.pipeline import Pipeline, load_posts
+    from topicli.runs.service import cluster_posts
 
     settings = settings_for(config, input={"text_column": text_column}, encoder={"cache_dir": str(cache)})
-    pipeline = Pipeline(settings, progress_bar)
-    clustering = pipeline.cluster(pipeline.prepare(load_posts(posts, settings)))
-    run.mkdir(parents=True, exist_ok=True)  # a job's fresh output folder, maybe blob storage: no attempt links
-    clustering.save(run)
-    render.candidates(console, clustering, run)
+    done = cluster_posts(settings, posts, run, progress_bar, in_place=True)  # a job's fresh output: no attempt links
+    render.candidates(console, done.clustering, run)
 
 
 @step_app.command("label")
@@ -180,20 +171,11 @@ def step_label(
     config: ConfigOption = None,
 ) -> None:
     """Label the clustering in `--run` from these posts (where this step mounts them, not where cluster did)."""
-    from topicli.method.pipeline import Pipeline, load_posts
-    from topicli.method.runs import ClusterRun, bundle_folder, write_outputs
-    from topicli.serving.bundle import write_bundle
+    from topicli.runs.service import label_run
 
     settings = settings_for(config, input={"text_column": text_column}, encoder={"cache_dir": str(cache)})
-    clustering = replace(ClusterRun.load(run), input=str(posts))
-    pipeline = Pipeline(settings, progress_bar)
-    prepared = pipeline.prepare(load_posts(posts, settings))
-    result = pipeline.label(prepared, clustering)
-    output.mkdir(parents=True, exist_ok=True)
-    clustering.save(output)
-    write_outputs(result, output, output, None, settings.output.format)
-    write_bundle(result, clustering, settings, bundle_folder(output))
-    console.print(f"labelled {posts}: coverage {result.coverage:.0%}; run folder {output}")
+    written = label_run(settings, run, posts, progress=progress_bar, into=output)
+    console.print(f"labelled {posts}: coverage {written.result.coverage:.0%}; run folder {output}")
 
 
 @step_app.command("register")
@@ -207,6 +189,6 @@ def step_register(
     from topicli.serving.bundle import find_bundle, read_bundle
 
     bundle = find_bundle(labelled)
-    read_bundle(bundle)
+    read_bundle(bundle)  # checked whole, digests included
     shutil.copytree(bundle, model, dirs_exist_ok=True)
     console.print(f"bundle {bundle} copied into {model}")

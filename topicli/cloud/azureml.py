@@ -37,7 +37,7 @@ from packaging.requirements import Requirement
 
 from topicli.config import Settings
 from topicli.errors import TopicliError
-from topicli.serving.bundle import MANIFEST
+from topicli.serving.bundle import MANIFEST, read_bundle
 from topicli.serving.client import Endpoint
 
 PACKAGE_ROOT = Path(__file__).parents[1]
@@ -167,8 +167,8 @@ def serving_environment(settings: Settings, encoder: str | None) -> Any:
 
 def bundle_encoder(bundle: Path) -> str | None:
     """The encoder a bundle was made with (None for one that carries its encoder folder: PyTorch serves it)."""
-    manifest = json.loads((Path(bundle) / MANIFEST).read_text(encoding="utf-8"))["encoder"]
-    return None if manifest.get("source") == "bundle" else manifest["name"]
+    encoder = read_bundle(Path(bundle)).manifest.encoder
+    return None if encoder.source == "bundle" else encoder.name
 
 
 def check_bundle(bundle: Path) -> Path:

@@ -33,12 +33,15 @@ same head.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from topicli.method.scoring import COSINE_SCALE
+
+if TYPE_CHECKING:
+    from topicli.serving.bundle.format import Bundle
 
 LOG_FLOOR = float(np.log(1e-6))  # a topic the head never saw, or gives nothing, sits at this log-probability
 ABSENT_INTERCEPT = -30.0  # the intercept of a topic no pseudo-label has: its log-probability ends at LOG_FLOOR
@@ -92,6 +95,18 @@ class ScoreAdapter(BaseEstimator):
         self.max_rounds = max_rounds
         self.holdout = holdout
         self.seed = seed
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> ScoreAdapter | None:
+        """The run's per-run head, from its bundle (it corrects a served post's raw scores as the run's); None
+        when the run had none."""
+        adaptation = bundle.manifest.scoring.adaptation
+        if adaptation is None:
+            return None
+        adapter = cls()
+        adapter.coef_, adapter.intercept_ = bundle.arrays["head_coef"], bundle.arrays["head_intercept"]
+        adapter.weight_ = adaptation.weight
+        return adapter
 
     def fit(
         self,

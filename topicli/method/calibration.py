@@ -29,12 +29,15 @@ import warnings
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from topicli.errors import TopicliError
+
+if TYPE_CHECKING:
+    from topicli.serving.bundle.format import Bundle
 
 SHIPPED_CALIBRATION = Path(__file__).parents[1] / "models" / "calibration.json"
 FEATURES = ("logit_confidence", "log_margin")
@@ -143,6 +146,12 @@ class ConfidenceCalibrator(BaseEstimator):
             "regularisation": self.regularisation,
             "reliability": self.reliability_,
         }
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> ConfidenceCalibrator | None:
+        """The calibrator of a run's topic_confidence, from its bundle; None when the run's stayed raw."""
+        calibration = bundle.manifest.calibration
+        return None if calibration is None else cls.from_dict(calibration.model_dump(), str(bundle.folder))
 
     @classmethod
     def from_dict(cls, document: Any, source: str = "calibration") -> ConfidenceCalibrator:

@@ -130,19 +130,19 @@ class PairClassifier(BaseEstimator):
         return out
 
 
-def save_classifier(model: PairClassifier, folder: Path, manifest: dict[str, Any]) -> None:
+def save_classifier(model: PairClassifier, folder: Path, card: dict[str, Any]) -> None:
     """`weights.safetensors` and `manifest.json` (settings, encoder, template, metrics); no pickle."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "weights.safetensors") as temp:
         save_file({k: np.ascontiguousarray(v) for k, v in model.weights_.items()}, str(temp))
-    document = {"format_version": FORMAT_VERSION, "settings": model.get_params(), **manifest}
+    document = {"format_version": FORMAT_VERSION, "settings": model.get_params(), **card}
     with atomic_path(folder / "manifest.json") as temp:
         temp.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def load_classifier(folder: Path | str = "") -> tuple[PairClassifier, dict[str, Any]]:
-    """The classifier in `folder` (the shipped one when empty) and its manifest."""
+    """The classifier in `folder` (the shipped one when empty) and its card (its `manifest.json`)."""
     folder = Path(folder) if folder else SHIPPED_MODEL
     manifest_file, weights_file = folder / "manifest.json", folder / "weights.safetensors"
     if not manifest_file.is_file() or not weights_file.is_file():
@@ -150,12 +150,12 @@ def load_classifier(folder: Path | str = "") -> tuple[PairClassifier, dict[str, 
             f"{folder} is not a cls_model folder (needs manifest.json and weights.safetensors); "
             "write one with `topicli train-classifier` or clear [classifier] path"
         )
-    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    if manifest.get("format_version") != FORMAT_VERSION:
+    card = json.loads(manifest_file.read_text(encoding="utf-8"))
+    if card.get("format_version") != FORMAT_VERSION:
         raise TopicliError(
-            f"{folder}: cls_model format {manifest.get('format_version')} but this topicli reads {FORMAT_VERSION}; "
+            f"{folder}: cls_model format {card.get('format_version')} but this topicli reads {FORMAT_VERSION}; "
             "retrain it with `topicli train-classifier`"
         )
-    model = PairClassifier(**manifest["settings"])
+    model = PairClassifier(**card["settings"])
     model.weights_ = load_file(str(weights_file))
-    return model, manifest
+    return model, card

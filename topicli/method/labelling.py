@@ -24,8 +24,8 @@ every copy were a row of its own.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -33,6 +33,9 @@ from sklearn.base import BaseEstimator
 
 from topicli.errors import TopicliError
 from topicli.method.scoring import TopicScores
+
+if TYPE_CHECKING:
+    from topicli.serving.bundle.format import Bundle
 
 NOISE_POLICIES = ("unassigned", "nearest", "classify")
 CHUNK = 65536
@@ -200,6 +203,18 @@ class ClusterLabeller(BaseEstimator):
         self.noise_distance = noise_distance
         self.override_margin = override_margin
         self.unmatched_below = unmatched_below
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> ClusterLabeller:
+        """The labeller a run fitted, rebuilt from its bundle: its parameters, centres and cluster topics."""
+        manifest = bundle.manifest
+        labeller = cls(**manifest.labeller.model_dump())
+        labeller.centres_ = bundle.arrays["centres"]
+        names = {f.name for f in fields(ClusterTopic)}
+        labeller.cluster_topics_ = [
+            ClusterTopic(**{k: v for k, v in c.model_dump().items() if k in names}) for c in manifest.clusters
+        ]
+        return labeller
 
     def fit(
         self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores, weights: np.ndarray | None = None

@@ -24,10 +24,14 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from topicli.method.tokens import centre, read_languages
+
+if TYPE_CHECKING:
+    from topicli.serving.bundle.format import Bundle
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 MULTILINGUAL = "multilingual"
@@ -220,6 +224,12 @@ class LanguageMeans:
 
     languages: list[str]
     means: np.ndarray  # (len(languages) + 1, dimension) float32
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle) -> LanguageMeans | None:
+        """The means a mixed-language run removed, from its bundle; None when it removed none."""
+        centred = bundle.manifest.encoder.centred_languages
+        return cls(list(centred), bundle.arrays["language_means"]) if centred else None
 
     def centre(self, vectors: np.ndarray, languages: Sequence[str]) -> np.ndarray:
         return centre(vectors, languages, self.languages, self.means)

@@ -1,6 +1,6 @@
 """The method end to end: embed, search clusterings, name clusters, give every post a topic.
 
-`cluster` returns a `ClusterRun` that a run folder keeps (`topicli.method.runs`) for `label`,
+`cluster` returns a `ClusterRun` that a run folder keeps (`topicli.runs`) for `label`,
 so the two can run apart; `run` does both. Nothing here prints: progress goes through the
 `progress` factory the caller passes (the CLI gives rich bars).
 
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from topicli.config import Settings
+from topicli.config import MethodSettings, Settings
 from topicli.errors import TopicliError
 from topicli.io import Posts, file_digest, read_posts
 from topicli.method.adaptation import ScoreAdapter
@@ -27,7 +27,7 @@ from topicli.method.calibration import ConfidenceCalibrator, calibrator_for
 from topicli.method.classifier import load_classifier
 from topicli.method.clustering import MIN_SAMPLES_GRID, ClusterSearch, nearest_neighbours
 from topicli.method.embedding import Embedder, distinct_texts
-from topicli.method.encoders import AUTO, encoder_choice
+from topicli.method.encoders import encoder_choice
 from topicli.method.evaluation import FIGURES, gold_topics, read_gold, score
 from topicli.method.keywords import keywords, stop_words, suggested_name
 from topicli.method.labelling import ClusteringScorer, ClusterLabeller
@@ -39,7 +39,7 @@ from topicli.method.languages import (
     read_languages,
     warn_languages,
 )
-from topicli.method.runs import ClusterRun, check_output_columns, with_topics
+from topicli.method.records import ClusterRun, check_output_columns, with_topics
 from topicli.method.scoring import TopicScores, auto_neighbours, finish_scores, part_vectors, raw_scores, topic_floors
 from topicli.method.timeline import over_time
 from topicli.method.topics import read_topics
@@ -93,123 +93,146 @@ class LabelledPosts:
         return self.prepared.cut
 
 
+@dataclass
+class EmbeddedPosts:
+    """The posts' vectors and what reading them decided: `Pipeline.embed_posts`' value."""
+
+    text_index: np.ndarray  # each post's row of `vectors` (the copies of a text share one), -1 for an empty post
+    rows: np.ndarray  # the first post of each distinct non-empty text
+    vectors: np.ndarray  # unit vectors, memory-mapped from the embedding cache
+    cut: int  # posts cut to [input] max_chars before encoding
+    choice: EncoderChoice  # the encoder used and why (`auto`'s choice from the posts' languages)
+    embedder: Embedder  # that encoder, with its cache
+
+
+@dataclass
+class Centring:
+    """Each language's mean vector, and the language of every row, for a mixed-language run."""
+
+    means: LanguageMeans
+    languages: list[str]
+
+
 class Pipeline:
-    """The encoder, cls_model and topic list of one set of settings, loaded when first needed.
+    """The method on one set of settings (`MethodSettings`): the encoder, cls_model and topic list, loaded
+    when first needed.
 
     `prepare` embeds the posts and scores them; `cluster` and `label` take what it returns, so
-    `topicli run` prepares once for both steps.
+    `topicli run` prepares once for both steps. Every choice a step makes from the posts (the
+    encoder `auto` picks, the language means) is in the value it returns, never in the pipeline.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        method: MethodSettings,
         progress: ProgressFactory = no_progress,
         topics: list[str] | None = None,
         embedder: Embedder | None = None,
     ) -> None:
         """`embedder` replaces the one the settings name (tests and benchmarks pass their own)."""
-        self.settings = settings
+        self.method = method
         self.progress = progress
-        self.language_means: LanguageMeans | None = None  # set by `prepare` for a mixed-language run
-        self.encoder_name = settings.encoder.name if embedder is None else embedder.name
+        self._given_embedder = embedder
         if topics is not None:
             self.topics = topics
-        if embedder is not None:
-            self.embedder = embedder
-
-    @cached_property
-    def embedder(self) -> Embedder:
-        """The encoder named in the settings; for `auto`, the one chosen when the posts were embedded."""
-        if self.encoder_name == AUTO:
-            raise RuntimeError("the auto encoder is chosen from the posts: embed them first")
-        s = self.settings.encoder
-        return Embedder(self.encoder_name, s.batch_size, s.cache_dir)
 
     @cached_property
     def classifier(self) -> tuple[Any, dict[str, Any]]:
-        return load_classifier(self.settings.classifier.path)
+        return load_classifier(self.method.classifier.path)
 
     @cached_property
     def topics(self) -> list[str]:
         """The topic list of the settings, unless the caller gave one."""
-        return read_topics(self.settings.labelling.topics)
+        return read_topics(self.method.labelling.topics)
 
-    def _checked_classifier(self) -> tuple[Any, dict[str, Any]]:
-        model, manifest = self.classifier
-        if manifest.get("encoder") != self.embedder.identity:
+    def embedder(self, name: str) -> Embedder:
+        """The encoder `name` with its cache (the one the caller gave, whatever the name)."""
+        if self._given_embedder is not None:
+            return self._given_embedder
+        return _embedder(name, self.method.encoder.batch_size, self.method.encoder.cache_dir)
+
+    def encoder_name(self) -> str:
+        """The encoder the settings name: `auto` until posts are read (`embed_posts` tells which)."""
+        return self.method.encoder.name if self._given_embedder is None else self._given_embedder.name
+
+    def _checked_classifier(self, embedder: Embedder) -> tuple[Any, dict[str, Any]]:
+        model, card = self.classifier
+        if card.get("encoder") != embedder.identity:
             raise TopicliError(
-                f"cls_model was trained on encoder {manifest.get('encoder_name', manifest.get('encoder'))!r}, not "
-                f'{self.encoder_name!r}; train one for this encoder or set [labelling] scorer = "cosine"'
+                f"cls_model was trained on encoder {card.get('encoder_name', card.get('encoder'))!r}, not "
+                f'{embedder.name!r}; train one for this encoder or set [labelling] scorer = "cosine"'
             )
-        return model, manifest
+        return model, card
 
-    def embed_posts(self, posts: Posts) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """(each post's distinct text: `PreparedPosts.text_index`, the first post of each, their unit vectors
-        memory-mapped from the embedding cache, how many posts were cut to [input] max_chars).
+    def embed_posts(self, posts: Posts) -> EmbeddedPosts:
+        """Each post's distinct text, the first post of each, their unit vectors memory-mapped from the
+        embedding cache, how many posts were cut to [input] max_chars, and the encoder (`auto`'s choice).
 
         A post is encoded from its first max_chars characters: encoders read a few hundred
         tokens anyway, and the whole of a megabyte post took gigabytes to tokenise and encode.
         `prepare` never copies the vectors whole: neighbours and topic scores read them in
         blocks of rows (bench/run.py `streaming` measures the peak).
         """
-        limit = self.settings.input.max_chars
+        limit = self.method.input.max_chars
         all_texts = posts.texts
         rows = np.array([i for i, text in enumerate(all_texts) if text.strip()], dtype=np.int64)
         texts = [all_texts[i][:limit] for i in rows]
         cut = sum(len(all_texts[i]) > limit for i in rows)
         del all_texts
-        self.encoder_choice = encoder_choice(self.encoder_name, texts)
-        self.encoder_name = self.encoder_choice.name
-        warn_languages(self.encoder_choice)
+        choice = encoder_choice(self.encoder_name(), texts)
+        warn_languages(choice)
+        embedder = self.embedder(choice.name)
         distinct, inverse = distinct_texts(texts)
         del texts
         text_index = np.full(len(posts.frame), -1, dtype=np.int64)
         text_index[rows] = inverse
         first = rows[np.unique(inverse, return_index=True)[1]]
         with self.progress("embedding posts", len(distinct)) as advance:
-            vectors = self.embedder.on_disk(distinct, advance)
-        return text_index, first, vectors, cut
+            vectors = embedder.on_disk(distinct, advance)
+        return EmbeddedPosts(text_index, first, vectors, cut, choice, embedder)
 
-    def fit_language_means(
-        self, posts: Posts, rows: np.ndarray, vectors: np.ndarray, text_index: np.ndarray
-    ) -> LanguageMeans | None:
+    def centring(self, posts: Posts, embedded: EmbeddedPosts) -> Centring | None:
         """Each language's mean vector, when [encoder] centre_languages is on, the encoder is a multilingual one
         (USE, e5-small) and the posts mix languages (two or more of 1 %+ in the sample `auto` read); None
         otherwise, and the vectors stay as encoded."""
-        self.language_means = None
-        choice = self.encoder_choice
-        mixed = choice is not None and sum(share >= 0.01 for share in choice.languages.values()) >= 2
-        if not self.settings.encoder.centre_languages or not mixed or self.encoder_name not in MULTILINGUAL_ENCODERS:
+        choice = embedded.choice
+        mixed = sum(share >= 0.01 for share in choice.languages.values()) >= 2
+        if not self.method.encoder.centre_languages or not mixed or choice.name not in MULTILINGUAL_ENCODERS:
             return None
-        limit = self.settings.input.max_chars
+        limit = self.method.input.max_chars
         all_texts = posts.texts
         with self.progress("reading languages", None) as advance:
-            self._languages = read_languages([all_texts[i][:limit] for i in rows])
+            languages = read_languages([all_texts[i][:limit] for i in embedded.rows])
             advance(1)
-        weights = np.bincount(text_index[text_index >= 0], minlength=len(rows))
-        return language_means(vectors, self._languages, weights)
+        text_index = embedded.text_index
+        weights = np.bincount(text_index[text_index >= 0], minlength=len(embedded.rows))
+        means = language_means(embedded.vectors, languages, weights)
+        return None if means is None else Centring(means, languages)
 
     def neighbours(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Distances and indices of each text's nearest other texts: enough for smoothing and the eps grid."""
-        k = max(self.settings.labelling.neighbours or auto_neighbours(len(vectors)), max(MIN_SAMPLES_GRID))
+        k = max(self.method.labelling.neighbours or auto_neighbours(len(vectors)), max(MIN_SAMPLES_GRID))
         with self.progress("finding neighbours", None) as advance:
             found = nearest_neighbours(vectors, k)
             advance(1)
         return found
 
-    def template(self) -> str:
+    def template(self, embedder: Embedder) -> str:
         """The topic template: cls_model's own (it was trained with it) for that scorer, else the setting."""
-        s = self.settings.labelling
-        return self._checked_classifier()[1]["template"] if s.scorer == "cls_model" else s.topic_template
+        s = self.method.labelling
+        return self._checked_classifier(embedder)[1]["template"] if s.scorer == "cls_model" else s.topic_template
 
-    def raw_scores(self, vectors: np.ndarray, template: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def raw_scores(
+        self, vectors: np.ndarray, template: str, embedder: Embedder, means: LanguageMeans | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Unsmoothed topic scores of the posts, less the topic floors; the floors, the topic-part
-        vectors and the topic of each part. cls_model's probabilities keep no floor (zeros)."""
-        s = self.settings.labelling
-        model = self._checked_classifier()[0] if s.scorer == "cls_model" else None
-        parts, owner = part_vectors(self.topics, template, self.embedder)
-        if self.language_means is not None:
-            parts = self.language_means.centre_overall(parts)
+        vectors and the topic of each part. cls_model's probabilities keep no floor (zeros). With `means`
+        (a mixed-language run), the topic parts lose the overall mean as the posts lost their language's."""
+        s = self.method.labelling
+        model = self._checked_classifier(embedder)[0] if s.scorer == "cls_model" else None
+        parts, owner = part_vectors(self.topics, template, embedder)
+        if means is not None:
+            parts = means.centre_overall(parts)
         raw = raw_scores(vectors, parts, owner, len(self.topics), model)
         floors = topic_floors(raw, s.floor_quantile, 0.0 if model else s.floor_weight)
         raw -= floors
@@ -221,17 +244,19 @@ class Pipeline:
         A post's topic probabilities are its raw scores smoothed over the k texts nearest its own (its
         copies are not its neighbours: they would only repeat its scores).
         """
-        text_index, rows, vectors, cut = self.embed_posts(posts)
-        self.language_means = self.fit_language_means(posts, rows, vectors, text_index)
-        if self.language_means is not None:
-            vectors = self.language_means.centre(vectors, self._languages)
+        embedded = self.embed_posts(posts)
+        embedder, vectors, text_index, rows = embedded.embedder, embedded.vectors, embedded.text_index, embedded.rows
+        centring = self.centring(posts, embedded)
+        means = None if centring is None else centring.means
+        if centring is not None:
+            vectors = centring.means.centre(vectors, centring.languages)
         distances, indices = self.neighbours(vectors)
-        template = self.template()
-        s = self.settings.labelling
+        template = self.template(embedder)
+        s = self.method.labelling
         k = s.neighbours or auto_neighbours(len(vectors))
         weights = np.bincount(text_index[text_index >= 0], minlength=len(rows))
         with self.progress("scoring topics", None) as advance:
-            raw, floors, parts, owner = self.raw_scores(vectors, template)
+            raw, floors, parts, owner = self.raw_scores(vectors, template, embedder, means)
             advance(1)
 
         def finish(scores: np.ndarray) -> np.ndarray:
@@ -240,7 +265,7 @@ class Pipeline:
         adapter = None
         if s.adapt_rounds:
             with self.progress("adapting to the posts", None) as advance:
-                seed = self.settings.clustering.seed
+                seed = self.method.clustering.seed
                 adapter = ScoreAdapter(share=s.adapt_share, max_rounds=s.adapt_rounds, seed=seed)
                 raw, matrix = adapter.fit_scores(vectors, raw, finish, weights)
                 advance(1)
@@ -249,12 +274,12 @@ class Pipeline:
         return PreparedPosts(
             posts=posts,
             input_sha256=file_digest(posts.path),
-            encoder_name=self.encoder_name,
-            encoder_identity=self.embedder.identity,
+            encoder_name=embedded.choice.name,
+            encoder_identity=embedder.identity,
             rows=rows,
             text_index=text_index,
             weights=weights,
-            cut=cut,
+            cut=embedded.cut,
             vectors=vectors,
             distances=distances,
             indices=indices,
@@ -265,15 +290,15 @@ class Pipeline:
             part_owner=owner,
             template=template,
             scores=TopicScores(vectors, matrix),
-            encoder_choice=self.encoder_choice,
-            language_means=self.language_means,
+            encoder_choice=embedded.choice,
+            language_means=means,
             adapter=adapter,
         )
 
     def cluster(self, prepared: PreparedPosts) -> ClusterRun:
         """Search clusterings of the prepared posts and keep the best (`ClusterRun`)."""
         posts, vectors, weights = prepared.posts, prepared.vectors, prepared.weights
-        s = self.settings.clustering
+        s = self.method.clustering
         search = ClusterSearch(
             algorithm=s.algorithm,
             min_topics=s.min_topics,
@@ -282,7 +307,7 @@ class Pipeline:
             min_samples=s.min_samples,
             out_of_range=s.out_of_range,
         )
-        scorer = ClusteringScorer(prepared.scores, self.settings.labelling.k, s.eval_sample, s.seed, weights)
+        scorer = ClusteringScorer(prepared.scores, self.method.labelling.k, s.eval_sample, s.seed, weights)
         with self.progress("searching clusterings", None) as advance:
             search.fit(vectors, scorer, advance, prepared.distances, prepared.indices, weights)
         posted = prepared.text_index >= 0
@@ -314,7 +339,7 @@ class Pipeline:
             )
         vectors, probabilities = prepared.vectors, prepared.scores
         labels = run.labels[prepared.rows]
-        s = self.settings.labelling
+        s = self.method.labelling
         labeller = ClusterLabeller(
             k=s.k,
             noise_policy=s.noise_policy,
@@ -348,7 +373,7 @@ class Pipeline:
         voters = [all_texts[i] for i in prepared.rows]
         table = self._topic_table(labeller, texts, labels, topics, confidence, topic_keywords, cluster_keywords, voters)
         coverage = float(np.mean(topics >= 0)) if len(topics) else 0.0
-        over = over_time(posts.frame, frame["topic"], self.settings.input.date_column)
+        over = over_time(posts.frame, frame["topic"], self.method.input.date_column)
         return LabelledPosts(
             frame, table, coverage, labeller, list(self.topics), prepared, cluster_keywords, over, calibrator
         )
@@ -458,7 +483,13 @@ def _reason(search: ClusterSearch) -> str:
     )
 
 
-def load_posts(path: Path, settings: Settings) -> Posts:
+@cache
+def _embedder(name: str, batch_size: int, cache_dir: str) -> Embedder:
+    """One loaded encoder per (name, batch size, cache) in this process: a run and its serving checks share it."""
+    return Embedder(name, batch_size, cache_dir)
+
+
+def load_posts(path: Path, settings: Settings | MethodSettings) -> Posts:
     return read_posts(path, settings.input.text_column)
 
 
@@ -468,7 +499,7 @@ def evaluate_posts(
     """`topicli evaluate`: the whole pipeline, scored against gold; the gold labels are the topics unless given."""
     started = time.perf_counter()
     gold = read_gold(posts.frame, gold_column, str(posts.path))
-    pipeline = Pipeline(settings, progress, topics=gold_topics(gold) if use_gold_topics else None)
+    pipeline = Pipeline(settings.method, progress, topics=gold_topics(gold) if use_gold_topics else None)
     prepared = pipeline.prepare(posts)
     clustering = pipeline.cluster(prepared)
     result = pipeline.label(prepared, clustering)

@@ -13,24 +13,22 @@ one of its unmatched clusters:
 
 The posts output, the topic table (sizes, clusters, confidence, keywords and examples of the
 merged topics, from the posts) and the topics over time are written again; the bundle's
-manifest gets the new names (`renamed_manifest`). The topic list keeps its length and order,
+manifest gets the new names (`topicli.serving.bundle.renamed_bundle`). The topic list keeps its length and order,
 so a served post is scored exactly as before and answered with the new name.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from topicli.errors import TopicliError
 from topicli.method.keywords import KEYWORDS, keywords, stop_words
-from topicli.method.runs import RUNNER_UP_COLUMN
+from topicli.method.records import RUNNER_UP_COLUMN
 from topicli.method.timeline import over_time
 
 HEADERS = ({"from", "to"}, {"old", "new"})
@@ -38,7 +36,7 @@ HEADERS = ({"from", "to"}, {"old", "new"})
 
 @dataclass
 class RenamedRun:
-    """The outputs of a run after renaming: what `topicli.method.runs.write_outputs` writes."""
+    """The outputs of a run after renaming: what `topicli.runs.outputs.write_outputs` writes."""
 
     posts: pd.DataFrame
     topic_table: pd.DataFrame
@@ -193,24 +191,3 @@ def _table(
     left = left[~left["clusters"].astype(int).isin(list(joined))]
     left = left.assign(runner_up=left["runner_up"].astype(str).map(lambda t: renames.get(t, t)))
     return pd.concat([topics, left], ignore_index=True)
-
-
-def renamed_manifest(manifest: dict[str, Any], run: RenamedRun) -> dict[str, Any]:
-    """A bundle manifest with the new names: the topic list (same length and order, merged topics sharing a
-    name), each cluster's topic and runner-up names, the unmatched clusters that joined a topic, the topics'
-    keywords; and the mapping applied, under `renamed`. Without the bundle id, which `save_bundle` gives."""
-    out = copy.deepcopy(manifest)
-    out.pop("bundle_id", None)
-    out["topics"] = [run.mapping.get(t, t) for t in manifest["topics"]]
-    for cluster in out["clusters"]:
-        if cluster["cluster"] in run.joined:
-            cluster["topic"] = out["topics"].index(run.joined[cluster["cluster"]])
-            cluster["unmatched"] = False
-        cluster["topic_name"] = out["topics"][cluster["topic"]]
-        cluster["runner_up_name"] = out["topics"][cluster["runner_up"]]
-    table = run.topic_table[run.topic_table["kind"] == "topic"]
-    out["topic_keywords"] = {
-        str(t): [w for w in str(k).split(", ") if w] for t, k in zip(table["topic"], table["keywords"], strict=True)
-    }
-    out["renamed"] = [*manifest.get("renamed", []), {"topics": run.mapping, "joined": run.joined}]
-    return out

@@ -352,7 +352,7 @@ def fit_classifier(
     output: Path,
     progress: ProgressFactory,
 ) -> dict[str, Any]:
-    """`topicli train-classifier`: read, embed, train, evaluate, save; returns the manifest."""
+    """`topicli train-classifier`: read, embed, train, evaluate, save; returns its card."""
     s = settings.classifier
     words = read_label_words(s.descriptions)
     data = load_labelled(paths, text_columns, label_columns, drop_labels, words.names)
@@ -364,7 +364,7 @@ def fit_classifier(
     model = PairClassifier(hidden=s.hidden, epochs=s.epochs, seed=s.seed)
     recipe = Recipe(s.negatives, s.near_duplicate, s.held_out_labels, s.described_share, s.balance)
     model, summary = train_classifier(data, vectors, embedder, s.topic_template, model, recipe, words.descriptions)
-    manifest = {
+    card = {
         "encoder": embedder.identity,
         "encoder_name": encoder,
         "template": s.topic_template,
@@ -375,5 +375,5 @@ def fit_classifier(
         "dropped_labels": list(drop_labels),
         **summary,
     }
-    save_classifier(model, output, manifest)
-    return manifest
+    save_classifier(model, output, card)
+    return card

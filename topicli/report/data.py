@@ -9,7 +9,6 @@ which the embedding cache makes free after a run. `topicli.report.html` and
 from __future__ import annotations
 
 import colorsys
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +25,13 @@ from topicli.method.calibration import ConfidenceCalibrator
 from topicli.method.clustering import Candidate
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import choose_encoder
-from topicli.method.runs import (
-    OUTPUT_COLUMNS,
-    OVER_TIME_FILE,
-    ClusterRun,
-    bundle_folder,
-    find_posts_output,
-    topic_table_path,
-)
+from topicli.method.records import OUTPUT_COLUMNS, ClusterRun
 from topicli.method.timeline import read_over_time, trends
 from topicli.progress import ProgressFactory, no_progress
 from topicli.report import MAP_POINTS
+from topicli.runs.folder import bundle_folder
+from topicli.runs.outputs import OVER_TIME_FILE, find_posts_output, topic_table_path
+from topicli.serving.bundle import MANIFEST, read_bundle
 
 UMAP_POINTS = (50, 5000)
 """UMAP lays out between these many drawn posts, PCA outside: UMAP needs enough posts for a
@@ -311,18 +306,14 @@ def _over_time(folder: Path, topics: tuple[TopicView, ...]) -> OverTime | None:
 def _reliability(folder: Path, confidence: pd.Series) -> Reliability:
     """The bundle's calibrator's development reliability (none when the run kept raw confidence) and the run's
     confidence histogram."""
-    manifest = bundle_folder(folder) / "manifest.json"
-    try:
-        document = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else {}
-    except ValueError as error:
-        raise TopicliError(f"{manifest} is not valid JSON ({error}); rerun `topicli label`") from None
-    calibration = document.get("calibration") if isinstance(document, dict) else None
+    bundle = bundle_folder(folder)
+    calibrator = ConfidenceCalibrator.from_bundle(read_bundle(bundle)) if (bundle / MANIFEST).is_file() else None
     sets: tuple[tuple[str, tuple[tuple[float, float, int], ...]], ...] = ()
-    if calibration is not None:
-        sets = ConfidenceCalibrator.from_dict(calibration, str(manifest)).development_bins()
+    if calibrator is not None:
+        sets = calibrator.development_bins()
     values = confidence.dropna().to_numpy(dtype=float)
     counts = np.bincount(np.clip((values * 10).astype(int), 0, 9), minlength=10)
-    return Reliability(calibration is not None, sets, tuple(int(c) for c in counts))
+    return Reliability(calibrator is not None, sets, tuple(int(c) for c in counts))
 
 
 def _post_map(

@@ -35,7 +35,7 @@ import numpy as np
 from topicli.config import ServingSettings
 from topicli.errors import TopicliError
 from topicli.io import Posts, atomic_path, file_digest, table_format, write_table
-from topicli.method.runs import check_output_columns, with_topics
+from topicli.method.records import check_output_columns, with_topics
 from topicli.method.tokens import TEXT
 from topicli.progress import ProgressFactory
 from topicli.serving.triton import ENSEMBLE, ENSEMBLE_OUTPUTS

@@ -327,10 +327,10 @@ def export_onnx(bundle: Path, out: Path) -> Path:
     encoder = model.encoder
     if not isinstance(encoder, OnnxEncoder | SentenceTransformerEncoder | PackageEncoder):
         raise TopicliError(
-            f"the bundle's encoder {model.manifest['encoder']['name']} has no ONNX export; run with "
+            f"the bundle's encoder {model.manifest.encoder.name} has no ONNX export; run with "
             '`[encoder] name = "all-MiniLM-L6-v2"` (or auto) to export'
         )
-    encoded_chars = model.limits.get("encoded_chars")
+    encoded_chars = model.limits.encoded_chars
     with atomic_folder(out) as staging:
         if isinstance(encoder, PackageEncoder):
             spec = {"name": encoder.name, "identity": encoder.identity, "encoded_chars": encoded_chars}
@@ -349,18 +349,18 @@ def export_onnx(bundle: Path, out: Path) -> Path:
         assign = assignment_graph(model)
         onnx.checker.check_model(assign, full_check=True)
         onnx.save_model(assign, str(staging / ASSIGN_FILE), save_as_external_data=True, location=f"{ASSIGN_FILE}.data")
-        manifest = {
+        export = {
             "bundle_id": model.bundle_id,
             "bundle": str(Path(bundle).resolve()),
-            "encoder": model.manifest["encoder"]["identity"],
-            "encoder_name": model.manifest["encoder"]["name"],
+            "encoder": model.manifest.encoder.identity,
+            "encoder_name": model.manifest.encoder.name,
             "dimension": int(model.post_vectors.shape[1]),
             "opset": OPSET,
             "topics": model.topics,
             "graphs": {**encoder_graph, ASSIGN_FILE: {"inputs": list(ASSIGN_INPUTS), "outputs": list(ASSIGN_OUTPUTS)}},
             "versions": {name: version(name) for name in ("topicli", "torch", "onnx", "onnxruntime", "skl2onnx")},
         }
-        (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (staging / EXPORT_MANIFEST).write_text(json.dumps(export, indent=2) + "\n", encoding="utf-8")
     return out
 
 
@@ -376,8 +376,8 @@ class OnnxPipeline:
             raise TopicliError(
                 f"{folder} is not an ONNX export (no {EXPORT_MANIFEST}); write one with `topicli export onnx`"
             )
-        self.manifest = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))
-        self.topics: list[str] = self.manifest["topics"]
+        self.export = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))
+        self.topics: list[str] = self.export["topics"]
         self.encoded_chars: int | None = None
         if (folder / PACKAGE_ENCODER_FILE).is_file():
             spec = json.loads((folder / PACKAGE_ENCODER_FILE).read_text(encoding="utf-8"))
@@ -389,7 +389,7 @@ class OnnxPipeline:
                 )
             self.encoded_chars = spec["encoded_chars"]
         else:
-            self.encoder = OnnxEncoder(folder, self.manifest["encoder"], self.manifest["dimension"], batch_size)
+            self.encoder = OnnxEncoder(folder, self.export["encoder"], self.export["dimension"], batch_size)
         self.language_means: LanguageMeans | None = None
         if (folder / LANGUAGE_MEANS_FILE).is_file():
             means = json.loads((folder / LANGUAGE_MEANS_FILE).read_text(encoding="utf-8"))
@@ -399,7 +399,7 @@ class OnnxPipeline:
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Unit embeddings (a zero row for a post with no text) and the has-text mask."""
         valid = np.array([bool(text.strip()) for text in texts], dtype=bool)
-        vectors = np.zeros((len(texts), self.manifest["dimension"]), dtype=np.float32)
+        vectors = np.zeros((len(texts), self.export["dimension"]), dtype=np.float32)
         rows = np.flatnonzero(valid)
         if len(rows):
             cut = [texts[i][: self.encoded_chars] for i in rows]

@@ -134,7 +134,7 @@ def answer(model: BundleModel, request: ScoringRequest) -> dict[str, Any]:
 def handle(model: BundleModel, raw: str | bytes) -> tuple[int, dict[str, Any]]:
     """HTTP status and JSON body for a raw request body."""
     try:
-        request = parse_request(raw, model.limits["max_posts"], model.limits["max_chars"])
+        request = parse_request(raw, model.limits.max_posts, model.limits.max_chars)
     except RequestError as error:
         return error.status, error.body()
     return 200, answer(model, request)

@@ -216,9 +216,9 @@ def write_repository(
     check_options(instance_kind, instances, max_batch_size)
     with atomic_folder(out) as staging:
         exported = export_onnx(bundle, staging / "onnx")
-        manifest = json.loads((exported / EXPORT_MANIFEST).read_text(encoding="utf-8"))
+        export = json.loads((exported / EXPORT_MANIFEST).read_text(encoding="utf-8"))
         package_encoder = (exported / PACKAGE_ENCODER_FILE).is_file()
-        configs = model_configs(manifest["dimension"], instance_kind, instances, max_batch_size, package_encoder)
+        configs = model_configs(export["dimension"], instance_kind, instances, max_batch_size, package_encoder)
         for name, config in configs.items():
             (staging / name / "1").mkdir(parents=True)
             (staging / name / "config.pbtxt").write_text(pbtxt(config) + "\n", encoding="utf-8")
@@ -236,7 +236,7 @@ def write_repository(
             shutil.move(exported / ONNX_ENCODER_FILE, staging / "encoder" / "1" / "model.onnx")
         shutil.move(exported / ASSIGN_FILE, staging / "assign" / "1" / "model.onnx")
         shutil.move(exported / f"{ASSIGN_FILE}.data", staging / "assign" / "1" / f"{ASSIGN_FILE}.data")
-        manifest["triton"] = {"ensemble": ENSEMBLE, "instance_kind": instance_kind, "instances": instances}
-        (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        export["triton"] = {"ensemble": ENSEMBLE, "instance_kind": instance_kind, "instances": instances}
+        (staging / EXPORT_MANIFEST).write_text(json.dumps(export, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(exported)
     return out

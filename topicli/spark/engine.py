@@ -19,7 +19,6 @@ topic a served bundle would give them.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,9 +36,11 @@ from topicli.io import FORMATS, Posts, find_text_column, write_table
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import AUTO, Encoder, choose_encoder, load_encoder
 from topicli.method.pipeline import LabelledPosts, Pipeline
-from topicli.method.runs import OUTPUT_COLUMNS, RUNNER_UP_COLUMN, ClusterRun, bundle_folder, new_attempt
+from topicli.method.records import OUTPUT_COLUMNS, RUNNER_UP_COLUMN, ClusterRun
 from topicli.progress import ProgressFactory, no_progress
-from topicli.serving.bundle import MANIFEST, write_bundle
+from topicli.runs.folder import bundle_folder
+from topicli.runs.service import RunWriter
+from topicli.serving.bundle import MANIFEST, read_bundle
 from topicli.spark.tasks import ID, TEXT, VECTOR, assign_partition, bundle_files, embed_partition, score_partition
 
 VECTORS_FOLDER = "vectors.parquet"
@@ -212,7 +213,7 @@ def fit_sample(
     vectors = np.stack(frame[VECTOR][posted].to_numpy()).astype(np.float32, copy=False)
     known = KnownVectors(load_encoder(encoder_name, settings.encoder.batch_size), texts, vectors)
     embedder = Embedder(encoder_name, settings.encoder.batch_size, "", encoder=known)
-    pipeline = Pipeline(settings, progress, topics, embedder=embedder)
+    pipeline = Pipeline(settings.method, progress, topics, embedder=embedder)
     prepared = pipeline.prepare(posts)
     clustering = pipeline.cluster(prepared)
     return clustering, pipeline.label(prepared, clustering)
@@ -234,7 +235,7 @@ def _assigned(spark: Any, frame: Any, bundle: Path, task: Any, keep: list[str]) 
     """`frame`'s posts (their `keep` columns) with the topic columns, from tasks holding the broadcast bundle."""
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-    manifest = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_bundle(bundle).manifest
     files = spark.sparkContext.broadcast(bundle_files(bundle))
     fields = [f for f in frame.schema.fields if f.name in keep]
     schema = StructType(
@@ -245,9 +246,9 @@ def _assigned(spark: Any, frame: Any, bundle: Path, task: Any, keep: list[str]) 
             StructField("topic_confidence", DoubleType(), True),
         ]
     )
-    if manifest["labeller"].get("unmatched_below", 0.0) > 0:  # the runner-up column of unmatched clusters' posts
+    if manifest.labeller.unmatched_below > 0:  # the runner-up column of unmatched clusters' posts
         schema.add(StructField(RUNNER_UP_COLUMN, StringType(), False))
-    bundle_id = manifest["bundle_id"]
+    bundle_id = manifest.bundle_id
     return frame.mapInPandas(partial(task, files=files, bundle_id=bundle_id, keep=keep), schema)
 
 
@@ -279,8 +280,8 @@ def run_spark(
     posts, text_column = read_posts_frame(spark, source, settings.input.text_column)
     columns = [c for c in posts.columns if c not in (ID, TEXT)]
     fmt = settings.scale.format
-    with new_attempt(run_folder) as relative:
-        attempt = relative.resolve()
+    with RunWriter(run_folder).open() as writer:
+        attempt = writer.attempt.resolve()
         with _stage(seconds, "embedding posts in Spark tasks", progress):
             encoder_name = _encoder_name(settings, posts)
             vectors = embed_posts(spark, settings, posts, encoder_name, attempt / VECTORS_FOLDER)
@@ -292,9 +293,10 @@ def run_spark(
             fitted, frame, columns, text_column, encoder_name, attempt / SAMPLE_FILE, progress, topics
         )
         seconds["fitting on the sample"] = round(time.perf_counter() - started, 2)
-        clustering.save(attempt)
+        writer.clustering(clustering)
         write_table(labelled.topic_table, attempt / "sample.topics.csv")
-        bundle = write_bundle(labelled, clustering, fitted, bundle_folder(attempt))
+        writer.bundle(labelled, clustering, fitted, include_encoder=False)
+        bundle = bundle_folder(attempt)
         target = output if output is not None else attempt / f"posts.{fmt}"
         with _stage(seconds, "assigning every post in Spark tasks", progress):
             assigned = _assigned(spark, vectors, bundle, assign_partition, [*columns, ID])
@@ -318,5 +320,5 @@ def score_spark(spark: Any, settings: Settings, source: str, bundle: Path, outpu
     assigned = assigned.sortWithinPartitions(ID).drop(ID, TEXT)
     _write(assigned, output, settings.scale.format)
     sizes = _topic_sizes(spark.read.parquet(str(output)) if settings.scale.format == "parquet" else assigned)
-    bundle_id = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))["bundle_id"]
+    bundle_id = read_bundle(bundle).manifest.bundle_id
     return SparkScore(output, sum(sizes.values()), bundle_id, sizes)

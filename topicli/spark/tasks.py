@@ -19,7 +19,7 @@ import pandas as pd
 from topicli.io import atomic_folder
 from topicli.method.embedding import distinct_texts
 from topicli.method.encoders import Encoder, OnnxEncoder, load_encoder
-from topicli.method.runs import RUNNER_UP_COLUMN
+from topicli.method.records import RUNNER_UP_COLUMN
 from topicli.serving.bundle import MANIFEST, BundleModel
 
 ID = "_id"  # each post's place in the input (increasing in file order), kept while Spark works
@@ -97,7 +97,7 @@ def topic_columns(model: BundleModel, vectors: list[Any], texts: pd.Series) -> d
     rows = np.array([i for i, v in enumerate(vectors) if v is not None], dtype=np.int64)
     if len(rows):
         matrix = np.stack([np.asarray(vectors[i], dtype=np.float32) for i in rows])
-        limit = model.limits.get("encoded_chars")
+        limit = model.limits.encoded_chars
         encoded = [texts.iat[i][:limit] for i in rows]
         clusters[rows], topics[rows], confidence[rows] = model.assign_vectors(matrix, encoded)
     columns = {
@@ -125,7 +125,7 @@ def score_partition(
 ) -> Iterator[pd.DataFrame]:
     """`mapInPandas` for `score --engine spark`: embed with the bundle's own encoder, then assign."""
     model = bundle_model(files.value, bundle_id)
-    limit = model.limits.get("encoded_chars")  # as many characters as the run encoded; absent: no cut
+    limit = model.limits.encoded_chars  # as many characters as the run encoded; absent: no cut
     for frame in frames:
         vectors = embed_texts(model.encoder, frame[TEXT], limit)
         yield frame[keep].assign(**topic_columns(model, vectors, frame[TEXT]))
