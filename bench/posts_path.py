@@ -22,13 +22,14 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from types import FrameType
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "posts_path.md"
 RENDERING = "topicli.cli.render"
 
 
-def _module(frame) -> str:  # noqa: ANN001 - a frame object
+def _module(frame: FrameType) -> str:
     return frame.f_globals.get("__name__", "")
 
 
@@ -42,7 +43,7 @@ def trace_run(posts: Path) -> tuple[Counter[str], list[str], int]:
     handed: list[str] = []
     settings_calls = 0
 
-    def profile(frame, event, _arg) -> None:  # noqa: ANN001
+    def profile(frame: FrameType, event: str, _arg: object) -> None:
         nonlocal settings_calls
         if event != "call":
             return
