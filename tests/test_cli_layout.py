@@ -2,9 +2,11 @@
 
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from topicli.cli import app
@@ -26,7 +28,7 @@ finally:
 """
 
 
-@pytest.mark.parametrize("arguments", [["--help"], ["init"]])
+@pytest.mark.parametrize("arguments", [["--help"], ["--version"], ["init"]])
 def test_help_and_init_start_without_the_heavy_libraries(arguments: list[str], tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *arguments], cwd=tmp_path, capture_output=True, text=True, check=False
@@ -90,3 +92,19 @@ def test_old_mode_flags_name_the_command_that_replaced_them(arguments: list[str]
 def test_only_render_builds_tables() -> None:
     builders = [path.name for path in (ROOT / "topicli" / "cli").glob("*.py") if "Table(" in path.read_text()]
     assert builders == ["render.py"]
+
+
+def test_version_prints_the_installed_release() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"topicli {version('topicli')}\n"
+
+
+def test_help_lists_the_everyday_commands_first_and_every_command_once() -> None:
+    result = runner.invoke(app, ["--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    listed = [line.split()[0] for line in result.stdout.split("Commands:\n", 1)[1].splitlines() if line.strip()]
+    everyday = ["run", "report", "cluster", "label", "evaluate", "train", "deploy", "score"]
+    assert listed[: len(everyday)] == everyday
+    shown = [name for name, command in typer.main.get_command(app).commands.items() if not command.hidden]
+    assert sorted(listed) == sorted(shown)

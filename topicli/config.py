@@ -28,9 +28,9 @@ ENVIRONMENT = "environment"  # the origin of settings given as TOPICLI_<SECTION>
 
 
 def template_problem(value: str) -> str | None:
-    """What is wrong with a topic template, or None: it must hold `{topic}`, no other field, and format cleanly.
+    """A topic template holds `{topic}`, no other field, and formats cleanly.
 
-    Without `{topic}` every topic reads the same and every post gets one topic.
+    Returns what is wrong, or None. Without `{topic}` every topic reads the same and every post gets one topic.
     """
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
@@ -500,13 +500,14 @@ def _apply(settings: Settings, values: dict[str, dict[str, Any]], origin: str) -
         for key, value in entries.items():
             if key not in declared:
                 raise TopicliError(f"{origin}: unknown setting [{section}] {key}; known: {', '.join(declared)}")
-            where = f"environment variable {_env_name(section, key)}" if origin == ENVIRONMENT else origin
+            where = f"environment variable {env_name(section, key)}" if origin == ENVIRONMENT else origin
             checked[key] = _check_value(section, key, value, declared[key], where)
         updated[section] = replace(getattr(settings, section), **checked)
     return replace(settings, **updated)
 
 
-def _env_name(section: str, key: str) -> str:
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides a setting: `TOPICLI_<SECTION>_<KEY>`."""
     return f"TOPICLI_{section}_{key}".upper()
 
 
@@ -516,7 +517,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, dict[str, 
     found: dict[str, dict[str, Any]] = {}
     for section, cls in _sections().items():
         for key, declared in _section_fields(cls).items():
-            name = _env_name(section, key)
+            name = env_name(section, key)
             if name in environ:
                 found.setdefault(section, {})[key] = _parse_env(environ[name], type(declared.default), name)
     return found
@@ -550,7 +551,8 @@ def load_settings(
     return settings
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """A setting's value as TOML writes it (what `topicli init` and the configuration reference show)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -571,6 +573,6 @@ def default_config_text() -> str:
         for f in fields(cls):
             low, high = f.metadata["range"]
             lines.append(f"# {f.metadata['help']}" + (f" [{low} to {high}]" if low is not None else ""))
-            lines.append(f"{f.name} = {_toml_value(f.default)}")
+            lines.append(f"{f.name} = {toml_value(f.default)}")
         lines.append("")
     return "\n".join(lines)
