@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from safetensors.numpy import load_file, save_file
 
@@ -24,6 +25,7 @@ from topicli.method.classifier import SHIPPED_MODEL
 from topicli.method.encoders import folder_identity, shipped_encoder_folder
 from topicli.serving.bundle import ARRAYS, CLASSIFIER_FOLDER, MANIFEST, BundleModel, read_bundle
 
+from .conftest import EXAMPLES
 from .test_serving import run_examples
 
 Tamper = Callable[[Path], None]
@@ -267,3 +269,22 @@ def test_score_py_init_logs_the_reason_and_fails(
         module.init()
     assert any(r.getMessage().startswith(module.REFUSED) for r in caplog.records)
     assert module.model is None
+
+
+@pytest.mark.heavy
+def test_bundles_that_answer_differently_never_share_an_id(tmp_path: Path, cache_dir: Path) -> None:
+    """Issue 32's reproduction: the same posts run twice, the second time with `--noise-policy unassigned`. The
+    arrays and topics are the same, the answers are not, and so are the ids (a resumed `score` then refuses
+    the other bundle: tests/test_serving_server.py)."""
+    for name in ("classify", "unassigned", "again"):
+        (tmp_path / name).mkdir()
+    first = run_examples(tmp_path / "classify", cache_dir)
+    second = run_examples(tmp_path / "unassigned", cache_dir, "--noise-policy", "unassigned")
+    one, other = read_bundle(first / "bundle"), read_bundle(second / "bundle")
+    assert one.manifest.files == other.manifest.files, "the same arrays"
+    texts = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"].tolist()
+    answers = [BundleModel.load(run / "bundle").predict(texts).topics for run in (first, second)]
+    assert (answers[0] != answers[1]).sum() > 0
+    assert one.manifest.bundle_id != other.manifest.bundle_id
+    again = run_examples(tmp_path / "again", cache_dir)
+    assert read_bundle(again / "bundle").manifest.bundle_id == one.manifest.bundle_id, "one model, one id"
