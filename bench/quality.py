@@ -172,7 +172,7 @@ def topicli(
             return {"macro_f1": float("nan"), "accuracy": float("nan"), "encoder": encoder}
     return {
         **judged(frame, topics, result.posts["topic"].tolist(), result.posts["cluster"].to_numpy()),
-        "encoder": pipeline.encoder_name,
+        "encoder": prepared.encoder_name,
         "confidence": result.posts["topic_confidence"].to_numpy(dtype=np.float64),
     }
 

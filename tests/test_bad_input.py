@@ -149,9 +149,9 @@ def test_missing_topic_list_fails_before_embedding(here: Path) -> None:
 
 def test_report_png_folder_that_cannot_be_written(here: Path) -> None:
     (here / "run").mkdir()
-    line = refused(here, "report", "run", "--png", "afile/charts")
+    line = refused(here, "report", "--run", "run", "--png", "afile/charts")
     assert "--png afile/charts: afile is a file, so no folder can be made there" in line
-    assert "--png afile is a file, not a folder" in refused(here, "report", "run", "--png", "afile")
+    assert "--png afile is a file, not a folder" in refused(here, "report", "--run", "run", "--png", "afile")
 
 
 def test_train_classifier_output_under_a_file(here: Path) -> None:
@@ -188,7 +188,7 @@ def test_read_only_folders(here: Path, locked: Path) -> None:
     Path("topicli.toml").write_text('[output]\ndir = "locked"\n')
     assert "[output] dir locked/posts: cannot write in locked" in refused(here, "run", "posts.csv")
     (here / "run").mkdir()
-    assert "--png locked: cannot write in locked" in refused(here, "report", "run", "--png", "locked")
+    assert "--png locked: cannot write in locked" in refused(here, "report", "--run", "run", "--png", "locked")
 
 
 # Posts files whose text column is not text

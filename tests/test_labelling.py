@@ -109,6 +109,7 @@ def test_the_labeller_is_a_scikit_learn_estimator_with_keyword_only_settings() -
         "noise_policy": "nearest",
         "override_margin": 0.0,
         "unmatched_below": 0.0,
+        "min_confidence": 0.0,
     }
     assert labeller.get_params() == expected and clone(labeller).get_params() == expected
     with pytest.raises(TypeError):
@@ -135,3 +136,41 @@ def test_a_cluster_no_topic_fits_is_unmatched_and_keeps_its_best_topic_aside(emb
     best = labeller.unmatched_best(clusters)
     assert best.tolist() == [-1] * 5 + [plain.cluster_topics_[1].topic] * 5 + [-1] * 5
     assert labeller.unmatched_best(np.array([-1])).tolist() == [-1], "noise is in no cluster"
+
+
+def test_an_unsure_post_is_shown_with_no_topic_and_its_topic_kept_aside() -> None:
+    labeller = ClusterLabeller(min_confidence=0.5)
+    topics = np.array([3, 1, -1, 2, 0])
+    confidence = np.array([0.9, 0.49, np.nan, 0.5, 0.1])
+    shown, kept, withheld = labeller.withhold(topics, confidence)
+    assert shown.tolist() == [3, -1, -1, 2, -1]
+    assert np.isnan(kept[[1, 2, 4]]).all() and kept[[0, 3]].tolist() == [0.9, 0.5]
+    assert withheld.tolist() == [-1, 1, -1, -1, 0], "the topic each unsure post would have had"
+    off = ClusterLabeller().withhold(topics, confidence)
+    assert off[0].tolist() == topics.tolist() and (off[2] == -1).all(), "0 withholds nothing"
+
+
+def test_unmatched_is_judged_on_the_calibrated_chance_that_a_cluster_is_right(embedder) -> None:
+    """With a calibrator, `unmatched_below` reads P(right) of each cluster's vote, not the raw confidence: a
+    calibrator that finds every cluster sure flags none at a threshold the raw confidences fall below."""
+    from topicli.method.calibration import ConfidenceCalibrator
+
+    topics = ["Dogs", "Running", "Personal Finance"]
+    posts = embedder([*DOGS, *COFFEE, *RUNNING])
+    parts, owner = part_vectors(topics, "This post is about {topic}.", embedder)
+    probabilities = TopicScores(posts, softmax(cosine_scores(posts, parts, owner, len(topics)), COSINE_SCALE))
+    labels = np.array([0] * 5 + [1] * 5 + [2] * 5)
+    raw = ClusterLabeller(k=3, unmatched_below=0.5).fit(posts, labels, probabilities)
+    by_raw = [c.confidence < 0.5 for c in raw.cluster_topics_]
+    assert [c.unmatched for c in raw.cluster_topics_] == by_raw, "without a calibrator: the raw confidence"
+
+    def calibrator(intercept: float) -> ConfidenceCalibrator:  # P(right) = sigmoid(intercept) for every cluster
+        fitted = ConfidenceCalibrator()
+        fitted.coef_, fitted.intercept_ = np.array([0.0, 0.0]), intercept
+        return fitted
+
+    sure = ClusterLabeller(k=3, unmatched_below=0.5).fit(posts, labels, probabilities, calibrator=calibrator(10.0))
+    assert not any(c.unmatched for c in sure.cluster_topics_)
+    assert sure.cluster_probabilities(calibrator(10.0)) == pytest.approx([1 / (1 + np.exp(-10))] * 3)
+    unsure = ClusterLabeller(k=3, unmatched_below=0.5).fit(posts, labels, probabilities, calibrator=calibrator(-10.0))
+    assert all(c.unmatched for c in unsure.cluster_topics_)

@@ -110,6 +110,18 @@ def test_unmatched_clusters_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path
     assert_same(bundle, OnnxPipeline(export_onnx(run_folder / "bundle", tmp_path / "onnx")).predict(texts))
 
 
+def test_unsure_posts_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path: Path, cache_dir: Path) -> None:
+    run_folder = minilm_run(tmp_path, cache_dir, TOPICLI_LABELLING_MIN_CONFIDENCE="0.6")
+    model = BundleModel.load(run_folder / "bundle")
+    texts = example_texts()
+    bundle = model.predict(texts)
+    unsure = bundle.suggested >= 0
+    assert unsure.any() and (bundle.topics >= 0).any(), "both unsure and shown posts are served"
+    assert (bundle.topics[unsure] == -1).all() and np.isnan(bundle.confidence[unsure]).all()
+    assert np.nanmin(bundle.confidence) >= 0.6
+    assert_same(bundle, OnnxPipeline(export_onnx(run_folder / "bundle", tmp_path / "onnx")).predict(texts))
+
+
 def test_embeddings_match_the_pytorch_model(model: BundleModel, exported: OnnxPipeline) -> None:
     texts = [t for t in example_texts() if t.strip()]
     vectors, valid = exported.embed(texts)

@@ -491,7 +491,7 @@ def test_page_is_self_contained_and_escaped(reported: Reported) -> None:
 
 def test_same_run_gives_the_same_page_and_pngs(reported: Reported, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(reported.folder)
-    code, _, err = invoke("report", "topicli-out/posts", "-o", "again.html", "--png", "again")
+    code, _, err = invoke("report", "--run", "topicli-out/posts", "-o", "again.html", "--png", "again")
     assert code == 0, err
     assert (reported.folder / "again.html").read_bytes() == reported.html.read_bytes()
     for name in ("topics.png", "map.png"):
@@ -560,12 +560,12 @@ def test_posts_written_elsewhere_need_posts(isolated: Path, reported: Reported) 
     Path("elsewhere").mkdir()
     for name in ("posts.csv", "posts.topics.csv"):
         Path("run", name).rename(Path("elsewhere", name))
-    code, _, err = invoke("report", "run")
+    code, _, err = invoke("report", "--run", "run")
     assert code == 2 and "pass --posts PATH" in err
-    code, _, err = invoke("report", "run", "--posts", EXAMPLES)
+    code, _, err = invoke("report", "--run", "run", "--posts", EXAMPLES)
     assert code == 2 and "no topic table" in err
-    code, _, err = invoke("report", "run", "--max-points", "0", "--posts", "elsewhere/posts.csv")
+    code, _, err = invoke("report", "--run", "run", "--max-points", "0", "--posts", "elsewhere/posts.csv")
     assert code == 2 and "--max-points is 0" in err
-    code, _, err = invoke("report", "run", "--posts", "elsewhere/posts.csv")
+    code, _, err = invoke("report", "--run", "run", "--posts", "elsewhere/posts.csv")
     assert code == 0, err
     assert Path("run/report.html").is_file()

@@ -48,11 +48,14 @@ def spark():
     session.stop()
 
 
+FEED = {"TOPICLI_LABELLING_UNMATCHED_BELOW": "0.2", "TOPICLI_LABELLING_MIN_CONFIDENCE": "0.4"}
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     """`topicli run examples/posts.csv` in one process: its run folder."""
     folder = tmp_path_factory.mktemp("single")
-    cli(folder, cache_dir, "run", str(EXAMPLES), TOPICLI_LABELLING_UNMATCHED_BELOW="0.2")
+    cli(folder, cache_dir, "run", str(EXAMPLES), **FEED)
     return folder / "topicli-out" / "posts"
 
 
@@ -60,7 +63,7 @@ def single(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
 def on_spark(spark, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     """`topicli run --engine spark examples/posts.csv` with the default sample (more than the posts)."""
     folder = tmp_path_factory.mktemp("spark")
-    cli(folder, cache_dir, "run", str(EXAMPLES), "--engine", "spark", TOPICLI_LABELLING_UNMATCHED_BELOW="0.2")
+    cli(folder, cache_dir, "run", str(EXAMPLES), "--engine", "spark", **FEED)
     return folder / "topicli-out" / "posts"
 
 
@@ -74,7 +77,7 @@ def test_sample_of_every_post_gives_each_post_the_single_process_topic(single: P
     assert len(spread) == len(alone) == len(pd.read_csv(EXAMPLES))
     assert (spread.index == alone.index).all()
     assert (spread["topic"].to_numpy() == alone["topic"].to_numpy()).all()
-    # posts of unmatched clusters (both runs mark clusters below 0.2) keep the topic they would have had
+    # posts of unmatched clusters and unsure posts (both runs hold them back alike) keep the topic they would have had
     assert (alone["topic_runner_up"] != "").any() and (alone["topic"] != "").any()
     assert (spread["topic_runner_up"].to_numpy() == alone["topic_runner_up"].to_numpy()).all()
     assert (spread["cluster"].to_numpy() == alone["cluster"].astype(int).to_numpy()).all()

@@ -218,7 +218,16 @@ class LabellingSettings:
         0.0, "a post leaves its cluster's topic when its own best topic scores this much higher", low=0.0, high=1.0
     )
     unmatched_below: float = setting(
-        0.0, "clusters whose topic confidence is below this are unmatched: no topic fits (0: never)", low=0.0, high=1.0
+        0.0,
+        "clusters whose topic is right with a probability below this are unmatched: no topic fits (0: never)",
+        low=0.0,
+        high=1.0,
+    )
+    min_confidence: float = setting(
+        0.0,
+        "posts whose topic_confidence is below this are shown with no topic, the topic kept in topic_runner_up",
+        low=0.0,
+        high=1.0,
     )
     calibrate: bool = setting(
         True, "topic_confidence is the probability the topic is right (fitted on development data); off: raw scores"
@@ -233,6 +242,12 @@ class OutputSettings:
     dir: str = setting("topicli-out", "folder for the clustering, posts with topics and the topic table")
     format: str = setting(
         "csv", "csv, parquet or jsonl when no output path is given", choices=("csv", "parquet", "jsonl")
+    )
+    min_posts: int = setting(
+        3,
+        "topics with fewer posts are folded into one line in the terminal and the report (files keep every row)",
+        low=1,
+        high=1_000_000,
     )
 
 

@@ -130,10 +130,21 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Advance
         yield advance
 
 
+def chosen_run(run: Path | None, settings: Settings) -> Path:
+    """The run a command reads: the one --run names, else the most recent, named in one line on stderr."""
+    if run is not None:
+        return run
+    from topicli.runs.folder import latest_run_folder
+
+    folder = latest_run_folder(settings)
+    err_console.print(f"run {folder} (the most recent; --run DIR reads another)", highlight=False)
+    return folder
+
+
 def chosen_bundle(bundle: Path | None, settings: Settings) -> Path:
-    """The bundle a command was given, or else the bundle of the latest run."""
+    """The bundle a command was given, or else the bundle of the most recent run (named in one line)."""
     if bundle is not None:
         return bundle
-    from topicli.runs.folder import bundle_folder, latest_run_folder
+    from topicli.runs.folder import bundle_folder
 
-    return bundle_folder(latest_run_folder(settings))
+    return bundle_folder(chosen_run(None, settings))

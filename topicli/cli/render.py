@@ -13,7 +13,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     import pandas as pd
 
-    from topicli.method.records import ClusterRun
+    from topicli.method.records import ClusterRun, FeedCounts
 
 
 def _shorten(text: str, width: int = 60) -> str:
@@ -81,14 +81,19 @@ def candidates(console: Console, run: ClusterRun, folder: Path) -> None:
 WIDE = 120  # from this many columns, tables show the columns an 80-column terminal has no room for
 
 
-def topic_table(console: Console, table: pd.DataFrame, over_time_counts: pd.DataFrame | None = None) -> None:
-    """The topics used, then the unmatched clusters (topics the list may be missing), then trends over time.
+def topic_table(
+    console: Console, table: pd.DataFrame, over_time_counts: pd.DataFrame | None = None, min_posts: int = 1
+) -> None:
+    """The topics with at least `min_posts` posts (the rest folded into one line), then the unmatched clusters
+    (topics the list may be missing), then trends over time.
 
     At 80 columns: topic, posts, confidence and keywords, wrapped; from WIDE columns also the posts
     from noise, the runner-up and an example.
     """
     kind = table["kind"] if "kind" in table.columns else None
     topics = table if kind is None else table[kind == "topic"]
+    small = topics[topics["size"] < min_posts]
+    topics = topics[topics["size"] >= min_posts]
     wide = console.width >= WIDE
     shown = Table(title="topics", expand=wide)
     shown.add_column("topic", ratio=2, min_width=26 if wide else 14)
@@ -110,12 +115,34 @@ def topic_table(console: Console, table: pd.DataFrame, over_time_counts: pd.Data
         cells += [escape(_shorten(row.example_1, 200))] if wide else []
         shown.add_row(*cells)
     console.print(shown)
+    if len(small):
+        posts = int(small["size"].sum())
+        console.print(
+            f"{len(small)} more topics with fewer than {min_posts} posts each ({posts:,} posts; every row is in the "
+            "topic table file)",
+            style="dim",
+        )
     if kind is not None and (kind == "unmatched").any():
         unmatched(console, table[kind == "unmatched"])
     if over_time_counts is not None:
         from topicli.method.timeline import trends
 
         over_time(console, trends(over_time_counts), over_time_counts.attrs.get("period", "period"))
+
+
+def feed(console: Console, counts: FeedCounts, min_confidence: float) -> None:
+    """What the run shows and what it holds back, in posts: at any width."""
+    share = f"{counts.coverage:.0%}"
+    parts = [f"shown with a topic: {counts.shown:,} of {counts.posts:,} posts ({share}, the coverage)"]
+    if counts.unsure:
+        parts.append(
+            f"unsure: {counts.unsure:,} (confidence below {min_confidence:g}; their topic is in topic_runner_up)"
+        )
+    if counts.unmatched:
+        parts.append(f"no topic fits: {counts.unmatched:,} (in clusters no topic of the list fits)")
+    if counts.noise:
+        parts.append(f"noise: {counts.noise:,} in no cluster ({counts.noise / max(counts.posts, 1):.0%})")
+    console.print("; ".join(parts))
 
 
 def _keywords(row: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from topicli.cli.common import ConfigOption, command_group, console, progress_bar, settings_for
+from topicli.cli.common import ConfigOption, chosen_run, command_group, console, progress_bar, settings_for
 from topicli.report import MAP_POINTS
 
 report_app = command_group()
@@ -15,7 +15,9 @@ report_app = command_group()
 
 @report_app.command()
 def report(
-    run: Annotated[Path | None, typer.Argument(help="run folder (default: the latest under [output] dir)")] = None,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="run folder to report on (default: the most recent run)")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="HTML file to write (default: report.html in the run folder)")
     ] = None,
@@ -33,10 +35,9 @@ def report(
     from topicli.report.data import build_report
     from topicli.report.html import write_page
     from topicli.report.png import write_pngs
-    from topicli.runs.folder import latest_run_folder
 
     settings = settings_for(config)
-    folder = run or latest_run_folder(settings)
+    folder = chosen_run(run, settings)
     path = output or folder / "report.html"
     check_writable(path, "-o" if output else "the run folder")
     if png:

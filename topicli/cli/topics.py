@@ -15,6 +15,7 @@ from topicli.cli.common import (
     PostsOrUriArgument,
     TextColumnOption,
     check_cache_dir,
+    chosen_run,
     command_group,
     console,
     progress_bar,
@@ -41,7 +42,8 @@ OutputOption = Annotated[
     typer.Option("--output", "-o", help="posts with topics (.csv, .jsonl, .parquet); topic table beside it"),
 ]
 RunOption = Annotated[
-    Path | None, typer.Option("--run", help="run folder written by cluster (default: under [output] dir)")
+    Path | None,
+    typer.Option("--run", help="run folder (cluster: where to write it; label: which to read; default: the latest)"),
 ]
 IncludeEncoderOption = Annotated[
     bool, typer.Option("--include-encoder", help="copy the encoder's weights into the model bundle")
@@ -129,7 +131,8 @@ def label(
     from topicli.runs.service import label_run
 
     settings = _clustering_settings(config, None, topics, None, None, None, noise_policy)
-    say_written(label_run(settings, run, posts, output, include_encoder, progress_bar), settings)
+    folder = chosen_run(run, settings)
+    say_written(label_run(settings, folder, posts, output, include_encoder, progress_bar), settings)
 
 
 @topics_app.command()
@@ -190,12 +193,27 @@ def say_written(written: WrittenRun, settings: Settings) -> None:
     _say_read(written.encoder_choice, written.cut, settings)
     render.candidates(console, written.clustering, written.folder)
     result = written.result
-    render.topic_table(console, result.topic_table, result.over_time)
+    render.topic_table(console, result.topic_table, result.over_time, settings.output.min_posts)
+    if result.counts is not None:
+        render.feed(console, result.counts, settings.labelling.min_confidence)
     outputs = written.outputs
     console.print(f"wrote {outputs.posts} and {outputs.topic_table} (coverage {result.coverage:.0%})")
     if outputs.over_time is not None:
         console.print(f"wrote {outputs.over_time} (topic counts per {result.over_time.attrs['period']})")
     console.print(f"model bundle in {written.bundle} (serve it with `topicli deploy local`)")
+    _say_dropped(written.dropped, written.folder)
+    if written.renames is not None:
+        console.print(
+            f"[yellow]the run this one replaced had renamed topics; they are kept in {written.renames} but not "
+            f"applied here: apply them with `topicli label --rename {written.renames}`[/yellow]"
+        )
+
+
+def _say_dropped(dropped: list[str], folder: Path) -> None:
+    """Files of the replaced run that this command did not write again (a report of the old topics)."""
+    if dropped:
+        names = ", ".join(dropped)
+        console.print(f"{names} of the run before is out of date and not kept in {folder}; `topicli report` writes it")
 
 
 def _say_read(choice: EncoderChoice | None, cut: int, settings: Settings) -> None:
@@ -211,10 +229,12 @@ def _rename(mapping_file: Path, run: Path | None, config: Path | None) -> None:
     """`label --rename`: the run's outputs and bundle again with new topic names, as one new attempt."""
     from topicli.runs.service import rename_run
 
-    done = rename_run(settings_for(config), mapping_file, run)
+    settings = settings_for(config)
+    done = rename_run(settings, mapping_file, chosen_run(run, settings))
     renamed = done.renamed
     render.topic_table(console, renamed.topic_table, renamed.over_time)
     changes = [f"{old} → {new}" for old, new in renamed.mapping.items()]
     changes += [f"cluster {c} → {topic}" for c, topic in renamed.joined.items()]
     console.print(f"renamed {'; '.join(changes)}")
     console.print(f"wrote {done.outputs.posts} and {done.outputs.topic_table}; model bundle in {done.bundle}")
+    _say_dropped(done.dropped, done.folder)

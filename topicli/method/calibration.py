@@ -56,7 +56,12 @@ def log_margin(probabilities: np.ndarray) -> np.ndarray:
     if p.shape[1] < 2:
         return np.full(len(p), -math.log(MARGIN_FLOOR))
     top = -np.partition(-p, 1, axis=1)[:, :2]
-    return np.log(np.maximum(top[:, 0], MARGIN_FLOOR)) - np.log(np.maximum(top[:, 1], MARGIN_FLOOR))
+    return log_ratio(top[:, 0], top[:, 1])
+
+
+def log_ratio(best: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """log(best / second), each floored at MARGIN_FLOOR: the margin feature from two probabilities."""
+    return np.log(np.maximum(best, MARGIN_FLOOR)) - np.log(np.maximum(second, MARGIN_FLOOR))
 
 
 class ConfidenceCalibrator(BaseEstimator):

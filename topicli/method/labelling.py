@@ -32,6 +32,7 @@ from scipy.sparse import csr_matrix
 from sklearn.base import BaseEstimator
 
 from topicli.errors import TopicliError
+from topicli.method.calibration import ConfidenceCalibrator, log_ratio, logit_confidence
 from topicli.method.scoring import TopicScores
 
 if TYPE_CHECKING:
@@ -197,12 +198,14 @@ class ClusterLabeller(BaseEstimator):
         noise_distance: float = 0.5,
         override_margin: float = 0.0,
         unmatched_below: float = 0.0,
+        min_confidence: float = 0.0,
     ) -> None:
         self.k = k
         self.noise_policy = noise_policy
         self.noise_distance = noise_distance
         self.override_margin = override_margin
         self.unmatched_below = unmatched_below
+        self.min_confidence = min_confidence
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> ClusterLabeller:
@@ -217,9 +220,16 @@ class ClusterLabeller(BaseEstimator):
         return labeller
 
     def fit(
-        self, vectors: np.ndarray, labels: np.ndarray, probabilities: TopicScores, weights: np.ndarray | None = None
+        self,
+        vectors: np.ndarray,
+        labels: np.ndarray,
+        probabilities: TopicScores,
+        weights: np.ndarray | None = None,
+        calibrator: ConfidenceCalibrator | None = None,
     ) -> ClusterLabeller:
-        """`weights`: the posts each row stands for (copies of its text), one each by default."""
+        """`weights`: the posts each row stands for (copies of its text), one each by default. `calibrator`:
+        what makes a confidence a probability; a cluster is unmatched (no topic fits) when the probability that
+        its topic is right is below `unmatched_below` (its raw confidence, without a calibrator)."""
         if self.noise_policy not in NOISE_POLICIES:
             raise TopicliError(f"noise policy {self.noise_policy!r} unknown; use one of {', '.join(NOISE_POLICIES)}")
         self.centres_ = centres(vectors, labels, weights) if labels.max() >= 0 else np.empty((0, vectors.shape[1]))
@@ -227,9 +237,32 @@ class ClusterLabeller(BaseEstimator):
         member = labels >= 0
         sizes = np.bincount(labels[member], None if weights is None else weights[member], len(self.centres_))
         self.cluster_topics_ = vote(voters, sizes, probabilities, voter_weights(voters, weights, self.k))
-        for info in self.cluster_topics_:
-            info.unmatched = info.confidence < self.unmatched_below
+        for info, right in zip(self.cluster_topics_, self.cluster_probabilities(calibrator), strict=True):
+            info.unmatched = bool(right < self.unmatched_below)
         return self
+
+    def cluster_probabilities(self, calibrator: ConfidenceCalibrator | None = None) -> np.ndarray:
+        """Each cluster's chance that its topic is right: the calibrator read on the cluster as on a post (its
+        vote's confidence, and that confidence over the runner-up's), or the raw confidence without one."""
+        confidence = np.array([c.confidence for c in self.cluster_topics_], dtype=np.float64)
+        if calibrator is None or not len(confidence):
+            return confidence
+        runner_up = np.array([c.runner_up_confidence for c in self.cluster_topics_], dtype=np.float64)
+        features = np.column_stack([logit_confidence(confidence), log_ratio(confidence, runner_up)])
+        return calibrator.predict_proba_right(features)
+
+    def withhold(self, topics: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(topics shown, their confidence, topics withheld): a post whose (calibrated) confidence is below
+        `min_confidence` is shown with no topic and NaN confidence; the topic it would have had is kept (-1 for
+        every other post), so nothing is lost."""
+        unsure = (topics >= 0) & (np.nan_to_num(confidence, nan=1.0) < self.min_confidence)
+        withheld = np.where(unsure, topics, -1)
+        return np.where(unsure, -1, topics), np.where(unsure, np.nan, confidence), withheld
+
+    def suggested(self, clusters: np.ndarray, withheld: np.ndarray) -> np.ndarray:
+        """The topic each post would have had where it has none shown: its unmatched cluster's, or its own
+        withheld one (`withhold`); -1 for every other post."""
+        return np.where(withheld >= 0, withheld, self.unmatched_best(clusters))
 
     def unmatched_best(self, clusters: np.ndarray) -> np.ndarray:
         """For posts in unmatched clusters (`clusters` as `assign` returns them), the topic their cluster would

@@ -39,7 +39,7 @@ from topicli.method.languages import (
     read_languages,
     warn_languages,
 )
-from topicli.method.records import ClusterRun, check_output_columns, with_topics
+from topicli.method.records import ClusterRun, FeedCounts, check_output_columns, with_topics
 from topicli.method.scoring import TopicScores, auto_neighbours, finish_scores, part_vectors, raw_scores, topic_floors
 from topicli.method.timeline import over_time
 from topicli.method.topics import read_topics
@@ -86,6 +86,7 @@ class LabelledPosts:
     cluster_keywords: dict[int, list[str]] | None = None  # c-TF-IDF keywords of each cluster
     over_time: pd.DataFrame | None = None  # topic counts per period (topicli.method.timeline), when dated
     calibrator: ConfidenceCalibrator | None = None  # what made topic_confidence a probability (none: raw)
+    counts: FeedCounts | None = None  # what is shown and what is held back
 
     @property
     def cut(self) -> int:
@@ -346,22 +347,24 @@ class Pipeline:
             noise_distance=s.noise_distance,
             override_margin=s.override_margin,
             unmatched_below=s.unmatched_below,
+            min_confidence=s.min_confidence,
         )
         with self.progress("labelling clusters", None) as advance:
-            labeller.fit(vectors, labels, probabilities, prepared.weights)
-            clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
             calibrator = calibrator_for(prepared.encoder_name, s.scorer) if s.calibrate else None
-            if calibrator is not None:  # unmatched_below was judged on the raw confidence, in `fit`
+            labeller.fit(vectors, labels, probabilities, prepared.weights, calibrator)
+            clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
+            if calibrator is not None:
                 confidence = calibrator.calibrate_posts(confidence, probabilities)
+            topics, confidence, withheld = labeller.withhold(topics, confidence)
             advance(1)
         check_output_columns(posts.frame, posts.path)
         rows = np.flatnonzero(prepared.text_index >= 0)  # every non-empty post, and the row of its text below
         text = prepared.text_index[rows]
         labels, clusters, topics, confidence = labels[text], clusters[text], topics[text], confidence[text]
         names = [self.topics[t] if t >= 0 else "" for t in topics]
-        runner_up = None  # the column comes with the setting, so that the outputs' columns follow the settings
-        if s.unmatched_below > 0:
-            runner_up = [self.topics[t] if t >= 0 else "" for t in labeller.unmatched_best(clusters)]
+        runner_up = None  # the column comes with the settings, so that the outputs' columns follow the settings
+        if s.unmatched_below > 0 or s.min_confidence > 0:
+            runner_up = [self.topics[t] if t >= 0 else "" for t in labeller.suggested(clusters, withheld[text])]
         frame = with_topics(posts.frame, rows, clusters, names, confidence, runner_up)
         all_texts = posts.texts
         texts = [all_texts[i] for i in rows]
@@ -372,11 +375,19 @@ class Pipeline:
             advance(1)
         voters = [all_texts[i] for i in prepared.rows]
         table = self._topic_table(labeller, texts, labels, topics, confidence, topic_keywords, cluster_keywords, voters)
-        coverage = float(np.mean(topics >= 0)) if len(topics) else 0.0
+        unmatched = labeller.unmatched_best(clusters) >= 0
+        counts = FeedCounts(
+            posts=len(posts.frame),
+            shown=int(np.sum(topics >= 0)),
+            unsure=int(np.sum(withheld[text] >= 0)),
+            unmatched=int(np.sum(unmatched)),
+            noise=int(np.sum(labels < 0)),
+        )
         over = over_time(posts.frame, frame["topic"], self.method.input.date_column)
         return LabelledPosts(
-            frame, table, coverage, labeller, list(self.topics), prepared, cluster_keywords, over, calibrator
-        )
+            frame, table, counts.coverage, labeller, list(self.topics), prepared, cluster_keywords, over, calibrator,
+            counts,
+        )  # fmt: skip
 
     def _topic_table(
         self,

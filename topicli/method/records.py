@@ -23,6 +23,24 @@ RUNNER_UP_COLUMN = "topic_runner_up"  # a run's posts only: the topic a post of 
 CLUSTERING_FILE = "clustering.json"
 
 
+@dataclass(frozen=True)
+class FeedCounts:
+    """What a labelled run shows and what it holds back, in posts: shown with a topic; unsure (a topic below
+    [labelling] min_confidence, kept as a suggestion); in clusters no topic fits; in no cluster (noise: some
+    of them shown with a topic of their own)."""
+
+    posts: int
+    shown: int
+    unsure: int
+    unmatched: int
+    noise: int
+
+    @property
+    def coverage(self) -> float:
+        """The share of the posts shown with a topic."""
+        return self.shown / self.posts if self.posts else 0.0
+
+
 @dataclass
 class ClusterRun:
     """A chosen clustering of a posts file: what `cluster` leaves for `label`."""

@@ -18,19 +18,35 @@ from pathlib import Path
 
 from topicli.config import Settings
 from topicli.errors import TopicliError
-from topicli.io import exchange, pid_alive, remove, stale_leftovers
+from topicli.io import atomic_path, exchange, pid_alive, remove, stale_leftovers
 from topicli.method.records import CLUSTERING_FILE
 
 BUNDLE_FOLDER = "bundle"
 COMPLETE_FILE = ".complete"  # the last file of an attempt: one without it was cut short
+LATEST_FILE = ".latest-run"  # in [output] dir: the run folder the last run, cluster or label wrote
 
 
 def default_run_folder(settings: Settings, posts_path: Path) -> Path:
     return Path(settings.output.dir) / Path(posts_path).stem
 
 
+def mark_latest(settings: Settings, folder: Path) -> None:
+    """Record `folder` as the most recent run: the one commands read when no --run names another. Only what
+    makes a run (run, cluster, label, train) marks it; a rename or a report does not."""
+    pointer = Path(settings.output.dir) / LATEST_FILE
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(pointer) as temp:
+        temp.write_text(str(Path(folder).absolute()) + "\n", encoding="utf-8")
+
+
 def latest_run_folder(settings: Settings) -> Path:
-    """The run folder under the output dir whose clustering was written last."""
+    """The most recent run: the one `mark_latest` recorded, while it still holds a clustering; else the run
+    folder under the output dir whose clustering was written last."""
+    pointer = Path(settings.output.dir) / LATEST_FILE
+    if pointer.is_file():
+        recorded = Path(pointer.read_text(encoding="utf-8").strip())
+        if (recorded / CLUSTERING_FILE).is_file():
+            return recorded
     found = sorted(
         (p for p in Path(settings.output.dir).glob(f"*/{CLUSTERING_FILE}") if not p.parent.name.startswith(".")),
         key=lambda p: (p.stat().st_mtime, str(p)),

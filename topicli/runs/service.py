@@ -8,6 +8,8 @@ A run folder holds:
   says), `outputs.json` (where they went) and `over_time.csv` when the posts have dates
   (`topicli.runs.outputs`);
 - `bundle/`: the model bundle (`topicli.serving.bundle`);
+- `renames.csv`: every `label --rename` the run has had, one `old,new` pair a line, kept when
+  the run is written again (and not applied: the command says so);
 - under `--engine spark`, also the vectors (`vectors.parquet/`), the sample the method was
   fitted on and its topic table.
 
@@ -19,24 +21,36 @@ its options, calls one of them and renders what it returns.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
+import pandas as pd
+
 from topicli.config import Settings
 from topicli.errors import TopicliError
-from topicli.io import check_writable, read_posts, read_table, table_format
+from topicli.io import atomic_path, check_writable, read_posts, read_table, table_format
 from topicli.method.languages import EncoderChoice
 from topicli.method.pipeline import LabelledPosts, Pipeline, load_posts
 from topicli.method.records import ClusterRun
 from topicli.method.rename import RenamedRun, read_mapping, rename_outputs
 from topicli.method.topics import read_topics
 from topicli.progress import ProgressFactory, no_progress
-from topicli.runs.folder import bundle_folder, default_run_folder, latest_run_folder, new_attempt
+from topicli.runs.folder import (
+    COMPLETE_FILE,
+    bundle_folder,
+    default_run_folder,
+    latest_run_folder,
+    mark_latest,
+    new_attempt,
+)
 from topicli.runs.outputs import OutputSet, WrittenOutputs, find_posts_output, topic_table_path, write_outputs
 from topicli.serving.bundle import BundleModel, read_bundle, renamed_bundle, save_bundle, write_bundle
+
+RENAMES_FILE = "renames.csv"
 
 
 def check_run_paths(
@@ -64,6 +78,7 @@ class RunWriter:
         self.folder = Path(folder)
         self.in_place = in_place
         self.attempt = self.folder
+        self.dropped: list[str] = []  # files of the run it replaced that it did not write again (a report)
 
     @contextmanager
     def open(self) -> Iterator[RunWriter]:
@@ -71,9 +86,20 @@ class RunWriter:
             self.folder.mkdir(parents=True, exist_ok=True)
             yield self
             return
+        before = _files(self.folder)
         with new_attempt(self.folder) as attempt:
             self.attempt = attempt
             yield self
+            self.dropped = sorted(before - _files(attempt))
+
+    def previous_renames(self) -> Path | None:
+        """The renames of the run this one replaces (`RENAMES_FILE`), carried into the new attempt so that they
+        are kept in the run; None when it had none."""
+        previous = self.folder / RENAMES_FILE
+        if self.attempt == self.folder or not previous.is_file():
+            return None
+        shutil.copyfile(previous, self.attempt / RENAMES_FILE)
+        return self.folder / RENAMES_FILE
 
     def clustering(self, clustering: ClusterRun) -> None:
         clustering.save(self.attempt)
@@ -86,17 +112,24 @@ class RunWriter:
         return bundle_folder(self.folder)
 
 
+def _files(folder: Path) -> set[str]:
+    """The names in a run folder, less the attempt's own marker."""
+    return {p.name for p in folder.iterdir() if p.name != COMPLETE_FILE} if folder.is_dir() else set()
+
+
 @dataclass
 class WrittenRun:
     """What a run wrote, for the command to render."""
 
     folder: Path
     clustering: ClusterRun
-    result: OutputSet  # `LabelledPosts` from labelling, `RenamedRun` from a rename
+    result: LabelledPosts
     outputs: WrittenOutputs
     bundle: Path
     encoder_choice: EncoderChoice | None = None  # the encoder the posts were read with and why
     cut: int = 0  # posts cut to [input] max_chars before encoding
+    dropped: list[str] = field(default_factory=list)  # files of the replaced run not written again (a report)
+    renames: Path | None = None  # the replaced run's renames, kept in the run but not applied to this one
 
 
 def write_run(
@@ -114,8 +147,11 @@ def write_run(
         writer.clustering(clustering)
         written = writer.outputs(result, output, settings.output.format)
         bundle = writer.bundle(result, clustering, settings, include_encoder)
-    prepared = result.prepared
-    return WrittenRun(Path(folder), clustering, result, written, bundle, prepared.encoder_choice, prepared.cut)
+        renames = writer.previous_renames()
+    if not in_place:
+        mark_latest(settings, Path(folder))
+    choice, cut = result.prepared.encoder_choice, result.prepared.cut
+    return WrittenRun(Path(folder), clustering, result, written, bundle, choice, cut, writer.dropped, renames)
 
 
 def run_posts(
@@ -164,6 +200,8 @@ def cluster_posts(
     clustering = pipeline.cluster(prepared)
     with RunWriter(target, in_place).open() as writer:
         writer.clustering(clustering)
+    if not in_place:
+        mark_latest(settings, target)
     return ClusteredRun(target, clustering, prepared.encoder_choice, prepared.cut)
 
 
@@ -208,6 +246,7 @@ class RenamedWrite:
     renamed: RenamedRun
     outputs: WrittenOutputs
     bundle: Path
+    dropped: list[str] = field(default_factory=list)  # files of the run before the rename not written again
 
 
 def rename_run(settings: Settings, mapping_file: Path, folder: Path | None = None) -> RenamedWrite:
@@ -242,4 +281,16 @@ def rename_run(settings: Settings, mapping_file: Path, folder: Path | None = Non
         output = target / posts_path.name if inside else posts_path
         written = writer.outputs(renamed, output, settings.output.format)
         save_bundle(renamed_bundle(bundle, renamed), bundle_folder(writer.attempt))
-    return RenamedWrite(target, renamed, written, bundle_folder(target))
+        write_renames(target / RENAMES_FILE, writer.attempt / RENAMES_FILE, mapping)
+    return RenamedWrite(target, renamed, written, bundle_folder(target), writer.dropped)
+
+
+def write_renames(previous: Path, path: Path, mapping: dict[str, str]) -> None:
+    """Every rename a run has had, as one mapping file (`old,new` a line) that `label --rename` takes again:
+    the previous file's pairs carried through `mapping` (A → B then B → C is A → C), then `mapping`'s own."""
+    pairs = read_mapping(previous) if previous.is_file() else {}
+    pairs = {old: mapping.get(new, new) for old, new in pairs.items()}
+    pairs |= {old: new for old, new in mapping.items() if old not in pairs.values() and old not in pairs}
+    frame = pd.DataFrame({"old": list(pairs), "new": list(pairs.values())})
+    with atomic_path(path) as temp:
+        frame.to_csv(temp, index=False)

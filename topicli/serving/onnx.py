@@ -284,11 +284,15 @@ def assignment_graph(model: BundleModel) -> Any:
     else:
         topic = g.node("Where", noise, minus_one, topic)
     topic = g.node("Where", valid, topic, minus_one)
+    calibrated = _calibrated(g, model, confidence, scores)
+    if labeller.min_confidence > 0:  # an unsure post is shown with no topic, as `ClusterLabeller.withhold` does
+        unsure = g.node("Less", calibrated, g.const(np.float32(labeller.min_confidence)))
+        topic = g.node("Where", unsure, minus_one, topic)
     has_topic = g.node("GreaterOrEqual", topic, g.const(np.int64(0)))
     outputs = {
         "cluster": g.node("Where", valid, clusters, minus_one),
         "topic_index": topic,
-        "confidence": g.node("Where", has_topic, _calibrated(g, model, confidence, scores), g.const(np.float32(0))),
+        "confidence": g.node("Where", has_topic, calibrated, g.const(np.float32(0))),
         "topic": g.node(
             "Gather",
             g.const(np.array([*model.topics, ""], dtype=object), "topic_names"),

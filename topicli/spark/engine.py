@@ -246,7 +246,8 @@ def _assigned(spark: Any, frame: Any, bundle: Path, task: Any, keep: list[str]) 
             StructField("topic_confidence", DoubleType(), True),
         ]
     )
-    if manifest.labeller.unmatched_below > 0:  # the runner-up column of unmatched clusters' posts
+    labeller = manifest.labeller
+    if labeller.unmatched_below > 0 or labeller.min_confidence > 0:  # what a post shown with no topic would have had
         schema.add(StructField(RUNNER_UP_COLUMN, StringType(), False))
     bundle_id = manifest.bundle_id
     return frame.mapInPandas(partial(task, files=files, bundle_id=bundle_id, keep=keep), schema)

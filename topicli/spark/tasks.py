@@ -20,7 +20,7 @@ from topicli.io import atomic_folder
 from topicli.method.embedding import distinct_texts
 from topicli.method.encoders import Encoder, OnnxEncoder, load_encoder
 from topicli.method.records import RUNNER_UP_COLUMN
-from topicli.serving.bundle import MANIFEST, BundleModel
+from topicli.serving.bundle import MANIFEST, BundleModel, Predictions
 
 ID = "_id"  # each post's place in the input (increasing in file order), kept while Spark works
 TEXT = "_text"  # the post's text, "" when missing
@@ -90,24 +90,20 @@ def bundle_model(files: dict[str, bytes], bundle_id: str) -> BundleModel:
 def topic_columns(model: BundleModel, vectors: list[Any], texts: pd.Series) -> dict[str, Any]:
     """The output columns of posts with these encoder vectors (None: an empty post, no cluster and no topic),
     by the bundle's own rule (`BundleModel.assign_vectors`)."""
-    n = len(vectors)
-    clusters = np.full(n, -1, dtype=np.int64)
-    topics = np.full(n, -1, dtype=np.int64)
-    confidence = np.full(n, np.nan, dtype=np.float64)
+    answered = Predictions.none(len(vectors))
     rows = np.array([i for i, v in enumerate(vectors) if v is not None], dtype=np.int64)
     if len(rows):
         matrix = np.stack([np.asarray(vectors[i], dtype=np.float32) for i in rows])
         limit = model.limits.encoded_chars
-        encoded = [texts.iat[i][:limit] for i in rows]
-        clusters[rows], topics[rows], confidence[rows] = model.assign_vectors(matrix, encoded)
+        answered.put(rows, model.assign_vectors(matrix, [texts.iat[i][:limit] for i in rows]))
     columns = {
-        "cluster": clusters,
-        "topic": [model.topics[t] if t >= 0 else "" for t in topics],
-        "topic_confidence": np.round(confidence, 4),
+        "cluster": answered.clusters,
+        "topic": [model.topics[t] if t >= 0 else "" for t in answered.topics],
+        "topic_confidence": np.round(answered.confidence, 4),
     }
-    if model.labeller.unmatched_below > 0:  # as in a run's outputs: the column comes with the setting
-        best = model.labeller.unmatched_best(clusters)
-        columns[RUNNER_UP_COLUMN] = [model.topics[t] if t >= 0 else "" for t in best]
+    labeller = model.labeller
+    if labeller.unmatched_below > 0 or labeller.min_confidence > 0:  # as in a run's: the column follows the settings
+        columns[RUNNER_UP_COLUMN] = [model.topics[t] if t >= 0 else "" for t in answered.suggested]
     return columns
 
 

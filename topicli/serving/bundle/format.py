@@ -123,7 +123,8 @@ class Labeller(Section):
     noise_policy: Literal[NOISE_POLICIES]  # type: ignore[valid-type]
     noise_distance: float = Field(ge=0)
     override_margin: float
-    unmatched_below: float = Field(default=0.0, ge=0, le=1)
+    unmatched_below: float = Field(ge=0, le=1)
+    min_confidence: float = Field(ge=0, le=1)
 
 
 class Cluster(Section):

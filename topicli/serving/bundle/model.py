@@ -27,11 +27,26 @@ SELF_DISTANCE = 1e-5  # a served post this close to a run post is that post: it 
 
 @dataclass
 class Predictions:
-    """Per text: cluster (-1 noise or empty), topic index (-1 none), confidence (NaN with no topic)."""
+    """Per text: cluster (-1 noise or empty), topic index (-1 none), confidence (NaN with no topic), and the topic
+    a text shown with none would have had (its unmatched cluster's, or its own below min_confidence; else -1)."""
 
     clusters: np.ndarray
     topics: np.ndarray
     confidence: np.ndarray
+    suggested: np.ndarray | None = None  # None: not answered (an ONNX export gives no suggestion)
+
+    @classmethod
+    def none(cls, n: int) -> Predictions:
+        """`n` texts with no cluster and no topic (empty posts)."""
+        minus_one = np.full(n, -1, dtype=np.int64)
+        return cls(minus_one, minus_one.copy(), np.full(n, np.nan, dtype=np.float64), minus_one.copy())
+
+    def put(self, rows: np.ndarray, answered: Predictions) -> None:
+        """Fill `rows` with what `answered` gives, in order."""
+        self.clusters[rows], self.topics[rows] = answered.clusters, answered.topics
+        self.confidence[rows] = answered.confidence
+        if self.suggested is not None and answered.suggested is not None:
+            self.suggested[rows] = answered.suggested
 
 
 class BundleModel:
@@ -109,14 +124,12 @@ class BundleModel:
     def predict(self, texts: Sequence[str]) -> Predictions:
         """Cluster, topic and confidence of each text; an empty text gets none, as in `topicli run`."""
         n = len(texts)
-        clusters = np.full(n, -1, dtype=np.int64)
-        topics = np.full(n, -1, dtype=np.int64)
-        confidence = np.full(n, np.nan, dtype=np.float64)
+        out = Predictions.none(n)
         rows = np.array([i for i, text in enumerate(texts) if text.strip()], dtype=np.int64)
         if len(rows):
             cut = self._as_encoded([texts[i] for i in rows])
-            clusters[rows], topics[rows], confidence[rows] = self.assign_vectors(self.encoder.encode(cut), cut)
-        return Predictions(clusters, topics, confidence)
+            out.put(rows, self.assign_vectors(self.encoder.encode(cut), cut))
+        return out
 
     def _as_encoded(self, texts: Sequence[str]) -> list[str]:
         """Texts cut to as many characters as the run encoded."""
@@ -137,7 +150,8 @@ class BundleModel:
             if info.cluster == cluster
         ]
         _, topics, confidence = labeller.assign(vectors, np.full(len(cut), cluster), scores)
-        return topics, self._calibrated(confidence, scores)
+        topics, confidence, _ = labeller.withhold(topics, self._calibrated(confidence, scores))
+        return topics, confidence
 
     def _centred(self, vectors: np.ndarray, encoded_texts: Sequence[str]) -> np.ndarray:
         """Vectors less their language's mean when the run centred its posts by language."""
@@ -149,16 +163,16 @@ class BundleModel:
         """The labeller's confidence made a probability, as `Pipeline.label` does (unchanged when the run's was raw)."""
         return confidence if self.calibrator is None else self.calibrator.calibrate_posts(confidence, scores)
 
-    def assign_vectors(
-        self, vectors: np.ndarray, encoded_texts: Sequence[str]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(cluster, topic index, confidence) of posts already encoded, `encoded_texts` being their texts as
-        the encoder read them: the bundle's rule, for `predict` and for engines that embed elsewhere (Spark).
+    def assign_vectors(self, vectors: np.ndarray, encoded_texts: Sequence[str]) -> Predictions:
+        """Predictions for posts already encoded, `encoded_texts` being their texts as the encoder read them:
+        the bundle's rule, for `predict` and for engines that embed elsewhere (Spark).
 
         A vector first loses its language's mean when the run centred its posts by language; then the
-        nearest core point within its radius, scores smoothed over the run's nearest posts, the labeller."""
+        nearest core point within its radius, scores smoothed over the run's nearest posts, the labeller,
+        the calibrator, and the labeller's `min_confidence` (an unsure post is shown with no topic)."""
         vectors = self._centred(vectors, encoded_texts)
         labels = join_clusters(vectors, self.core_vectors, self.core_clusters, self.core_radius)
         scores = self.scores(vectors)
         clusters, topics, confidence = self.labeller.assign(vectors, labels, scores)
-        return clusters, topics, self._calibrated(confidence, scores)
+        topics, confidence, withheld = self.labeller.withhold(topics, self._calibrated(confidence, scores))
+        return Predictions(clusters, topics, confidence, self.labeller.suggested(clusters, withheld))

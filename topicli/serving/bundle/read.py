@@ -307,5 +307,3 @@ def find_bundle(model_dir: Path) -> Path:
         what = "no bundle" if not found else f"{len(found)} bundles ({', '.join(map(str, found))})"
         raise TopicliError(f"{model_dir} holds {what}; point it at one folder written by `topicli run`")
     return found[0]
-
-

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from topicli.method.rename import RenamedRun
 
 JOIN_CHECK_POSTS = 5000  # run posts on which the join rule is checked: brute force against every core point
+
+
 def _encoder_source(name: str, include: bool) -> dict[str, str]:
     if include:
         return {"source": "bundle", "path": ENCODER_FOLDER}
