@@ -39,8 +39,9 @@ from topicli.method.pipeline import Pipeline
 from topicli.method.topics import read_topics
 
 RESULTS = ROOT / "bench" / "results" / "honest_feed.md"
-THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-UNMATCHED = (0.0, 0.1, 0.2, 0.3, 0.4)
+THRESHOLDS = (0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
+UNMATCHED = (0.0, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6)
+DEFAULT_MIN_CONFIDENCE = 0.5
 
 
 def instagram_dev() -> pd.DataFrame:
@@ -117,6 +118,7 @@ def main() -> None:
     started = time.perf_counter()
     grid = {("t", t): {"min_confidence": t, "unmatched_below": 0.0} for t in THRESHOLDS}
     grid |= {("u", u): {"min_confidence": 0.0, "unmatched_below": u} for u in UNMATCHED}
+    grid |= {("d", u): {"min_confidence": DEFAULT_MIN_CONFIDENCE, "unmatched_below": u} for u in UNMATCHED}
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, frame, topics in sets():
@@ -154,6 +156,15 @@ def main() -> None:
         own = results[first][("u", u)]
         cells = [shown(results[n][("u", u)]) for n in names]
         lines.append(f"| {u:g} | {own['flag_precision']:.2f} | {own['flag_recall']:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"## Both: `min_confidence = {DEFAULT_MIN_CONFIDENCE:g}` with each `unmatched_below`",
+        "",
+        "| unmatched_below | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for u in UNMATCHED:
+        lines.append(f"| {u:g} | " + " | ".join(shown(results[n][("d", u)]) for n in names) + " |")
     lines += ["", f"{time.perf_counter() - started:.0f} s on this machine (2 cores).", ""]
     text = "\n".join(lines)
     print(text)

@@ -224,7 +224,7 @@ class LabellingSettings:
         high=1.0,
     )
     min_confidence: float = setting(
-        0.0,
+        0.5,
         "posts whose topic_confidence is below this are shown with no topic, the topic kept in topic_runner_up",
         low=0.0,
         high=1.0,
