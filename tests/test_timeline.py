@@ -1,4 +1,4 @@
-"""Topics over time: the date column, the period by span, counts and shares per period, the trend ranking."""
+"""Topics over time: the date column, the period by span, counts and shares per period, the trend test."""
 
 from __future__ import annotations
 
