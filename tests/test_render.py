@@ -101,7 +101,18 @@ def test_topics_over_time_list_the_growing_and_shrinking() -> None:
     fits(text, 80)
     after = text.split("topics over time")[1]
     assert after.index("grows") < after.index("Beach") < after.index("shrinks") < after.index("Skiing")
-    assert "pts/day" in after
+    assert "change [95%]" in after and "Fisher's exact test" in after and "Holm-adjusted" in after
+
+
+def test_topics_over_time_say_so_when_nothing_beats_chance() -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"date": [f"2026-01-{1 + d:02d}" for d in rng.integers(0, 28, 200)]})
+    topics = pd.Series(rng.choice(["Skiing & Snowboarding", "Beach & Summer", "Cats"], 200))
+    text = printed(80, render.topic_table, topic_table(), over_time(frame, topics))
+    fits(text, 80)
+    after = " ".join(text.split("topics over time")[1].split())
+    assert "no topic grows or shrinks beyond chance" in after and "over 3 topics" in after
+    assert "grows " not in after.replace("grows or", "")
 
 
 def test_the_candidates_table_fits_80_columns_with_every_figure() -> None:

@@ -221,6 +221,7 @@ PAGE_FACTS = """(() => {
     topics: [...document.querySelectorAll("#topics tbody tr")].map(tr => ({
       topic: text(tr.querySelector("td.topic")), examples: [...tr.querySelectorAll("ol.examples li")].map(text)})),
     candidates: [...document.querySelectorAll("#candidates tbody tr")].map(tr => [...tr.cells].map(text)),
+    folded: [...document.querySelectorAll("#other-candidates tbody tr")].map(tr => [...tr.cells].map(text)),
     chosen: [...document.querySelectorAll("#candidates tr.chosen")].map(tr => [...tr.cells].map(text)),
   };
 })()"""
@@ -329,7 +330,10 @@ def test_map_note_figures_and_candidates(seen: Seen, reported: Reported) -> None
     assert seen.facts["figures"]["topics"] == str(len(reported.topics))
     assert seen.facts["figures"]["unmatched"] == str(len(reported.unmatched))
     clustering = json.loads((reported.run / "clustering.json").read_text())
-    assert len(seen.facts["candidates"]) == len(clustering["candidates"])
+    in_range = [c for c in clustering["candidates"] if c["in_range"]]
+    assert len(seen.facts["candidates"]) == len(in_range) >= 1, "the chosen clustering and those in the range"
+    assert len(seen.facts["candidates"]) + len(seen.facts["folded"]) == len(clustering["candidates"])
+    assert all(row[-2] == "outside range" for row in seen.facts["folded"])
     chosen = clustering["chosen"]
     assert [row[:3] for row in seen.facts["chosen"]] == [
         [f"{chosen['eps']:g}", str(chosen["min_samples"]), str(chosen["n_clusters"])]
@@ -357,6 +361,8 @@ LAYOUT_FACTS = """(() => {
     (el.getAttribute("class") ? "." + el.getAttribute("class").split(" ").join(".") : "");
   const shown = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
   const text = el => el.textContent.trim();
+  const box = el => { const r = el.getBoundingClientRect();
+    return {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}; };
   return {
     width, scrollWidth: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight,
     // an element inside an SVG is clipped by it: the SVG itself is checked
@@ -374,6 +380,30 @@ LAYOUT_FACTS = """(() => {
     growing: [...document.querySelectorAll("#growing li b")].map(text),
     shrinking: [...document.querySelectorAll("#shrinking li b")].map(text),
     volumeBars: document.querySelectorAll("svg.volume rect").length,
+    // the volume chart and each topic's strip: the same x range, and period i's bar at the same x in all
+    volume: box(document.querySelector("svg.volume")),
+    strips: [...document.querySelectorAll("#lines .line svg")].map(box),
+    volumeBarX: [...document.querySelectorAll("svg.volume rect")].map(r => box(r).x),
+    stripBarX: [...document.querySelectorAll("#lines .line svg")].map(svg => [...svg.querySelectorAll("rect")]
+      .map(r => box(r).x)),
+    candidatesShown: [...document.querySelectorAll("#candidates tbody tr")].filter(tr => tr.checkVisibility()).length,
+    foldedShown: [...document.querySelectorAll("#other-candidates tbody tr")].filter(tr => tr.checkVisibility()).length,
+    folded: document.querySelectorAll("#other-candidates tbody tr").length,
+    foldedHeight: box(document.getElementById("other-candidates")).height,
+    candidatesHeight: box(document.getElementById("candidates")).height,
+    // names as drawn: each bar's label (the lines of a wrapped name joined), its box against its chart's
+    barNames: [...document.querySelectorAll("svg.bars g.bar, svg.bars-phone g.bar")].filter(shown).map(g => {
+      const label = g.querySelector("text"), chart = box(g.closest("svg"));
+      const spans = [...label.querySelectorAll("tspan")];
+      return {topic: g.getAttribute("data-topic"),
+        drawn: spans.length ? spans.map(text).join(" ") : text(label),
+        inside: [label, ...spans].every(el => { const b = box(el);
+          return b.x >= chart.x - 0.5 && b.x + b.width <= chart.x + chart.width + 0.5; })};
+    }),
+    mapLabelsInside: [...document.querySelectorAll("svg.map text.label")].every(el => {
+      const b = box(el), chart = box(el.closest("svg"));
+      return b.x >= chart.x - 0.5 && b.x + b.width <= chart.x + chart.width + 0.5; }),
+    trendTest: text(document.getElementById("trend-test")),
   };
 })()"""
 SCREENSHOT_ROWS = 16000  # Chromium draws at most 16,384 rows in one capture
@@ -432,7 +462,7 @@ def test_the_bar_chart_stays_legible_at_both_widths(layout: Layout) -> None:
 
 def test_keywords_unmatched_clusters_and_topics_over_time_are_shown(layout: Layout, reported: Reported) -> None:
     facts = layout.facts
-    assert facts["keywords"] == reported.topics["keywords"].tolist() and all(facts["keywords"])
+    assert facts["keywords"] == reported.topics["keywords"].tolist() and any(facts["keywords"])
     unmatched = reported.unmatched
     assert len(unmatched) >= 1, "0.15 leaves some example clusters unmatched"
     assert [u["name"] for u in facts["unmatched"]] == unmatched["topic"].tolist()
@@ -442,8 +472,35 @@ def test_keywords_unmatched_clusters_and_topics_over_time_are_shown(layout: Layo
     ranked = trends(counts)
     assert facts["volumeBars"] == counts["period"].nunique() >= 10
     assert facts["lines"] == [t for t in reported.topics["topic"] if t in set(counts["topic"])][:10]
-    assert facts["growing"] == ranked[ranked["slope"] > 0]["topic"].head(5).tolist()
-    assert facts["shrinking"] == ranked[ranked["slope"] < 0]["topic"].iloc[::-1].head(5).tolist()
+    assert facts["growing"] == ranked[ranked["trend"] == "grows"]["topic"].head(5).tolist()
+    assert facts["shrinking"] == ranked[ranked["trend"] == "shrinks"]["topic"].iloc[::-1].head(5).tolist()
+    test = " ".join(facts["trendTest"].split())
+    assert "Fisher's exact test" in test and f"Holm-adjusted across the {len(ranked)} topics" in test
+
+
+def test_the_time_strips_line_up_with_the_volume_chart(layout: Layout) -> None:
+    facts = layout.facts
+    volume, strips = facts["volume"], facts["strips"]
+    assert len(strips) >= 5 and volume["width"] > 0.5 * layout.width
+    for strip in strips:  # before: x 384-1078 px for the strips against 141-1099 px for the volume at 1280 px
+        assert abs(strip["x"] - volume["x"]) < 1 and abs(strip["width"] - volume["width"]) < 1, (strip, volume)
+    for xs in facts["stripBarX"]:
+        assert np.allclose(xs, facts["volumeBarX"], atol=1), "period i's bar at the same x in every chart"
+
+
+def test_the_clusterings_outside_the_range_are_folded(layout: Layout) -> None:
+    facts = layout.facts
+    assert facts["candidatesShown"] >= 1 and facts["folded"] >= 1 and facts["foldedShown"] == 0
+    assert facts["foldedHeight"] < 60, "closed: one line, the toggle"
+    assert facts["candidatesHeight"] < 0.1 * facts["height"], "a short table, not a third of the page"
+
+
+def test_topic_names_are_whole_at_both_widths(layout: Layout, reported: Reported) -> None:
+    names = layout.facts["barNames"]
+    assert [n["topic"] for n in names] == reported.topics["topic"].tolist()
+    if layout.width < 640:  # on the phone: every name as it is, wrapped if it must be, never cut
+        assert all(n["drawn"] == n["topic"] for n in names), [n for n in names if n["drawn"] != n["topic"]]
+    assert [n["topic"] for n in names if not n["inside"]] == [] and layout.facts["mapLabelsInside"]
 
 
 def test_unmatched_posts_keep_their_closest_topic_in_a_column(reported: Reported) -> None:

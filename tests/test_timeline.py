@@ -1,4 +1,4 @@
-"""Topics over time: the date column, the period by span, counts and shares per period, the trend ranking."""
+"""Topics over time: the date column, the period by span, counts and shares per period, the trend test."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from topicli.errors import TopicliError
-from topicli.method.timeline import date_column, over_time, read_over_time, trends
+from topicli.method.timeline import TREND_LEVEL, date_column, holm, over_time, read_over_time, trends
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, needs_data
 
 
 def posts(dates: list[str], topics: list[str], column: str = "created_at") -> tuple[pd.DataFrame, pd.Series]:
@@ -63,7 +63,7 @@ def test_unix_seconds_and_no_readable_date() -> None:
     assert over_time(pd.DataFrame({"text": ["x"]}), pd.Series(["a"])) is None
 
 
-def test_trends_rank_by_the_slope_of_the_share(tmp_path: Path) -> None:
+def test_trends_are_tested_and_carry_their_interval(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     days = rng.integers(0, 30, 600)
     # "up" grows from a few % to most posts over the month, "down" the reverse, "flat" stays, "rare" is too small
@@ -73,16 +73,73 @@ def test_trends_rank_by_the_slope_of_the_share(tmp_path: Path) -> None:
     dates = [str(pd.Timestamp("2026-01-01") + pd.Timedelta(days=int(d))) for d in days]
     counts = over_time(*posts(dates, topic.tolist()))
     assert counts is not None
-    ranked = trends(counts)
-    assert ranked["topic"].tolist()[0] == "up" and ranked["topic"].tolist()[-1] == "down"
-    assert "rare" not in ranked["topic"].tolist()
-    assert ranked["slope"].iloc[0] > 0.5 > abs(ranked.set_index("topic").loc["flat", "slope"])
+    ranked = trends(counts).set_index("topic")
+    assert ranked.index.tolist() == ["up", "flat", "down"], "largest rise first; 'rare' is not tested"
+    assert ranked["trend"].tolist() == ["grows", "", "shrinks"]
+    assert ranked.loc["up", "low"] > 0 > ranked.loc["down", "high"] and ranked.loc["flat", "p_adjusted"] > TREND_LEVEL
+    assert (ranked["low"] < ranked["change"]).all() and (ranked["change"] < ranked["high"]).all()
+    assert np.allclose(ranked["change"], ranked["last"] - ranked["first"])
+    # independently of the library: "up"'s share of the first 15 days' posts against the last 15 days'
+    first, last = days < 15, days >= 15  # 30 days from Jan 1: two halves of 15 periods
+    expected = [100 * np.mean(topic[half] == "up") for half in (first, last)]
+    assert np.allclose(ranked.loc["up", ["first", "last"]].to_numpy(float), expected)
+    assert (ranked["p_adjusted"] >= ranked["p"]).all() and ranked["p_adjusted"].max() <= 1
     counts.to_csv(tmp_path / "over_time.csv", index=False)
     again = read_over_time(tmp_path / "over_time.csv")
-    assert again.attrs["period"] == "day" and trends(again)["topic"].tolist() == ranked["topic"].tolist()
+    assert again.attrs["period"] == "day" and trends(again).equals(trends(counts))
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(TopicliError, match="not a topics-over-time table"):
         read_over_time(tmp_path / "bad.csv")
+
+
+def test_holm_adjusts_step_down() -> None:
+    # by hand: sorted 0.01, 0.02, 0.04 times 3, 2, 1 -> 0.03, 0.04, 0.04 (kept non-decreasing)
+    assert np.allclose(holm(np.array([0.04, 0.01, 0.02])), [0.04, 0.03, 0.04])
+    assert np.allclose(holm(np.array([0.5, 0.9])), [1.0, 1.0])
+
+
+def randomly_dated(frame: pd.DataFrame, seed: int, days: float = 365) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    stamps = pd.Timestamp("2026-01-05") + pd.to_timedelta(rng.uniform(0, days, len(frame)), unit="D")
+    return frame.assign(date=stamps.strftime("%Y-%m-%d %H:%M"))
+
+
+def test_randomly_dated_posts_give_no_trend() -> None:
+    # the 325 example posts under their 25 intended topics, dated uniformly at random over a year, 100 times:
+    # no topic changes, so none may be reported (before: "Photography 0%→8% grows" on every such run)
+    frame = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)
+    reported, tested = [], []
+    for seed in range(100):
+        dated = randomly_dated(frame, seed)
+        counts = over_time(dated, dated["intended_topic"])
+        assert counts is not None and counts.attrs["period"] == "week"
+        found = trends(counts)
+        tested.append(len(found))
+        reported += [(seed, t) for t in found.loc[found["trend"] != "", "topic"]]
+    assert reported == [] and min(tested) >= 20
+
+
+def test_a_planted_trend_is_reported_and_nothing_else() -> None:
+    # real captions (instagram_dev) under their first gold topic, dated at random over a year, except that
+    # Politics & Activism's posts fall in the second half nine times in ten
+    folder = needs_data("eval", "instagram_dev")
+    frame = pd.read_json(folder / "captions.jsonl", lines=True).merge(
+        pd.read_json(folder / "labels.jsonl", lines=True), on="id"
+    )
+    frame = frame[frame["topics"].map(len) > 0].reset_index(drop=True)
+    topic = frame["topics"].map(lambda t: t[0])
+    for seed in range(10):
+        dated = randomly_dated(frame, seed)
+        rng = np.random.default_rng(100 + seed)
+        politics = (topic == "Politics & Activism").to_numpy()
+        late = rng.random(politics.sum()) < 0.9
+        day = np.where(late, rng.uniform(183, 364, politics.sum()), rng.uniform(0, 182, politics.sum()))
+        stamps = pd.Timestamp("2026-01-05") + pd.to_timedelta(day, unit="D")
+        dated.loc[politics, "date"] = stamps.strftime("%Y-%m-%d %H:%M")
+        found = trends(over_time(dated, topic))
+        shown = found[found["trend"] != ""]
+        assert shown["topic"].tolist() == ["Politics & Activism"] and shown["trend"].tolist() == ["grows"], seed
+        assert shown["low"].iloc[0] > 0 and shown["p_adjusted"].iloc[0] < TREND_LEVEL
 
 
 def test_the_examples_carry_dates_over_weeks() -> None:

@@ -173,20 +173,28 @@ def unmatched(console: Console, rows: pd.DataFrame) -> None:
 
 
 def over_time(console: Console, trends: pd.DataFrame, period: str, n: int = 5) -> None:
-    """The fastest-growing and fastest-shrinking topics: their share of the posts over the first and the last
-    quarter of the periods, and the slope of their share."""
+    """The topics whose share of the posts changed beyond chance, with the test, the change's 95% interval and
+    the Holm-adjusted p-value; a line saying so when none did."""
+    from topicli.method.timeline import TREND_LEVEL, TREND_MIN_POSTS, TREND_TEST
+
     if trends.empty:
-        console.print(f"topics over time: too few dated posts per topic to rank (by {period})")
+        console.print(f"topics over time: too few dated posts per topic to test (by {period})")
         return
-    table = Table(title=f"topics over time (share of each {period}'s posts)")
+    test = f"{TREND_TEST}, p < {TREND_LEVEL:g} over {len(trends)} topics with {TREND_MIN_POSTS}+ dated posts"
+    shown = trends[trends["trend"] != ""]
+    if shown.empty:
+        console.print(f"topics over time (by {period}): no topic grows or shrinks beyond chance ({test})")
+        return
+    table = Table(title=f"topics over time: share of the posts with a topic, by half of the {period}s")
     table.add_column("", style="bold")
     table.add_column("topic", ratio=1, min_width=14)
     table.add_column("posts", justify="right")
-    table.add_column("first ¼", justify="right")
-    table.add_column("last ¼", justify="right")
-    table.add_column(f"pts/{period}", justify="right")
-    growing = trends[trends["slope"] > 0].head(n)
-    shrinking = trends[trends["slope"] < 0].iloc[::-1].head(n)
+    table.add_column("1st ½", justify="right")
+    table.add_column("2nd ½", justify="right")
+    table.add_column("change [95%]", justify="right", no_wrap=True)
+    table.add_column("p", justify="right", no_wrap=True)
+    growing = shown[shown["change"] > 0].head(n)
+    shrinking = shown[shown["change"] < 0].iloc[::-1].head(n)
     for label, rows in (("grows", growing), ("shrinks", shrinking)):
         for i, row in enumerate(rows.itertuples()):
             table.add_row(
@@ -195,9 +203,11 @@ def over_time(console: Console, trends: pd.DataFrame, period: str, n: int = 5) -
                 str(row.posts),
                 f"{row.first:.0f}%",
                 f"{row.last:.0f}%",
-                f"{row.slope:+.2f}",
+                f"{row.change:+.0f} [{row.low:+.0f}, {row.high:+.0f}]",
+                f"{row.p_adjusted:.1g}",
             )
     console.print(table)
+    console.print(f"[dim]{escape(test)}[/dim]")
 
 
 def figures(console: Console, figures: dict[str, float], posts: Path) -> None:

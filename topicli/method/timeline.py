@@ -6,10 +6,15 @@ or Unix seconds for a numeric column) and taken in UTC; a post without a readabl
 left out of the counts. The period follows the span of the dates, so that a chart has a few
 to a few dozen points: days up to `DAY_SPAN`, weeks up to `WEEK_SPAN`, months beyond.
 
-A topic's trend is the slope of its share of each period's posts (least squares over the
-periods, in percentage points per period): a share, so that a month with more posts overall
-does not make every topic "grow". Topics with fewer than `TREND_MIN_POSTS` dated posts are
-not ranked.
+A topic grows or shrinks only when the change of its share beats chance (`trends`): its
+share of the dated posts with a topic over the first half of the periods against the second
+half (the middle period left out when their number is odd), by Fisher's exact test on that
+2 x 2 table of counts, the p-values Holm-adjusted across the topics tested so that a run whose
+topics do not change reports a trend at most `TREND_LEVEL` of the time, however many topics it
+has. A share, so that a busy period does not make every topic "grow"; of the posts with a
+topic, so that a change in how many posts get none does not either. The change comes with its
+95% interval (Newcombe's hybrid score interval for a difference of two proportions). Topics
+with fewer than `TREND_MIN_POSTS` dated posts are not tested (nor counted in the adjustment).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import fisher_exact, norm
 
 from topicli.errors import TopicliError
 
@@ -26,6 +32,9 @@ DATE_NAMES = ("date", "timestamp", "created_at", "taken_at", "published")
 DAY_SPAN = pd.Timedelta(days=60)
 WEEK_SPAN = pd.Timedelta(days=366)
 TREND_MIN_POSTS = 5
+TREND_LEVEL = 0.01  # family-wise: the most a run whose topics do not change may report a trend (1 in 100)
+TREND_TEST = "Fisher's exact test, first half against second half of the periods, Holm-adjusted across topics"
+TREND_COLUMNS = ("topic", "posts", "first", "last", "change", "low", "high", "p", "p_adjusted", "trend")
 PERIODS = {"day": "D", "week": "7D", "month": "MS"}  # period starts: days, Mondays, firsts of the month
 COLUMNS = ("period", "topic", "posts", "share")
 
@@ -107,20 +116,53 @@ def read_over_time(path: Path) -> pd.DataFrame:
     return counts
 
 
-def trends(counts: pd.DataFrame) -> pd.DataFrame:
-    """Per topic with at least TREND_MIN_POSTS dated posts: its posts, its mean share (%) over the first and the
-    last quarter of the periods, and the slope of its share (percentage points per period); fastest growing first."""
-    shares = counts.pivot(index="period", columns="topic", values="share").sort_index()
-    posts = counts.groupby("topic")["posts"].sum()
-    rows = []
-    x = np.arange(len(shares), dtype=np.float64)
-    for topic in shares.columns:
-        if posts[topic] < TREND_MIN_POSTS or len(shares) < 2:
-            continue
-        y = shares[topic].to_numpy(dtype=np.float64) * 100
-        slope = float(np.polyfit(x, y, 1)[0])
-        q = max(1, len(y) // 4)  # a quarter of the periods: one period alone is a handful of posts
-        first, last = float(y[:q].mean()), float(y[-q:].mean())
-        rows.append({"topic": topic, "posts": int(posts[topic]), "first": first, "last": last, "slope": slope})
-    table = pd.DataFrame(rows, columns=["topic", "posts", "first", "last", "slope"])
-    return table.sort_values(["slope", "topic"], ascending=[False, True], kind="stable").reset_index(drop=True)
+def wilson(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson's score interval of the proportions k / n (n > 0)."""
+    z = norm.ppf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of p-values: reject where the adjusted value is below the family-wise level."""
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    stepped = np.maximum.accumulate(np.minimum((m - np.arange(m)) * p[order], 1.0))
+    adjusted = np.empty_like(stepped)
+    adjusted[order] = stepped
+    return adjusted
+
+
+def trends(counts: pd.DataFrame, level: float = TREND_LEVEL) -> pd.DataFrame:
+    """Per topic with at least TREND_MIN_POSTS dated posts: its posts; its share (%) of the posts with a topic over
+    the first (`first`) and the second half (`last`) of the periods; the change in percentage points with its 95%
+    interval (`low`, `high`); Fisher's exact p-value and the Holm-adjusted one; `trend` "grows" or "shrinks" where
+    the adjusted p-value is below `level`, else "". Largest rise first."""
+    posts = counts.pivot(index="period", columns="topic", values="posts").sort_index().fillna(0)
+    half = len(posts) // 2
+    tested = [t for t in posts.columns if posts[t].sum() >= TREND_MIN_POSTS] if half else []
+    if not tested:
+        return pd.DataFrame(columns=list(TREND_COLUMNS))
+    before, after = posts.iloc[:half], posts.iloc[len(posts) - half :]
+    k1, k2 = before[tested].sum().to_numpy(), after[tested].sum().to_numpy()
+    n1, n2 = float(before.to_numpy().sum()), float(after.to_numpy().sum())
+    if not (n1 and n2):  # one half has no post with a topic: nothing to compare
+        return pd.DataFrame(columns=list(TREND_COLUMNS))
+    p = np.array([fisher_exact([[a, n1 - a], [b, n2 - b]]).pvalue for a, b in zip(k1, k2, strict=True)])
+    adjusted = holm(p)
+    first, last = k1 / n1, k2 / n2
+    (low1, high1), (low2, high2) = wilson(k1, np.full(len(k1), n1)), wilson(k2, np.full(len(k2), n2))
+    change = last - first
+    low = change - np.sqrt((last - low2) ** 2 + (high1 - first) ** 2)  # Newcombe's hybrid score interval
+    high = change + np.sqrt((high2 - last) ** 2 + (first - low1) ** 2)
+    beats = adjusted < level
+    table = pd.DataFrame(
+        {
+            "topic": tested, "posts": posts[tested].sum().astype(int).to_numpy(), "first": first * 100,
+            "last": last * 100, "change": change * 100, "low": low * 100, "high": high * 100, "p": p,
+            "p_adjusted": adjusted, "trend": np.where(beats & (change > 0), "grows", np.where(beats, "shrinks", "")),
+        }
+    )  # fmt: skip
+    return table.sort_values(["change", "topic"], ascending=[False, True], kind="stable").reset_index(drop=True)

@@ -42,7 +42,7 @@ SEED = 0
 EXAMPLES = 5
 MAP_LABELS = 15  # the largest topics are named on the map
 TIMELINE_TOPICS = 10  # the largest topics get a line of their own in the chart over time
-TRENDS = 5  # fastest-growing and fastest-shrinking topics listed
+TRENDS = 5  # growing and shrinking topics listed (those that beat chance), largest change first
 NO_TOPIC = "(no topic)"
 NO_TOPIC_COLOUR = "#b5b5b5"
 PALETTE = (
@@ -81,18 +81,23 @@ class UnmatchedView:
 
 @dataclass(frozen=True)
 class Trend:
-    """A topic's share of the posts over time: first and last period, slope in percentage points per period."""
+    """A topic whose share of the posts with a topic changed beyond chance (`topicli.method.timeline.trends`): its
+    share (%) over the first and the second half of the periods, the change in points with its 95% interval, and
+    the Holm-adjusted p-value of Fisher's exact test."""
 
     topic: str
     posts: int
     first: float
     last: float
-    slope: float
+    change: float
+    low: float
+    high: float
+    p_adjusted: float
 
 
 @dataclass(frozen=True)
 class OverTime:
-    """Posts per period, in all and for the largest topics, and the topics that grow and shrink fastest."""
+    """Posts per period, in all and for the largest topics, and the topics that grow and shrink beyond chance."""
 
     period: str  # day, week or month
     periods: tuple[str, ...]  # first day of each period
@@ -100,6 +105,7 @@ class OverTime:
     topics: tuple[tuple[str, tuple[int, ...]], ...]  # the TIMELINE_TOPICS largest topics: posts per period
     growing: tuple[Trend, ...]
     shrinking: tuple[Trend, ...]
+    tested: int  # topics with enough dated posts to test: the family of the Holm adjustment
 
 
 @dataclass(frozen=True)
@@ -291,15 +297,17 @@ def _over_time(folder: Path, topics: tuple[TopicView, ...]) -> OverTime | None:
     largest = [t.topic for t in topics if t.topic in by_topic.columns][:TIMELINE_TOPICS]
     ranked = trends(counts)
     rows = [
-        Trend(str(r.topic), int(r.posts), float(r.first), float(r.last), float(r.slope)) for r in ranked.itertuples()
+        Trend(str(r.topic), int(r.posts), *(float(v) for v in (r.first, r.last, r.change, r.low, r.high, r.p_adjusted)))
+        for r in ranked[ranked["trend"] != ""].itertuples()
     ]
     return OverTime(
         period=str(counts.attrs["period"]),
         periods=periods,
         totals=totals,
         topics=tuple((name, tuple(int(v) for v in by_topic[name])) for name in largest),
-        growing=tuple(t for t in rows if t.slope > 0)[:TRENDS],
-        shrinking=tuple(t for t in reversed(rows) if t.slope < 0)[:TRENDS],
+        growing=tuple(t for t in rows if t.change > 0)[:TRENDS],
+        shrinking=tuple(t for t in reversed(rows) if t.change < 0)[:TRENDS],
+        tested=len(ranked),
     )
 
 

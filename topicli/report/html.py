@@ -12,6 +12,7 @@ fixed text.
 
 from __future__ import annotations
 
+import textwrap
 from html import escape
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 
 from topicli import __version__
 from topicli.io import atomic_path
+from topicli.method.clustering import Candidate
+from topicli.method.timeline import TREND_LEVEL, TREND_MIN_POSTS
 from topicli.report.data import (
     NO_TOPIC,
     NO_TOPIC_COLOUR,
@@ -34,8 +37,9 @@ from topicli.report.data import (
 )
 
 BAR_ROW, BAR_LABEL, BAR_AREA = 24, 300, 560
-PHONE_BAR_LABEL, PHONE_BAR_AREA = 170, 150  # the phone chart: drawn 1:1 on a 390 px screen
-VOLUME_SIZE, SPARK_HEIGHT = (960, 160), 28
+PHONE_BAR_WIDTH, PHONE_LINE, PHONE_NAME_CHARS = 360, 15, 48  # the phone chart: drawn 1:1 on a 390 px screen
+PERIOD_WIDTH, VOLUME_HEIGHT, SPARK_HEIGHT = 10, 100, 28  # a period's width in the time charts' own units
+MAP_LABEL_CHAR = 7.5  # about the width of a 13 px character: the map keeps its labels inside
 CANDIDATE_LABELS = ("parameter", "min samples", "clusters", "coverage", "agreement", "topics used", "score")
 MAP_SIZE, MAP_PAD = (960, 640), 10
 RELIABILITY_SIZE, RELIABILITY_PAD = (440, 330), (46, 14, 40, 14)  # left, top, bottom, right
@@ -62,7 +66,7 @@ tr.chosen{background:#e9f6e9;font-weight:600}
 .swatch{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:6px}
 ol.examples{margin:0;padding-left:20px;color:#444}
 input#filter{font:inherit;padding:5px 8px;margin:6px 0 10px;width:280px;max-width:100%;box-sizing:border-box}
-svg.bars,svg.bars-phone,svg.map,svg.volume,svg.reliability{max-width:100%;height:auto;display:block}
+svg.bars,svg.bars-phone,svg.map,svg.reliability{max-width:100%;height:auto;display:block}
 ul.legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:2px 16px;font-size:13px}
 svg.bars-phone{display:none}
 .sub,.note,li,td.kw,td.name,.keywords{overflow-wrap:anywhere}td.n,th.n{white-space:nowrap}
@@ -72,7 +76,10 @@ ul.trend{margin:0;padding-left:20px}
 .lines{margin:10px 0}
 .line{display:flex;align-items:center;gap:10px;margin:2px 0}
 .line .name{flex:0 0 230px;font-size:14px;overflow-wrap:anywhere}
-.line svg{flex:1 1 auto;min-width:0;height:28px}
+.line svg{flex:1 1 auto;min-width:0;height:28px}.line svg.volume{height:120px}
+.line .ticks{flex:1 1 auto;min-width:0;position:relative;height:18px;font-size:12px;color:#555}
+.ticks span{position:absolute;top:0;white-space:nowrap}
+details{margin:8px 0}summary{cursor:pointer;color:#444}
 .line .n{flex:0 0 48px;text-align:right;font-variant-numeric:tabular-nums;font-size:13px;color:#555}
 .columns{display:flex;flex-wrap:wrap;gap:24px}.columns>div{flex:1 1 280px;min-width:0}
 @media (max-width:640px){
@@ -121,30 +128,49 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _bars(topics: tuple[TopicView, ...], phone: bool = False) -> str:
-    """Horizontal bars, one per topic, largest first; a click highlights the topic on the map.
-
-    `phone`: the same bars for narrow screens, with less room for names and bars, so that the
-    text stays legible at 390 px instead of shrinking with the wide chart.
-    """
-    label, area, chars, name = (PHONE_BAR_LABEL, PHONE_BAR_AREA, 24, "bars-phone") if phone else (
-        BAR_LABEL, BAR_AREA, 42, "bars"
-    )  # fmt: skip
+def _bars(topics: tuple[TopicView, ...]) -> str:
+    """Horizontal bars, one per topic, largest first; a click highlights the topic on the map."""
     largest = max((t.size for t in topics), default=1)
     rows = []
     for i, t in enumerate(topics):
-        y, width = i * BAR_ROW, max(1.0, t.size / largest * area)
+        y, width = i * BAR_ROW, max(1.0, t.size / largest * BAR_AREA)
         rows.append(
             f'<g class="bar" data-t="{i}" data-topic="{escape(t.topic)}" data-size="{t.size}">'
             f"<title>{escape(t.topic)}: {t.size} posts</title>"
-            f'<text x="{label - 8}" y="{y + 16}" text-anchor="end">{escape(_shorten(t.topic, chars))}</text>'
-            f'<rect x="{label}" y="{y + 4}" width="{width:.1f}" height="{BAR_ROW - 8}" fill="{t.colour}"/>'
-            f'<text x="{label + width + 6:.1f}" y="{y + 16}">{t.size}</text></g>'
+            f'<text x="{BAR_LABEL - 8}" y="{y + 16}" text-anchor="end">{escape(_shorten(t.topic, 42))}</text>'
+            f'<rect x="{BAR_LABEL}" y="{y + 4}" width="{width:.1f}" height="{BAR_ROW - 8}" fill="{t.colour}"/>'
+            f'<text x="{BAR_LABEL + width + 6:.1f}" y="{y + 16}">{t.size}</text></g>'
         )
-    width, height = label + area + 40, max(len(topics), 1) * BAR_ROW
+    width, height = BAR_LABEL + BAR_AREA + 40, max(len(topics), 1) * BAR_ROW
     return (
-        f'<svg class="{name}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'<svg class="bars" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="posts per topic">{"".join(rows)}</svg>'
+    )
+
+
+def _phone_bars(topics: tuple[TopicView, ...]) -> str:
+    """The same bars for narrow screens: each name whole on its own lines (wrapped, never cut) above its bar, so
+    that names stay legible at 390 px instead of shrinking with the wide chart."""
+    largest = max((t.size for t in topics), default=1)
+    area = PHONE_BAR_WIDTH - 40  # room for the count after the longest bar
+    rows, y = [], 0
+    for i, t in enumerate(topics):
+        lines = textwrap.wrap(t.topic, PHONE_NAME_CHARS, break_long_words=True) or [""]
+        name = "".join(
+            f'<tspan x="2" dy="{0 if j == 0 else PHONE_LINE}">{escape(line)}</tspan>' for j, line in enumerate(lines)
+        )
+        top, width = y + PHONE_LINE * len(lines) + 4, max(1.0, t.size / largest * area)
+        rows.append(
+            f'<g class="bar" data-t="{i}" data-topic="{escape(t.topic)}" data-size="{t.size}">'
+            f"<title>{escape(t.topic)}: {t.size} posts</title>"
+            f'<text class="name" x="2" y="{y + 12}">{name}</text>'
+            f'<rect x="0" y="{top}" width="{width:.1f}" height="12" fill="{t.colour}"/>'
+            f'<text x="{width + 6:.1f}" y="{top + 11}">{t.size}</text></g>'
+        )
+        y = top + 22
+    return (
+        f'<svg class="bars-phone" viewBox="0 0 {PHONE_BAR_WIDTH} {max(y, BAR_ROW)}" width="{PHONE_BAR_WIDTH}" '
+        f'height="{max(y, BAR_ROW)}" role="img" aria-label="posts per topic">{"".join(rows)}</svg>'
     )
 
 
@@ -168,6 +194,8 @@ def _map(report: Report) -> str:
         )
     for t, *at in label_positions(report):
         x, y = point(*at)
+        half = len(topics[t].topic) * MAP_LABEL_CHAR / 2  # the label's half width: kept inside the map, not cut
+        x = min(max(x, pad + half), width - pad - half) if 2 * (pad + half) < width else width / 2
         marks.append(f'<text class="label" x="{x:.1f}" y="{y:.1f}">{escape(topics[t].topic)}</text>')
     return (
         f'<svg class="map" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
@@ -255,44 +283,53 @@ def _unmatched(report: Report) -> str:
     )
 
 
+def _time_bar(i: int, count: int, largest: int, height: int, title: str = "") -> str:
+    """Period i's bar, PERIOD_WIDTH wide: the volume chart and every topic's strip share this x scale and the same
+    row layout (a name, the chart, a count), so that a period sits at the same x in all of them."""
+    bar = count / largest * height
+    return (
+        f'<rect x="{i * PERIOD_WIDTH + 1}" y="{height - bar:.1f}" width="{PERIOD_WIDTH - 2}" height="{bar:.1f}">'
+        + (f"<title>{escape(title)}</title>" if title else "")
+        + "</rect>"
+    )
+
+
 def _volume(over: OverTime) -> str:
     """Posts with a topic per period, as bars, the first, middle and last period named under them."""
-    (width, height), base = VOLUME_SIZE, VOLUME_SIZE[1] - 24
     n, largest = len(over.periods), max(max(over.totals, default=1), 1)
-    step = width / max(n, 1)
-    marks = []
-    for i, (period, total) in enumerate(zip(over.periods, over.totals, strict=True)):
-        bar = total / largest * (base - 8)
-        marks.append(
-            f'<rect x="{i * step + 1:.1f}" y="{base - bar:.1f}" width="{max(step - 2, 1):.1f}" height="{bar:.1f}" '
-            f'fill="#4e79a7"><title>{escape(period)}: {total} posts</title></rect>'
-        )
+    bars = "".join(
+        _time_bar(i, total, largest, VOLUME_HEIGHT, f"{period}: {total} posts")
+        for i, (period, total) in enumerate(zip(over.periods, over.totals, strict=True))
+    )
+    ticks = []
     for i in sorted({0, n // 2, n - 1}):
-        anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
-        x = 0 if i == 0 else width if i == n - 1 else (i + 0.5) * step
-        marks.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="{anchor}">{escape(over.periods[i])}</text>')
+        at = "left:0" if i == 0 else "right:0" if i == n - 1 else f"left:{(i + 0.5) / n:.2%};transform:translateX(-50%)"
+        ticks.append(f'<span style="{at}">{escape(over.periods[i])}</span>')
     return (
-        f'<svg class="volume" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-        f'aria-label="posts per {escape(over.period)}">{"".join(marks)}</svg>'
+        f'<div class="line" id="volume"><span class="name">posts with a topic</span>'
+        f'<svg class="volume" viewBox="0 0 {n * PERIOD_WIDTH} {VOLUME_HEIGHT}" preserveAspectRatio="none" role="img" '
+        f'aria-label="posts per {escape(over.period)}"><g fill="#4e79a7">{bars}</g></svg>'
+        f'<span class="n">{sum(over.totals):,}</span></div>'
+        f'<div class="line"><span class="name"></span><div class="ticks">{"".join(ticks)}</div><span class="n"></span>'
+        "</div>"
     )
 
 
 def _spark(counts: tuple[int, ...], colour: str, largest: int) -> str:
-    n = max(len(counts), 1)
-    bars = "".join(
-        f'<rect x="{i * 10 + 1}" y="{SPARK_HEIGHT - c / largest * SPARK_HEIGHT:.1f}" width="8" '
-        f'height="{c / largest * SPARK_HEIGHT:.1f}" fill="{colour}"/>'
-        for i, c in enumerate(counts)
+    bars = "".join(_time_bar(i, c, largest, SPARK_HEIGHT) for i, c in enumerate(counts))
+    return (
+        f'<svg viewBox="0 0 {max(len(counts), 1) * PERIOD_WIDTH} {SPARK_HEIGHT}" preserveAspectRatio="none" '
+        f'aria-hidden="true"><g fill="{colour}">{bars}</g></svg>'
     )
-    return f'<svg viewBox="0 0 {n * 10} {SPARK_HEIGHT}" preserveAspectRatio="none" aria-hidden="true">{bars}</svg>'
 
 
-def _trend_list(trends: tuple[Trend, ...], period: str) -> str:
+def _trend_list(trends: tuple[Trend, ...]) -> str:
     if not trends:
-        return '<p class="note">None.</p>'
+        return '<p class="note">None beats chance.</p>'
     items = "".join(
-        f"<li><b>{escape(t.topic)}</b>: {t.first:.0f}% → {t.last:.0f}% of the posts "
-        f"({t.slope:+.2f} points a {escape(period)}; {t.posts:,} posts)</li>"
+        f"<li><b>{escape(t.topic)}</b>: {t.first:.0f}% → {t.last:.0f}% of the posts with a topic "
+        f"({t.change:+.1f} points, 95% interval {t.low:+.1f} to {t.high:+.1f}; p = {t.p_adjusted:.2g} after Holm; "
+        f"{t.posts:,} posts)</li>"
         for t in trends
     )
     return f'<ul class="trend">{items}</ul>'
@@ -312,14 +349,19 @@ def _over_time(report: Report) -> str:
         f'{_spark(counts, colour.get(name, NO_TOPIC_COLOUR), largest)}<span class="n">{sum(counts):,}</span></div>'
         for name, counts in over.topics
     )
-    return f"""<p class="note">Posts with a topic per {escape(over.period)}, {escape(over.periods[0])} to
-{escape(over.periods[-1])}; then the largest topics, each on the same scale. Growth is the trend of a topic's share
-of each {escape(over.period)}'s posts, so a busy {escape(over.period)} does not make every topic grow; "a% → b%" is
-its share over the first and over the last quarter of the span.</p>
+    period = escape(over.period)
+    return f"""<p class="note">Posts with a topic per {period}, {escape(over.periods[0])} to
+{escape(over.periods[-1])}; then the largest topics, each on the same scale.</p>
 {_volume(over)}
 <div class="lines" id="lines">{lines}</div>
-<div class="columns"><div id="growing"><h3>Growing fastest</h3>{_trend_list(over.growing, over.period)}</div>
-<div id="shrinking"><h3>Shrinking fastest</h3>{_trend_list(over.shrinking, over.period)}</div></div>"""
+<p class="note" id="trend-test">A topic grows or shrinks here only when the change of its share beats chance: its
+share of the posts with a topic over the first half of the {period}s against the second half, by Fisher's exact
+test, the p-values Holm-adjusted across the {over.tested} topics with {TREND_MIN_POSTS} or more dated posts and
+reported below {TREND_LEVEL:g} (a run whose topics do not change shows a trend at most once in
+{round(1 / TREND_LEVEL)}). A share, so that a busy {period} does not make every topic grow. The interval is the
+change's 95% interval.</p>
+<div class="columns"><div id="growing"><h3>Growing</h3>{_trend_list(over.growing)}</div>
+<div id="shrinking"><h3>Shrinking</h3>{_trend_list(over.shrinking)}</div></div>"""
 
 
 def _reliability_chart(r: Reliability) -> str:
@@ -390,11 +432,9 @@ def _reliability(report: Report) -> str:
 {_reliability_chart(r)}"""
 
 
-def _candidate_rows(report: Report) -> str:
-    """Scored candidates best first, then those outside the topic range, by cluster count."""
-    ordered = sorted(report.candidates, key=lambda c: (not c.scores, -c.score if c.scores else c.n_clusters))
+def _candidate_rows(candidates: list[Candidate], chosen: Candidate) -> str:
     rows = []
-    for c in ordered:
+    for c in candidates:
         first = f"{c.eps:g}" if c.algorithm == "dbscan" else str(c.min_cluster_size)
         cells = [first, str(c.min_samples), str(c.n_clusters), f"{c.coverage:.2f}"]
         if c.scores:
@@ -402,21 +442,42 @@ def _candidate_rows(report: Report) -> str:
             cells += [f"{agreement:.2f}", str(c.scores.get("topics_used", "")), f"{c.score:.3f}"]
         else:
             cells += ["", "", "outside range" if not c.in_range else ""]
-        chosen = c == report.chosen
         rows.append(
-            ('<tr class="chosen">' if chosen else "<tr>")
+            ('<tr class="chosen">' if c == chosen else "<tr>")
             + "".join(
                 f'<td class="n" data-label="{label}">{escape(cell)}</td>'
                 for label, cell in zip(CANDIDATE_LABELS, cells, strict=True)
             )
-            + f"<td>{'chosen' if chosen else ''}</td></tr>"
+            + f"<td>{'chosen' if c == chosen else ''}</td></tr>"
         )
     return "".join(rows)
 
 
+def _candidates(report: Report) -> str:
+    """The chosen clustering and those in the topic range, scored best first; the rest, by cluster count, folded
+    behind a toggle (on the examples, 46 of 54 rows, a third of the phone page)."""
+    ordered = sorted(report.candidates, key=lambda c: (not c.scores, -c.score if c.scores else c.n_clusters))
+    shown = [c for c in ordered if c.in_range or c == report.chosen]
+    folded = [c for c in ordered if c not in shown]
+    first = "eps" if report.chosen.algorithm == "dbscan" else "min cluster size"
+    head = (
+        f'<thead><tr><th class="n">{first}</th><th class="n">min samples</th><th class="n">clusters</th>'
+        '<th class="n">coverage</th><th class="n">agreement</th><th class="n">topics used</th><th class="n">score</th>'
+        "<th></th></tr></thead>"
+    )
+    table = f'<table id="candidates" class="cards">{head}<tbody>{_candidate_rows(shown, report.chosen)}</tbody></table>'
+    if not folded:
+        return table
+    sizes = [c.n_clusters for c in folded]
+    return (
+        f'{table}<details id="other-candidates"><summary>{len(folded)} more clusterings, with {min(sizes)} to '
+        f"{max(sizes)} clusters: outside the topic range</summary>"
+        f'<table class="cards">{head}<tbody>{_candidate_rows(folded, report.chosen)}</tbody></table></details>'
+    )
+
+
 def render_html(report: Report) -> str:
     """The whole page as one string: no external scripts, styles, fonts or images."""
-    first = "eps" if report.chosen.algorithm == "dbscan" else "min cluster size"
     without = f" {report.without_topic:,} non-empty posts have no topic." if report.without_topic else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -428,7 +489,7 @@ posts {escape(str(report.posts_path))} · encoder {escape(report.encoder)} · to
 <div class="figures">{_figures(report)}</div>
 <h2>Posts per topic</h2>
 <p class="note">Click a bar to pick out its posts on the map; click it again to see all.{escape(without)}</p>
-{_bars(report.topics)}{_bars(report.topics, phone=True)}
+{_bars(report.topics)}{_phone_bars(report.topics)}
 <h2>Map of the posts</h2>
 <p class="note" id="map-note">{escape(map_note(report.map))}</p>
 {_map(report)}
@@ -451,10 +512,7 @@ named by its keywords; rename it to a topic with <code>topicli label --rename</c
 {_reliability(report)}
 <h2>Clusterings compared</h2>
 <p class="note">{escape(report.reason)}</p>
-<table id="candidates" class="cards"><thead><tr><th class="n">{first}</th><th class="n">min samples</th>
-<th class="n">clusters</th><th class="n">coverage</th><th class="n">agreement</th><th class="n">topics used</th>
-<th class="n">score</th><th></th>
-</tr></thead><tbody>{_candidate_rows(report)}</tbody></table>
+{_candidates(report)}
 </main><script>{SCRIPT}</script></body></html>
 """
 
