@@ -25,7 +25,7 @@ from topicli.method.calibration import ConfidenceCalibrator
 from topicli.method.clustering import Candidate
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import choose_encoder
-from topicli.method.records import OUTPUT_COLUMNS, ClusterRun
+from topicli.method.records import OUTPUT_COLUMNS, RUNNER_UP_COLUMN, ClusterRun
 from topicli.method.timeline import read_over_time, trends
 from topicli.progress import ProgressFactory, no_progress
 from topicli.report import MAP_POINTS
@@ -143,6 +143,8 @@ class Report:
     empty: int
     without_topic: int  # non-empty posts left without a topic
     noise: int  # non-empty posts the clustering left in no cluster
+    unsure: int  # posts held back below [labelling] min_confidence (their topic in topic_runner_up)
+    min_posts: int  # topics with fewer posts are folded into one line
     topics: tuple[TopicView, ...]
     map: PostMap
     candidates: tuple[Candidate, ...]
@@ -154,8 +156,18 @@ class Report:
 
     @property
     def coverage(self) -> float:
-        """Share of the non-empty posts that have a topic."""
-        return 1 - self.without_topic / max(self.posts - self.empty, 1)
+        """Share of the posts shown with a topic."""
+        return (self.posts - self.empty - self.without_topic) / max(self.posts, 1)
+
+    @property
+    def listed(self) -> tuple[TopicView, ...]:
+        """The topics listed one by one: those with at least `min_posts` posts."""
+        return tuple(t for t in self.topics if t.size >= self.min_posts)
+
+    @property
+    def folded(self) -> tuple[TopicView, ...]:
+        """The topics folded into one line: fewer than `min_posts` posts each."""
+        return tuple(t for t in self.topics if t.size < self.min_posts)
 
     @property
     def noise_share(self) -> float:
@@ -221,6 +233,9 @@ def _read_posts_output(path: Path, text_column: str, rows: int) -> pd.DataFrame:
             "text": [t if isinstance(t, str) else "" for t in frame[text_column]],
             "topic": frame["topic"].fillna("").astype(str),
             "confidence": pd.to_numeric(frame["topic_confidence"], errors="coerce"),
+            "suggested": (
+                frame[RUNNER_UP_COLUMN].fillna("").astype(str) if RUNNER_UP_COLUMN in frame.columns else ""
+            ),
         }
     )
 
@@ -365,6 +380,9 @@ def build_report(
     table = read_table(table_path)
     topics = _topic_views(frame, table, table_path)
     filled = (frame["text"].str.strip() != "").to_numpy()
+    unmatched = _unmatched_views(table)
+    in_unmatched = np.isin(run.labels, [int(u.cluster) for u in unmatched])
+    suggested = (frame["suggested"] != "").to_numpy()
     return Report(
         run_folder=folder,
         posts_path=posts_path,
@@ -374,12 +392,14 @@ def build_report(
         empty=int((~filled).sum()),
         without_topic=int((filled & (frame["topic"] == "").to_numpy()).sum()),
         noise=int((filled & (run.labels < 0)).sum()),
+        unsure=int((filled & (frame["topic"] == "").to_numpy() & suggested & ~in_unmatched).sum()),
+        min_posts=settings.output.min_posts,
         topics=topics,
         map=_post_map(frame, topics, settings, max_points, progress),
         candidates=tuple(run.candidates),
         chosen=run.chosen,
         reason=run.reason,
-        unmatched=_unmatched_views(table),
+        unmatched=unmatched,
         over_time=_over_time(folder, topics),
         reliability=_reliability(folder, frame["confidence"]),
     )

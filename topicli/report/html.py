@@ -217,10 +217,16 @@ def map_note(m: PostMap) -> str:
 
 def _figures(report: Report) -> str:
     from_noise = sum(t.from_noise for t in report.topics)
+    folded = f"; {len(report.folded)} with fewer than {report.min_posts} posts folded" if report.folded else ""
     figures = (
         ("posts", f"{report.posts:,}", f"{report.empty:,} empty" if report.empty else "none empty"),
-        ("topics", f"{len(report.topics)}", f"from {report.chosen.n_clusters} clusters"),
-        ("coverage", f"{report.coverage:.0%}", f"of non-empty posts have a topic ({report.without_topic:,} without)"),
+        ("topics", f"{len(report.topics)}", f"from {report.chosen.n_clusters} clusters{folded}"),
+        ("coverage", f"{report.coverage:.0%}", f"of posts shown with a topic ({report.without_topic:,} without)"),
+        (
+            "unsure",
+            f"{report.unsure:,}",
+            "posts held back, their topic below the confidence threshold (kept in topic_runner_up)",
+        ),
         (
             "noise",
             f"{report.noise_share:.0%}",
@@ -243,10 +249,21 @@ def _keywords(words: tuple[str, ...]) -> str:
     return f'<div class="keywords">{escape(", ".join(words))}</div>' if words else ""
 
 
+def _folded(report: Report) -> str:
+    """The one line that stands for the topics of fewer than `min_posts` posts."""
+    if not report.folded:
+        return ""
+    posts = sum(t.size for t in report.folded)
+    return (
+        f'<p class="note" id="folded">{len(report.folded)} more topics with fewer than {report.min_posts} posts each '
+        f"({posts:,} posts; every topic is in the topic table file)</p>"
+    )
+
+
 def _topic_rows(report: Report) -> str:
     total = max(report.posts - report.empty, 1)
     rows = []
-    for i, t in enumerate(report.topics):
+    for i, t in enumerate(report.listed):
         examples = "".join(f"<li>{escape(_shorten(text, 280))}</li>" for text in t.examples)
         rows.append(
             f'<tr data-t="{i}"><td class="topic"><span class="swatch" style="background:{t.colour}"></span>'
@@ -489,7 +506,7 @@ posts {escape(str(report.posts_path))} · encoder {escape(report.encoder)} · to
 <div class="figures">{_figures(report)}</div>
 <h2>Posts per topic</h2>
 <p class="note">Click a bar to pick out its posts on the map; click it again to see all.{escape(without)}</p>
-{_bars(report.topics)}{_phone_bars(report.topics)}
+{_bars(report.listed)}{_phone_bars(report.listed)}{_folded(report)}
 <h2>Map of the posts</h2>
 <p class="note" id="map-note">{escape(map_note(report.map))}</p>
 {_map(report)}

@@ -43,14 +43,14 @@ def _bar_chart(report: Report, path: Path) -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    width, height = bar_chart_size(len(report.topics))
+    width, height = bar_chart_size(len(report.listed))
     figure = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     top = 1 - 60 / height
     axes = figure.add_axes((0.27, 50 / height, 0.68, top - 50 / height))
-    sizes = [t.size for t in report.topics]
+    sizes = [t.size for t in report.listed]
     positions = np.arange(len(sizes))
-    axes.barh(positions, sizes, color=[t.colour for t in report.topics], height=0.7)
-    axes.set_yticks(positions, [t.topic for t in report.topics], fontsize=11)
+    axes.barh(positions, sizes, color=[t.colour for t in report.listed], height=0.7)
+    axes.set_yticks(positions, [t.topic for t in report.listed], fontsize=11)
     axes.set_ylim(len(sizes) - 0.5, -0.5)
     axes.set_xlim(0, max(sizes, default=1) * 1.1)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -36,7 +36,7 @@ def mark_latest(settings: Settings, folder: Path) -> None:
     pointer = Path(settings.output.dir) / LATEST_FILE
     pointer.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(pointer) as temp:
-        temp.write_text(str(Path(folder).absolute()) + "\n", encoding="utf-8")
+        temp.write_text(str(folder) + "\n", encoding="utf-8")  # as given: relative, like [output] dir
 
 
 def latest_run_folder(settings: Settings) -> Path:

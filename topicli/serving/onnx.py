@@ -155,8 +155,8 @@ def _head_correction(g: _Graph, adapter: ScoreAdapter, embedding: str) -> str:
 def _smoothed(g: _Graph, model: BundleModel, raw: str, embedding: str) -> tuple[str, list[Any]]:
     """Scores blended with the mean raw scores of the k nearest run posts, as `BundleModel.scores` does."""
     s = model.scoring
-    k = min(s["neighbours"] + 1, len(model.post_vectors))
-    if not s["neighbour_weight"] or k - 1 < 1:
+    k = min(s.neighbours + 1, len(model.post_vectors))
+    if not s.neighbour_weight or k - 1 < 1:
         return raw, []
     search = _neighbour_search(model, k)
     prefix = "neighbours_"
@@ -177,7 +177,7 @@ def _smoothed(g: _Graph, model: BundleModel, raw: str, embedding: str) -> tuple[
     neighbours = g.node("Where", is_self, after_self, before_last, hint="neighbours")
     rows = g.node("Gather", g.const(model.post_raw_scores, "post_raw_scores"), neighbours, axis=0)
     mean = g.node("ReduceMean", rows, g.const(np.array([1], dtype=np.int64)), keepdims=0)
-    weight = np.float32(s["neighbour_weight"])
+    weight = np.float32(s.neighbour_weight)
     blended = g.node(
         "Add",
         g.node("Mul", raw, g.const(np.float32(1.0) - weight)),
