@@ -218,7 +218,7 @@ class LabellingSettings:
         0.0, "a post leaves its cluster's topic when its own best topic scores this much higher", low=0.0, high=1.0
     )
     unmatched_below: float = setting(
-        0.0,
+        0.45,
         "clusters whose topic is right with a probability below this are unmatched: no topic fits (0: never)",
         low=0.0,
         high=1.0,
