@@ -374,7 +374,10 @@ class Pipeline:
             topic_keywords = keywords(texts, topics, s.keywords, stop)
             advance(1)
         voters = [all_texts[i] for i in prepared.rows]
-        table = self._topic_table(labeller, texts, labels, topics, confidence, topic_keywords, cluster_keywords, voters)
+        chance = labeller.cluster_probabilities(calibrator)  # an unmatched cluster's confidence, as flagged
+        table = self._topic_table(
+            labeller, texts, labels, topics, confidence, topic_keywords, cluster_keywords, voters, chance
+        )
         unmatched = labeller.unmatched_best(clusters) >= 0
         counts = FeedCounts(
             posts=len(posts.frame),
@@ -399,14 +402,16 @@ class Pipeline:
         topic_keywords: dict[int, list[str]],
         cluster_keywords: dict[int, list[str]],
         voter_texts: list[str],
+        cluster_chance: np.ndarray,
     ) -> pd.DataFrame:
         """One row per topic used: the clusters voted to it, size, confidence, runner-up, keywords, three example
         posts; then one row per unmatched cluster (`kind` "unmatched"), named by its first keywords.
 
         The examples are the topic's most confident posts (distinct texts); the runner-up is that of
         the largest cluster voted to the topic, empty when none was (all its posts came one by one).
-        An unmatched cluster's runner-up is the topic it would have had, its confidence that topic's,
-        its examples the posts nearest its centre (`voter_texts`: the text of each row the voters index).
+        An unmatched cluster's runner-up is the topic it would have had, its confidence the chance that topic
+        is right (`cluster_chance`, what flagged it), its examples the posts nearest its centre (`voter_texts`:
+        the text of each row the voters index).
         """
         rows = []
         for topic in sorted(set(topics.tolist()) - {-1}):
@@ -427,7 +432,7 @@ class Pipeline:
             rows.append(
                 _table_row(
                     suggested_name(words) or f"cluster {c.cluster}", "unmatched", str(c.cluster),
-                    int(np.sum(labels == c.cluster)), 0, c.confidence, self.topics[c.topic], words,
+                    int(np.sum(labels == c.cluster)), 0, float(cluster_chance[c.cluster]), self.topics[c.topic], words,
                     [voter_texts[v] for v in c.voters],
                 )
             )  # fmt: skip
