@@ -60,8 +60,10 @@ class FakeMonitor(HttpTransport):
     """Azure Monitor's side of the wire: the metrics API answers each deployment's `served` figures (HEALTHY
     unless given), spread over three one-minute points; autoscale and alert PUTs are echoed and kept."""
 
-    def __init__(self, served: dict[str, tuple[int, int, float | None]] | None = None) -> None:
-        self.served = dict(served or {})
+    def __init__(
+        self, served: dict[str, tuple[int, int, float | None]] | None = None, endpoint: str = ENDPOINT
+    ) -> None:
+        self.served, self.endpoint = dict(served or {}), endpoint
         self.queried: list[tuple[str, str]] = []  # (metric, deployment)
         self.put: dict[str, dict[str, Any]] = {}  # autoscale setting or alert rule name -> body
         self.deleted: list[str] = []
@@ -83,7 +85,7 @@ class FakeMonitor(HttpTransport):
         query = parse_qs(url.query)
         body: Any = {}
         if request.method == "GET" and url.path.endswith("/providers/Microsoft.Insights/metrics"):
-            assert url.path.endswith(f"/onlineEndpoints/{ENDPOINT}/providers/Microsoft.Insights/metrics"), url.path
+            assert url.path.endswith(f"/onlineEndpoints/{self.endpoint}/providers/Microsoft.Insights/metrics"), url.path
             assert query["metricnamespace"] == [metrics.NAMESPACE] and query["interval"] == ["PT1M"]
             deployment = re.search(r"deployment eq '([^']+)'", query["$filter"][0])[1]
             metric = query["metricnames"][0]
