@@ -731,3 +731,25 @@ def test_score_without_a_deployment_says_what_to_do(isolated: Path) -> None:
 def test_deploy_refuses_options_that_do_not_go_together(arguments: list[str], said: str, isolated: Path) -> None:
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 2 and said in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("TOPICLI_SERVING_TIMEOUT", "300", "[serving] timeout (300 s) is above 180 s"),
+        ("TOPICLI_AZURE_INSTANCE_TYPE", "Standard_X9_v9", "is no VM size of managed online endpoints"),
+        ("TOPICLI_AZURE_INSTANCE_COUNT", "0", "[azure] instance_count must be between 1 and 50"),
+        ("TOPICLI_AZURE_AUTOSCALE_MAX", "2", "instance_count (3) must lie between autoscale_min (3) and autoscale_max"),
+    ],
+)
+def test_azure_limits_are_checked_before_any_call(
+    variable: str, value: str, said: str, bundle: Path, scoring: BundleModel, settings, monkeypatch, isolated: Path
+) -> None:
+    client = FakeMLClient(scoring)
+    monkeypatch.setattr(azureml, "ml_client", lambda settings: client)
+    monkeypatch.setattr("topicli.cli.deploy._monitor", lambda settings: monitor_of(FakeMonitor(), settings))
+    monkeypatch.setenv(variable, value)
+    for arguments in (["deploy", "--bundle", str(bundle)], ["deploy", "--dry-run", "--bundle", str(bundle)]):
+        result = CliRunner().invoke(app, arguments)
+        assert result.exit_code == 2 and said in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert client.calls == [], "nothing was sent"

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 from packaging.requirements import Requirement
 
+from topicli.cloud.errors import quiet_sdk
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.serving.bundle import MANIFEST
@@ -79,6 +80,7 @@ def ml_client(settings: Settings) -> Any:
     from azure.ai.ml import MLClient
     from azure.identity import DefaultAzureCredential
 
+    quiet_sdk()
     return MLClient(DefaultAzureCredential(), azure.subscription_id, azure.resource_group, azure.workspace)
 
 
@@ -351,6 +353,7 @@ def write_deployment_yaml(plan: DeploymentPlan, folder: Path) -> tuple[Path, Pat
 def _validated(loader: Callable[[Path], Any], path: Path) -> Any:
     from marshmallow.exceptions import ValidationError
 
+    quiet_sdk()
     try:
         return loader(path)
     except ValidationError as error:
