@@ -13,13 +13,17 @@ import math
 import os
 import re
 import string
-import tomllib
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from topicli.errors import TopicliError
+
+try:
+    import tomllib  # novermin (3.10 takes tomli, below)
+except ModuleNotFoundError:  # Python 3.10: the serverless Spark runtime's (topicli.cloud.pipeline_jobs); tomli is it
+    import tomli as tomllib  # type: ignore[no-redef]
 
 DEFAULT_CONFIG_PATH = Path("topicli.toml")
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds alike
