@@ -548,6 +548,15 @@ def test_mirror_and_canary_promote_only_on_live_metrics(
         # The new deployment got its autoscale setting and the endpoint its alerts; blue's setting went with blue.
         autoscale = transport.put[f"{ENDPOINT}-green-autoscale"]["properties"]
         assert autoscale["targetResourceUri"].endswith(f"/onlineEndpoints/{ENDPOINT}/deployments/green")
+        (profile,) = autoscale["profiles"]
+        assert profile["capacity"] == {"minimum": "3", "maximum": "10", "default": "3"}
+        triggers = [(r["metricTrigger"]["metricName"], r["scaleAction"]["direction"]) for r in profile["rules"]]
+        assert triggers == [
+            ("CpuUtilizationPercentage", "Increase"),
+            ("CpuUtilizationPercentage", "Decrease"),
+            ("RequestsPerMinute", "Increase"),
+        ]
+        assert profile["rules"][2]["metricTrigger"]["dividePerInstance"] is True
         assert {f"{ENDPOINT}-5xx", f"{ENDPOINT}-latency"} <= set(transport.put)
         assert transport.deleted == [f"{ENDPOINT}-blue-autoscale"]
         return
@@ -577,6 +586,15 @@ def test_a_failing_canary_is_stopped_after_a_healthy_mirror(bundle: Path, scorin
         candidate.run(bundle)
     assert [(g.stage, g.passed) for g in candidate.gates] == [("mirror", True), ("canary", False)]
     assert live(client) == ({"blue": 100}, {})
+
+
+def test_a_new_deployment_starts_at_the_live_ones_instance_count(bundle: Path, scoring: BundleModel, settings) -> None:
+    client = FakeMLClient(scoring)
+    first = rollout(settings, client).run(bundle)
+    assert first.instances == 3 and client.deployments["blue"].instance_count == 3  # [azure] instance_count
+    client.deployments["blue"].instance_count = 7  # autoscale grew it under load
+    second = rollout(settings, client).run(bundle)
+    assert second.instances == 7 and client.deployments["green"].instance_count == 7
 
 
 def test_the_gate_rules(settings) -> None:

@@ -79,7 +79,7 @@ def cloud_error(error: BaseException, doing: str = "") -> TopicliError | None:
     if isinstance(error, HttpResponseError) and error.status_code == 403:
         return TopicliError(
             f"{what}Azure refused access ({said}); your identity needs a role on the workspace, "
-            "such as AzureML Data Scientist (README: Azure roles)"
+            "such as AzureML Data Scientist (docs/azure.md: Roles)"
         )
     if isinstance(error, ServiceRequestError):
         return TopicliError(f"{what}could not reach Azure ({said}); check the network, proxy or firewall")
