@@ -254,3 +254,66 @@ def test_a_rollout_sends_the_endpoint_logs(bundle: Path, workspace: Path, monkey
     with pytest.raises(TopicliError, match="sending the logs of endpoint topicli-e2e to Log Analytics: Azure refused"):
         Rollout(settings, client, endpoint_logs=refuse).run(bundle)
     assert client.endpoints["topicli-e2e"].traffic == {"blue": 100}, "nothing moved"
+
+
+# Every command that reaches Azure, run as a user runs it: the real executable, the real DefaultAzureCredential
+# with nobody signed in (its developer credentials only, so nothing probes a managed-identity address), a home
+# with no token cache, and the whole output counted.
+CREDENTIAL_LESS = {
+    "deploy": ["deploy", "--model", "topicli-bundle:1"],
+    "deploy bundle": ["deploy", "--bundle", "BUNDLE"],
+    "deploy rollback": ["deploy", "--rollback"],
+    "deploy triton rollback": ["deploy", "triton", "--rollback"],
+    "score azure": ["score", "azure", "POSTS"],
+    "train on azureml": ["train", "POSTS", "--on", "azureml"],
+    "spark job": ["train", "POSTS", "--on", "azureml", "--engine", "spark"],
+}
+
+
+def _signed_out(home: Path) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "MSI_", "IDENTITY_"))}
+    env |= {k.upper(): v for k, v in WORKSPACE.items()}
+    env |= {"HOME": str(home), "AZURE_TOKEN_CREDENTIALS": "dev", "TOPICLI_AZURE_ENDPOINT": "topicli-e2e"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("command", list(CREDENTIAL_LESS))
+def test_a_credential_less_azure_command_prints_one_line(command: str, bundle: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import EXAMPLES
+
+    arguments = [
+        {"BUNDLE": str(bundle), "POSTS": str(EXAMPLES)}.get(argument, argument) for argument in CREDENTIAL_LESS[command]
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "topicli", *arguments],
+        cwd=tmp_path,
+        env=_signed_out(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 2 and len(lines) <= 2, lines
+    assert lines[-1].startswith("error: ") and "not signed in to Azure" in lines[-1] and "az login" in lines[-1]
+
+
+def test_debug_shows_what_the_credential_tried(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "topicli", "--debug", *CREDENTIAL_LESS["deploy"]],
+        cwd=tmp_path,
+        env=_signed_out(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Attempted credentials" in done.stderr and "Traceback" in done.stderr

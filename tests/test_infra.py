@@ -90,6 +90,14 @@ def test_every_resource_is_declared(module: dict[str, Any]) -> None:
         "azurerm_user_assigned_identity",
         "azurerm_role_assignment",
         "azurerm_monitor_diagnostic_setting",
+        "azurerm_virtual_network",
+        "azurerm_subnet",
+        "azurerm_network_security_group",
+        "azurerm_subnet_network_security_group_association",
+        "azurerm_private_dns_zone",
+        "azurerm_private_dns_zone_virtual_network_link",
+        "azurerm_private_endpoint",
+        "azurerm_machine_learning_workspace_network_outbound_rule_fqdn",
         "terraform_data",
         "time_sleep",
     }
@@ -150,6 +158,73 @@ def test_private_networking_is_one_variable(module: dict[str, Any]) -> None:
     assert "AllowOnlyApprovedOutbound" in attribute(block(workspace, "managed_network"), "isolation_mode")
     for address in ("azurerm_storage_account.main", "azurerm_key_vault.main"):
         assert attribute(resource(module, address), "public_network_access_enabled") == "!var.private_network"
+    # Every network resource exists only with private_network.
+    network = [
+        a
+        for a in module["ManagedResources"]
+        if Path(module["ManagedResources"][a]["DeclRange"]["Filename"]).name == "network.tf"
+    ]
+    for address in network:
+        managed = module["ManagedResources"][address]
+        expression = managed.get("Count") or managed.get("ForEach")
+        assert expression is not None, address
+        assert "var.private_network" in source(expression["SrcRange"]) or "local." in source(expression["SrcRange"])
+
+
+def test_private_network_has_endpoints_dns_zones_and_outbound_rules(module: dict[str, Any]) -> None:
+    """The clients' private endpoints (workspace, storage blob and file, key vault, registry), each with its
+    privatelink DNS zone linked to the VNet, and the managed network's way out to the package sources."""
+    endpoints = source(module["Locals"]["private_endpoints"]["Expr"]["SrcRange"])
+    for target, subresource in (
+        ("azurerm_machine_learning_workspace.main.id", "amlworkspace"),
+        ("azurerm_storage_account.main.id", "blob"),
+        ("azurerm_storage_account.main.id", "file"),
+        ("azurerm_key_vault.main.id", "vault"),
+        ("azurerm_container_registry.main.id", "registry"),
+    ):
+        assert f'resource = {target}, subresource = "{subresource}"' in endpoints
+    zones = source(module["Locals"]["private_dns_zones"]["Expr"]["SrcRange"])
+    for zone in (
+        "api.azureml.ms",
+        "notebooks.azure.net",
+        "blob.core.windows.net",
+        "file.core.windows.net",
+        "vaultcore.azure.net",
+        "azurecr.io",
+    ):
+        assert f'"privatelink.{zone}"' in zones
+    link = resource(module, "azurerm_private_dns_zone_virtual_network_link.main")
+    assert attribute(link, "virtual_network_id") == "azurerm_virtual_network.main[0].id"
+    endpoint = resource(module, "azurerm_private_endpoint.main")
+    assert attribute(endpoint, "subnet_id") == "azurerm_subnet.endpoints[0].id"
+    assert "azurerm_private_dns_zone.main[zone].id" in attribute(
+        block(endpoint, "private_dns_zone_group"), "private_dns_zone_ids"
+    )
+    sources = source(module["Locals"]["package_sources"]["Expr"]["SrcRange"])
+    from topicli.cloud.azureml import TORCH_INDEX
+
+    for host in (
+        "conda.anaconda.org",
+        "pypi.org",
+        "files.pythonhosted.org",
+        TORCH_INDEX.split("/")[2],
+        "mcr.microsoft.com",
+    ):
+        assert f'"{host}"' in sources
+    rule = resource(module, "azurerm_machine_learning_workspace_network_outbound_rule_fqdn.packages")
+    assert attribute(rule, "workspace_id") == "azurerm_machine_learning_workspace.main.id"
+    said = source(module["Outputs"]["network_access"]["Expr"]["SrcRange"])
+    assert "var.private_network ?" in said and "VPN" in said and "az login" in said
+
+
+def test_storage_takes_no_account_keys(module: dict[str, Any]) -> None:
+    storage = resource(module, "azurerm_storage_account.main")
+    assert attribute(storage, "shared_access_key_enabled") == "false"
+    assert attribute(storage, "default_to_oauth_authentication") == "true"
+    workspace = resource(module, "azurerm_machine_learning_workspace.main")
+    assert attribute(workspace, "storage_account_access_type") == '"identity"'
+    operator = resource(module, "azurerm_role_assignment.operator_storage")
+    assert attribute(operator, "role_definition_name") == '"Storage Blob Data Contributor"'
 
 
 def test_compute_cluster_scales_from_zero_with_its_own_identity(module: dict[str, Any]) -> None:
@@ -179,6 +254,7 @@ def test_outputs_cover_what_topicli_needs(module: dict[str, Any]) -> None:
         "registry_login_server",
         "storage_account",
         "log_analytics_workspace",
+        "network_access",
     }
     assert all(output["Description"] for output in module["Outputs"].values())
 
@@ -225,6 +301,7 @@ def test_wrong_values_fail_before_reaching_azure(variables_only: Path) -> None:
         "registry_sku": "Free",
         "log_retention_days": 7,
         "key_vault_retention_days": 365,
+        "vnet_address_space": "10.42.0.0/28",
     }
     runner = infra.TerraformRunner(variables_only, wrong, infra.terraform_executable(variables_only))
     with pytest.raises(infra.TerraformError) as failed:
@@ -272,7 +349,11 @@ def _checkov() -> Path:
 
 
 @pytest.mark.heavy
-def test_checkov_finds_nothing_outside_the_documented_skips() -> None:
+@pytest.mark.parametrize("private", [False, True], ids=["public", "private_network"])
+def test_checkov_finds_nothing_outside_the_documented_skips(private: bool, tmp_path: Path) -> None:
+    """Scanned as shipped, and with private_network on (checkov then sees the VNet, endpoints and DNS zones)."""
+    values = tmp_path / "private.tfvars"
+    values.write_text('private_network = true\nregistry_sku = "Premium"\n', encoding="utf-8")
     run = subprocess.run(
         [
             str(_checkov()),
@@ -282,6 +363,7 @@ def test_checkov_finds_nothing_outside_the_documented_skips() -> None:
             str(ROOT / ".checkov.yaml"),
             "-o",
             "json",
+            *(["--var-file", str(values)] if private else []),
         ],
         capture_output=True,
         text=True,

@@ -57,7 +57,7 @@ def test_deploy_dry_run_writes_a_production_shaped_deployment(
     document = yaml.safe_load((tmp_path / "yml" / "deployment.yml").read_text())
     assert document["$schema"].endswith("managedOnlineDeployment.schema.json")
     assert endpoint.name == azure.endpoint_name(load_settings(None)) and endpoint.auth_mode == "key"
-    assert (deployment.instance_type, deployment.instance_count) == ("Standard_F4s_v2", 1)
+    assert (deployment.instance_type, deployment.instance_count) == ("Standard_F4s_v2", 3)
     assert deployment.request_settings.max_concurrent_requests_per_instance == 8
     assert deployment.environment_variables["WORKER_COUNT"] == "3"
     assert deployment.app_insights_enabled is True and deployment.scale_settings.type == "default"

@@ -604,8 +604,9 @@ def triton_http(model: Any, broken: set[str], seen: list[tuple[str, str, str]]) 
 def test_triton_rolls_out_through_every_stage_and_rolls_back(
     repository: Path, scored_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_rollout import WORKSPACE, FakeMLClient
+    from tests.test_rollout import WORKSPACE, FakeMLClient, FakeMonitor, monitor_of
     from topicli.cloud import triton_online
+    from topicli.cloud.deployed import Passed
     from topicli.serving.bundle import BundleModel
 
     for name, value in {**WORKSPACE, "TOPICLI_AZURE_ENDPOINT": "topicli-prod"}.items():
@@ -614,7 +615,12 @@ def test_triton_rolls_out_through_every_stage_and_rolls_back(
     model = BundleModel.load(scored_bundle)
     client, seen, broken = FakeMLClient(model), [], set()
     http = triton_http(model, broken, seen)
-    first = triton_online.TritonRollout(settings, client, http=http).run(repository)
+    monitor = monitor_of(FakeMonitor(endpoint="topicli-prod-triton"), settings)
+
+    def rollout(history: list[Passed] | None = None) -> triton_online.TritonRollout:
+        return triton_online.TritonRollout(settings, client, http=http, monitor=monitor, history=history or [])
+
+    first = rollout().run(repository)
     assert (first.endpoint, first.deployment, first.model) == ("topicli-prod-triton", "blue", "topicli-bundle-triton:1")
     assert seen == [
         (
@@ -623,12 +629,16 @@ def test_triton_rolls_out_through_every_stage_and_rolls_back(
             "blue",
         )
     ]
-    second = triton_online.TritonRollout(settings, client, http=http).run(repository, keep_old=True)
-    assert second.stages == ["smoke", "mirror", "canary", "all"] and [s[2] for s in seen[1:]] == ["green"] * 4
-    broken.add("blue")  # a third rollout (onto blue, the colour not serving) fails its first gate
-    with pytest.raises(TopicliError, match="deployment blue failed its smoke request at the smoke stage"):
-        triton_online.TritonRollout(settings, client, http=http).run(repository)
+    second = rollout().run(repository, keep_old=True)
+    # Smoke requests at the smoke and all stages; mirror and canary are gated on the live metrics.
+    assert second.stages == ["smoke", "mirror", "canary", "all"] and [s[2] for s in seen[1:]] == ["green"] * 2
+    assert [gate["stage"] for gate in second.gates] == ["mirror", "canary"]
+    history = [Passed(first.deployment, first.model, ""), Passed(second.deployment, second.model, "")]
+    broken.add("red")  # a third rollout goes to red (blue keeps v1 for a rollback) and fails its first gate
+    with pytest.raises(TopicliError, match="deployment red failed its smoke request at the smoke stage"):
+        rollout(history).run(repository)
     assert client.endpoints["topicli-prod-triton"].traffic == {"green": 100}
     broken.clear()
-    back = triton_online.TritonRollout(settings, client, http=http).rollback()
-    assert back.deployment == "blue" and client.endpoints["topicli-prod-triton"].traffic == {"blue": 100}
+    back = rollout(history).rollback()
+    assert (back.deployment, back.model) == ("blue", "topicli-bundle-triton:1"), "v1, never the failed v3"
+    assert client.endpoints["topicli-prod-triton"].traffic == {"blue": 100}

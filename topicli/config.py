@@ -13,13 +13,17 @@ import math
 import os
 import re
 import string
-import tomllib
 from collections.abc import Callable
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from topicli.errors import TopicliError
+
+try:
+    import tomllib  # novermin (3.10 takes tomli, below)
+except ModuleNotFoundError:  # Python 3.10: the serverless Spark runtime's (topicli.cloud.pipeline_jobs); tomli is it
+    import tomli as tomllib  # type: ignore[no-redef]
 
 DEFAULT_CONFIG_PATH = Path("topicli.toml")
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds alike
@@ -59,6 +63,30 @@ def image_tag_problem(value: str) -> str | None:
     if "@sha256:" in value or (":" in name and name.rsplit(":", 1)[1] not in ("", "latest")):
         return None
     return "must name a dated tag or a digest (latest changes under a redeploy)"
+
+
+# The VM sizes Azure ML managed online endpoints offer (its "managed online endpoints SKU list").
+ONLINE_INSTANCE_TYPES = frozenset(
+    [f"Standard_DS{n}_v2" for n in (1, 2, 3, 4, 5)]
+    + [f"Standard_F{n}s_v2" for n in (2, 4, 8, 16, 32, 48, 64, 72)]
+    + [f"Standard_E{n}s_v3" for n in (2, 4, 8, 16, 32, 48, 64)]
+    + [f"Standard_D{n}as_v4" for n in (2, 4, 8, 16, 32, 48, 64, 96)]
+    + [f"Standard_D{n}a_v4" for n in (2, 4, 8, 16, 32, 48, 64, 96)]
+    + [f"Standard_E{n}as_v4" for n in (2, 4, 8, 16, 32, 48, 64, 96)]
+    + [f"Standard_NC{n}as_T4_v3" for n in (4, 8, 16, 64)]
+    + ["Standard_NC6s_v3", "Standard_NC12s_v3", "Standard_NC24s_v3", "Standard_NC24ads_A100_v4"]
+    + ["Standard_NC48ads_A100_v4", "Standard_NC96ads_A100_v4", "Standard_ND96asr_v4", "Standard_ND96amsr_A100_v4"]
+    + ["Standard_ND40rs_v2", "Standard_NC40ads_H100_v5", "Standard_NC80adis_H100_v5", "Standard_ND96isr_H100_v5"]
+)
+
+
+def instance_type_problem(value: str) -> str | None:
+    """A VM size that managed online endpoints offer (Azure refuses others minutes into a deployment)."""
+    if value in ONLINE_INSTANCE_TYPES:
+        return None
+    return (
+        "is no VM size of managed online endpoints; use one such as Standard_DS3_v2, Standard_F4s_v2 or Standard_E4s_v3"
+    )
 
 
 def backend_problem(value: str) -> str | None:
@@ -296,8 +324,35 @@ class AzureSettings:
         "Azure ML base image of the environments, with a dated tag (never latest: a rebuild must get the same image)",
         check=image_tag_problem,
     )
-    instance_type: str = setting("Standard_DS3_v2", "VM size of each online deployment instance")
-    instance_count: int = setting(1, "instances of each online deployment", low=1, high=1000)
+    instance_type: str = setting(
+        "Standard_DS3_v2",
+        "VM size of each online deployment instance, one that managed online endpoints offer",
+        check=instance_type_problem,
+    )
+    instance_count: int = setting(
+        3,
+        "instances of a first online deployment (Azure's guidance for production: at least 3); a new deployment "
+        "starts at the live one's count",
+        low=1,
+        high=50,
+    )
+    autoscale_min: int = setting(3, "fewest instances autoscale keeps a deployment at", low=1, high=50)
+    autoscale_max: int = setting(10, "most instances autoscale grows a deployment to", low=1, high=50)
+    autoscale_cpu_percent: int = setting(
+        70,
+        "mean CPU % over 5 minutes above which autoscale adds an instance (below a third of it, removes one)",
+        low=10,
+        high=95,
+    )
+    autoscale_requests_per_instance: int = setting(
+        600, "requests per minute per instance above which autoscale adds an instance", low=1, high=1_000_000
+    )
+    alert_errors_per_minute: int = setting(
+        5, "5xx answers per minute (5-minute mean) that fire the endpoint's error alert", low=1, high=1_000_000
+    )
+    alert_latency_ms: int = setting(
+        2000, "p95 latency in ms (5-minute mean) that fires the endpoint's latency alert", low=1, high=180_000
+    )
     max_concurrent_requests: int = setting(
         4,
         "requests one instance takes at once (max_concurrent_requests_per_instance); at least [serving] in_flight "
@@ -327,10 +382,25 @@ class DeploySettings:
         10, "share of live traffic the new deployment takes before all; 0 skips", low=0, high=99
     )
     watch_seconds: float = setting(
-        120.0,
-        "seconds each stage runs before its health check (smoke request and deployment state)",
+        300.0,
+        "seconds each stage runs before its gate (Azure Monitor reports request metrics a few minutes late)",
         low=0.0,
         high=DAY_SECONDS,
+    )
+    min_requests: int = setting(
+        50,
+        "requests the new deployment must have served in the mirror and canary stages to be promoted",
+        low=0,
+        high=1_000_000_000,
+    )
+    max_error_increase: float = setting(
+        0.01,
+        "how far the new deployment's 5xx share may exceed the old one's (0.01: one percentage point)",
+        low=0.0,
+        high=1.0,
+    )
+    max_latency_ratio: float = setting(
+        1.5, "how many times the old deployment's p95 latency the new one's may be", low=1.0, high=100.0
     )
 
 
@@ -454,6 +524,12 @@ def _check_together(settings: Settings) -> None:
         raise TopicliError(
             'settings: [infra] private_network needs registry_sku = "Premium" (private endpoints of a container '
             "registry need it); set registry_sku or turn private_network off"
+        )
+    azure = settings.azure
+    if not azure.autoscale_min <= azure.instance_count <= azure.autoscale_max:
+        raise TopicliError(
+            f"settings: [azure] instance_count ({azure.instance_count}) must lie between autoscale_min "
+            f"({azure.autoscale_min}) and autoscale_max ({azure.autoscale_max}); change one of them"
         )
     if infra.compute_min_nodes > infra.compute_max_nodes:
         raise TopicliError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Annotated, Any, ClassVar
 
@@ -73,12 +74,17 @@ def _print_version(wanted: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks and the Azure SDK's own log for errors")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", help="print topicli's version and exit", callback=_print_version, is_eager=True)
     ] = False,
 ) -> None:
     ctx.obj = {"debug": debug}
+    # The Azure SDK logs its own account of a failure (azure.identity: a dozen lines naming every credential
+    # it tried) before the error reaches the CLI, which says it in one line; --debug shows it again.
+    logging.getLogger("azure").setLevel(logging.NOTSET if debug else logging.CRITICAL)
 
 
 def main() -> None:

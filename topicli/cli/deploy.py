@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 
@@ -22,6 +22,9 @@ from topicli.cli.common import (
 from topicli.cli.infra import terraform_output_on_error
 from topicli.config import DEFAULT_CONFIG_PATH, Settings
 from topicli.errors import TopicliError
+
+if TYPE_CHECKING:
+    from topicli.cloud.rollout import DeployResult, Rollout
 
 
 class DeployGroup(ModeGroup):
@@ -90,21 +93,21 @@ def azure(
         for path in azureml.write_deployment_yaml(plan, target):
             console.print(f"wrote {path} (validated by the Azure ML SDK)")
         return
-    client, logs = azureml.ml_client(settings), _endpoint_logs(settings)
-    rollout = Rollout(settings, client, on_step=lambda line: console.print(line, markup=False), endpoint_logs=logs)
-    if rollback:
-        last = deployed.last(settings)
-        result = rollout.rollback(last.previous_model if last is not None and last.target == "azure" else "")
-    else:
-        result = rollout.run(folder, reference, keep_old)
+    last = deployed.last(settings)
+    history = deployed.history(last if last is not None and last.target == "azure" else None)
+    rollout = Rollout(
+        settings,
+        azureml.ml_client(settings),
+        on_step=lambda line: console.print(line, markup=False),
+        endpoint_logs=_endpoint_logs(settings),
+        monitor=_monitor(settings),
+        history=history,
+    )
+    result = _rolled_out(settings, "azure", rollout, rollback, lambda: rollout.run(folder, reference, keep_old))
     console.print(f"endpoint {result.endpoint}: deployment {result.deployment} ({result.model}) takes all traffic")
     console.print(
         f"scoring URL {result.scoring_uri}" + (f"; deleted {', '.join(result.deleted)}" if result.deleted else "")
     )
-    record = deployed.Deployed(
-        "azure", result.scoring_uri, result.endpoint, result.deployment, result.model, result.previous_model
-    )
-    console.print(f"`topicli score POSTS` now scores against it (recorded in {deployed.record(settings, record)})")
     if not settings.azure.endpoint:
         from topicli.cloud.terraform import write_outputs_to_config
 
@@ -163,8 +166,7 @@ def triton(
     config: ConfigOption = None,
 ) -> None:
     """Serve the bundle with Triton: an Azure ML managed online deployment (key auth, TLS, the safe rollout)."""
-    from topicli.cloud import azureml, triton_aci, triton_online
-    from topicli.cloud.deployed import Deployed, record
+    from topicli.cloud import azureml, deployed, triton_aci, triton_online
 
     settings = settings_for(config)
     if rollback and (dry_run or aci or repository is not None or bundle is not None):
@@ -184,17 +186,83 @@ def triton(
         for path in triton_online.dry_run(settings, repository, target):  # type: ignore[arg-type]
             console.print(f"wrote {path} (validated by the Azure ML SDK)")
         return
+    last = deployed.last(settings)
     rollout = triton_online.TritonRollout(
         settings,
         azureml.ml_client(settings),
         on_step=lambda line: console.print(line, markup=False),
         endpoint_logs=_endpoint_logs(settings),
+        monitor=_monitor(settings),
+        history=deployed.history(last if last is not None and last.target == "triton" else None),
     )
-    result = rollout.rollback() if rollback else rollout.run(repository, keep_old=keep_old)
-    url = triton_online.inference_url(result.scoring_uri)
+    url_of = triton_online.inference_url
+    result = _rolled_out(
+        settings, "triton", rollout, rollback, lambda: rollout.run(repository, keep_old=keep_old), url_of
+    )
     console.print(f"endpoint {result.endpoint}: deployment {result.deployment} ({result.model}) takes all traffic")
-    console.print(f"inference URL {url} (KServe v2; the endpoint key as bearer token)")
-    record(settings, Deployed("triton", url, result.endpoint, result.deployment, result.model, result.previous_model))
+    console.print(f"inference URL {url_of(result.scoring_uri)} (KServe v2; the endpoint key as bearer token)")
+
+
+def _rolled_out(
+    settings: Settings,
+    target: str,
+    rollout: Rollout,
+    rollback: bool,
+    run: Callable[[], DeployResult],
+    url_of: Callable[[str], str] = str,
+) -> DeployResult:
+    """Run the rollout (or the rollback) and record it in deployed.json, gates and history with it; a rollout
+    stopped by a failed gate is recorded too (its gates and why), the live deployment's record kept."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from topicli.cloud import deployed
+
+    last = deployed.last(settings)
+    same = last if last is not None and last.target == target else None
+    passed = deployed.history(same)
+    try:
+        result = rollout.rollback() if rollback else run()
+    except TopicliError as failed:
+        if same is not None:
+            gates = [gate.record() for gate in rollout.gates]
+            kept = replace(same, gates=gates, failed=str(failed), history=deployed.as_records(passed))
+            deployed.record(settings, kept)
+        raise
+    if rollback:
+        passed = deployed.after_rollback(passed, result.deployment, result.model)
+    else:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        passed = [*passed, deployed.Passed(result.deployment, result.model, now)]
+    record = deployed.Deployed(
+        target,  # type: ignore[arg-type]
+        url_of(result.scoring_uri),
+        result.endpoint,
+        result.deployment,
+        result.model,
+        result.previous_model,
+        result.gates,
+        deployed.as_records(passed),
+    )
+    path = deployed.record(settings, record)
+    for gate in result.gates:
+        console.print(
+            f"{gate['stage']} gate: {gate['deployment']} {gate['candidate']['requests']} requests, 5xx "
+            f"{gate['candidate']['error_share']:.2%}, p95 {gate['candidate']['p95_ms']} ms; {gate['old_deployment']} "
+            f"{gate['old']['requests']} requests, 5xx {gate['old']['error_share']:.2%}, p95 {gate['old']['p95_ms']} ms",
+            markup=False,
+        )
+    console.print(f"`topicli score POSTS` now scores against it (recorded in {path})")
+    return result
+
+
+def _monitor(settings: Settings) -> Any:
+    """Azure Monitor's client: the metric gates read it; autoscale and alerts are put through it."""
+    from azure.identity import DefaultAzureCredential
+
+    from topicli.cloud.metrics import monitor_client
+
+    return monitor_client(settings, DefaultAzureCredential())
 
 
 def _endpoint_logs(settings: Settings) -> Callable[[str], str] | None:

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 from packaging.requirements import Requirement
 
+from topicli.cloud.errors import quiet_sdk
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.serving.bundle import MANIFEST, read_bundle
@@ -43,7 +44,7 @@ from topicli.serving.client import Endpoint
 PACKAGE_ROOT = Path(__file__).parents[1]
 SCORING_SCRIPT = "topicli/serving/score.py"
 TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
-COLOURS = ("blue", "green")
+COLOURS = ("blue", "green", "red")  # a third, so a candidate never takes the place of one kept
 DEPLOYMENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
 ENDPOINT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/managedOnlineEndpoint.schema.json"
 
@@ -79,6 +80,7 @@ def ml_client(settings: Settings) -> Any:
     from azure.ai.ml import MLClient
     from azure.identity import DefaultAzureCredential
 
+    quiet_sdk()
     return MLClient(DefaultAzureCredential(), azure.subscription_id, azure.resource_group, azure.workspace)
 
 
@@ -241,8 +243,10 @@ def endpoint_entity(settings: Settings) -> Any:
     return ManagedOnlineEndpoint(name=endpoint_name(settings), auth_mode="key", description="topicli: topics for posts")
 
 
-def deployment_plan(settings: Settings, code: Path, name: str, model: Any, env: Any) -> DeploymentPlan:
-    """Endpoint (key auth) and a production-shaped deployment entity of `model` in `env`."""
+def deployment_plan(
+    settings: Settings, code: Path, name: str, model: Any, env: Any, instances: int | None = None
+) -> DeploymentPlan:
+    """Endpoint (key auth) and a production-shaped deployment entity of `model` in `env` (on `instances`)."""
     from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment
 
     azure = settings.azure
@@ -257,22 +261,42 @@ def deployment_plan(settings: Settings, code: Path, name: str, model: Any, env: 
             "TRANSFORMERS_OFFLINE": "1",
             "WORKER_COUNT": str(azure.worker_count),
         },
-        **serving_shape(settings),
+        **serving_shape(settings, instances),
     )
     return DeploymentPlan(endpoint_entity(settings), deployment)
 
 
-def serving_shape(settings: Settings) -> dict[str, Any]:
-    """What every online deployment of topicli shares: instances, App Insights, request settings matched to
-    the client's concurrency, and probes. Liveness restarts a wedged instance; readiness keeps traffic off
-    one still loading the bundle."""
+# What Azure ML allows an online deployment, checked before anything is sent.
+MAX_REQUEST_TIMEOUT_S = 180.0
+
+
+def check_limits(settings: Settings) -> None:
+    """Refuse settings an online deployment cannot take (Azure would refuse them minutes into a rollout).
+
+    The VM size and the instance counts are checked when the settings load; the request timeout is
+    [serving] timeout, which the local client may set higher, so it is checked here, for Azure only.
+    """
+    timeout = settings.serving.timeout
+    if timeout > MAX_REQUEST_TIMEOUT_S:
+        raise TopicliError(
+            f"[serving] timeout ({timeout:g} s) is above {MAX_REQUEST_TIMEOUT_S:g} s, the longest request an Azure ML "
+            "online deployment allows (request_timeout_ms); lower it to deploy"
+        )
+
+
+def serving_shape(settings: Settings, instances: int | None = None) -> dict[str, Any]:
+    """What every online deployment of topicli shares: instances ([azure] instance_count unless given), App
+    Insights, request settings matched to the client's concurrency, and probes. Liveness restarts a wedged
+    instance; readiness keeps traffic off one still loading the bundle. Autoscale comes once it takes traffic
+    (`topicli.cloud.capacity`)."""
     from azure.ai.ml.entities import DefaultScaleSettings, OnlineRequestSettings, ProbeSettings
 
+    check_limits(settings)
     azure = settings.azure
     probe = {"initial_delay": azure.probe_initial_delay, "period": 10, "timeout": 5}
     return {
         "instance_type": azure.instance_type,
-        "instance_count": azure.instance_count,
+        "instance_count": instances or azure.instance_count,
         "scale_settings": DefaultScaleSettings(),
         "app_insights_enabled": True,
         "request_settings": OnlineRequestSettings(
@@ -329,6 +353,7 @@ def write_deployment_yaml(plan: DeploymentPlan, folder: Path) -> tuple[Path, Pat
 def _validated(loader: Callable[[Path], Any], path: Path) -> Any:
     from marshmallow.exceptions import ValidationError
 
+    quiet_sdk()
     try:
         return loader(path)
     except ValidationError as error:

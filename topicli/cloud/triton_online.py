@@ -87,12 +87,12 @@ def endpoint_entity(settings: Settings) -> Any:
     )
 
 
-def deployment_entity(settings: Settings, name: str, model: Any) -> Any:
+def deployment_entity(settings: Settings, name: str, model: Any, instances: int | None = None) -> Any:
     """A no-code Triton deployment: Azure's Triton image serves the registered repository."""
     from azure.ai.ml.entities import ManagedOnlineDeployment
 
     return ManagedOnlineDeployment(
-        name=name, endpoint_name=endpoint_name(settings), model=model, **azureml.serving_shape(settings)
+        name=name, endpoint_name=endpoint_name(settings), model=model, **azureml.serving_shape(settings, instances)
     )
 
 
@@ -126,8 +126,8 @@ class TritonRollout(Rollout):
         return triton_model(self.settings, bundle)
 
     @contextmanager
-    def deployment(self, name: str, model: Any, bundle: Path | None) -> Iterator[Any]:
-        yield deployment_entity(self.settings, name, model)
+    def deployment(self, name: str, model: Any, bundle: Path | None, instances: int) -> Iterator[Any]:
+        yield deployment_entity(self.settings, name, model, instances)
 
     def send_smoke(self, deployment: str, body: dict[str, Any]) -> str:
         endpoint = self.client.online_endpoints.get(self.endpoint)

@@ -117,8 +117,16 @@ def onnx_session(path: Path, threads: int | None = None) -> Any:
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+# Beside the topicli package in a Spark job's code folder: the ONNX export made at submission
+# (topicli.cloud.pipeline_jobs), so no Spark worker needs PyTorch to export the shipped encoder.
+SHIPPED_ONNX_DIR = Path(__file__).resolve().parents[2] / "topicli-onnx"
+
+
 def onnx_models_dir() -> Path:
-    """Where exported encoders are kept: $XDG_CACHE_HOME/topicli/onnx (default ~/.cache/topicli/onnx)."""
+    """Where exported encoders are kept: $XDG_CACHE_HOME/topicli/onnx (default ~/.cache/topicli/onnx), or in a
+    Spark job the export shipped with its code (`SHIPPED_ONNX_DIR`)."""
+    if SHIPPED_ONNX_DIR.is_dir():
+        return SHIPPED_ONNX_DIR
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "topicli" / "onnx"
 
 

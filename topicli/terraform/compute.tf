@@ -64,3 +64,11 @@ resource "azurerm_machine_learning_compute_cluster" "cpu" {
 
   tags = var.tags
 }
+
+# Whoever runs `topicli infra up` deploys and submits jobs from the same identity: with account
+# keys off, uploading code, models and data to the workspace's blob storage needs a data role.
+resource "azurerm_role_assignment" "operator_storage" {
+  scope                = azurerm_storage_account.main.id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = data.azurerm_client_config.current.object_id
+}

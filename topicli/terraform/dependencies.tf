@@ -2,10 +2,9 @@
 
 resource "azurerm_storage_account" "main" {
   #checkov:skip=CKV_AZURE_59:public network access is how laptops and CI reach the datastores, unless private_network
-  #checkov:skip=CKV2_AZURE_33:private endpoints only with private_network (the workspace's managed network makes them)
+  #checkov:skip=CKV2_AZURE_33:private endpoints (blob, file) come with private_network (network.tf), which checkov cannot evaluate
   #checkov:skip=CKV_AZURE_206:LRS: the blobs are models and job outputs that can be rebuilt; GRS doubles the bill
   #checkov:skip=CKV_AZURE_33:queue logging: nothing uses the queue service
-  #checkov:skip=CKV2_AZURE_40:shared keys stay on: Azure ML's default datastores authenticate with the account key
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys plus infrastructure encryption; a customer key is not justified for public posts
   name                     = local.storage_account_name
   resource_group_name      = azurerm_resource_group.main.name
@@ -23,9 +22,11 @@ resource "azurerm_storage_account" "main" {
   allow_nested_items_to_be_public   = false
   infrastructure_encryption_enabled = true
   local_user_enabled                = false
-  # Azure ML's default datastores authenticate with the account key; SAS tokens cut from it
-  # expire after a day.
-  shared_access_key_enabled = true
+  # No account keys: everyone (the CLI, the workspace's datastores, jobs, deployments) signs in
+  # with Entra ID (workspace.tf: storage_account_access_type = "identity"; versions.tf:
+  # storage_use_azuread). A SAS could only be a user delegation SAS, which expires in a day.
+  shared_access_key_enabled       = false
+  default_to_oauth_authentication = true
 
   sas_policy {
     expiration_period = "01.00:00:00"
@@ -45,7 +46,7 @@ resource "azurerm_storage_account" "main" {
 
 resource "azurerm_key_vault" "main" {
   #checkov:skip=CKV_AZURE_189:public network access stays on unless private_network; the ACL denies all but Azure services
-  #checkov:skip=CKV2_AZURE_32:private endpoints only with private_network (the workspace's managed network makes them)
+  #checkov:skip=CKV2_AZURE_32:the private endpoint comes with private_network (network.tf), which checkov cannot evaluate
   name                       = local.key_vault_name
   resource_group_name        = azurerm_resource_group.main.name
   location                   = azurerm_resource_group.main.location

@@ -41,3 +41,17 @@ output "log_analytics_workspace" {
   description = "Log Analytics workspace that `topicli deploy` sends the online endpoints' logs to."
   value       = azurerm_log_analytics_workspace.main.id
 }
+
+output "network_access" {
+  description = "How a laptop or CI reaches the workspace."
+  value = var.private_network ? join(" ", [
+    "Private: the workspace, storage, key vault and registry answer only on private endpoints in subnet",
+    "${azurerm_subnet.endpoints[0].id}. Reach them from inside VNet ${azurerm_virtual_network.main[0].name}",
+    "or a network joined to it (VNet peering, a VPN gateway, a self-hosted CI runner in a subnet of that VNet),",
+    "with DNS that resolves the privatelink zones linked to it (${join(", ", values(local.private_dns_zones))});",
+    "then `az login` and topicli as usual.",
+    ]) : join(" ", [
+    "Public endpoints with Entra ID sign-in: any laptop or CI runner reaches the workspace after `az login`",
+    "(or a service principal's AZURE_* variables); storage takes no account keys.",
+  ])
+}

@@ -164,13 +164,24 @@ variable "key_vault_retention_days" {
 }
 
 variable "private_network" {
-  description = "Private networking: no public access to the workspace, storage and key vault; the workspace's managed network (approved outbound only) reaches them through private endpoints. Needs the Premium registry."
+  description = "Private networking (network.tf): no public access to the workspace, storage, key vault and registry; private endpoints for them in a VNet of their own with privatelink DNS zones, and the workspace's managed network lets out only approved traffic (the package sources). Needs the Premium registry."
   type        = bool
   default     = false
 
   validation {
     condition     = !var.private_network || var.registry_sku == "Premium"
     error_message = "private_network must stay false unless registry_sku is \"Premium\" (private endpoints of a container registry need it)."
+  }
+}
+
+variable "vnet_address_space" {
+  description = "Address space of the clients' VNet that private_network creates (its private endpoints take the first quarter); pick one that does not overlap the networks you join to it."
+  type        = string
+  default     = "10.42.0.0/24"
+
+  validation {
+    condition     = can(cidrhost(var.vnet_address_space, 0)) && tonumber(split("/", var.vnet_address_space)[1]) <= 26
+    error_message = "vnet_address_space must be an IPv4 CIDR block of /26 or larger, such as 10.42.0.0/24."
   }
 }
 

@@ -11,9 +11,12 @@ resource "azurerm_machine_learning_workspace" "main" {
   application_insights_id = azurerm_application_insights.main.id
   container_registry_id   = azurerm_container_registry.main.id
 
-  # Private networking (the 201 quickstart's managed-network variant), opt-in: the workspace
-  # is reached only through private endpoints, and its managed network makes private endpoints
-  # to storage, key vault and registry and lets out only approved outbound traffic.
+  # The default datastores sign in with identities: the storage account takes no keys.
+  storage_account_access_type = "identity"
+
+  # Private networking, opt-in (network.tf): the workspace is reached only through its private
+  # endpoint, and its managed network makes private endpoints to storage, key vault and registry
+  # and lets out only approved outbound traffic (the package sources' FQDN rules).
   public_network_access_enabled = !var.private_network
   managed_network {
     isolation_mode = var.private_network ? "AllowOnlyApprovedOutbound" : "Disabled"
