@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from topicli.method.tokens import PACKAGE_ENCODER_FILE
 from topicli.serving.bundle import BundleModel, Predictions
 from topicli.serving.onnx import ASSIGN_FILE, EXPORT_MANIFEST, OnnxPipeline, export_onnx
 
+from .bundle_edits import with_fields
 from .conftest import EXAMPLES, needs_data, tweets
 from .test_serving import agreement, run_examples
 
@@ -85,11 +85,8 @@ def test_the_graph_calibrates_the_confidence_as_the_bundle(
     graph = onnx.load(str(run_folder / "onnx" / ASSIGN_FILE), load_external_data=False).graph
     assert model.calibrator is not None
     assert any(node.op_type == "Sigmoid" and node.name.startswith("calibrated") for node in graph.node)
-    raw_folder = tmp_path / "raw"
-    shutil.copytree(run_folder / "bundle", raw_folder)
-    manifest = json.loads((raw_folder / "manifest.json").read_text())
-    del manifest["calibration"]  # a bundle that keeps the raw confidence exports it raw
-    (raw_folder / "manifest.json").write_text(json.dumps(manifest))
+    # a bundle that keeps the raw confidence exports it raw
+    raw_folder = with_fields(run_folder / "bundle", tmp_path / "raw", {"calibration": None})
     texts = example_texts()
     raw = BundleModel.load(raw_folder).predict(texts)
     assert_same(raw, OnnxPipeline(export_onnx(raw_folder, tmp_path / "onnx")).predict(texts))

@@ -277,7 +277,7 @@ class _Deployments:
             assert deployment.code_configuration is None and deployment.environment is None
         else:
             assert deployment.code_configuration.scoring_script == "topicli/serving/score.py"
-            assert (Path(deployment.code_configuration.code) / "topicli" / "serving" / "bundle.py").is_file()
+            assert (Path(deployment.code_configuration.code) / "topicli" / "serving" / "bundle" / "model.py").is_file()
         self.client.calls.append(("deployment", deployment.name, f"{deployment.model.name}:{deployment.model.version}"))
         try:
             self.client.check("provision")

@@ -27,6 +27,7 @@ from topicli.serving.bundle import (
     join_clusters,
 )
 
+from .bundle_edits import with_fields
 from .conftest import EXAMPLES
 
 
@@ -70,7 +71,7 @@ def model(run_folder: Path) -> BundleModel:
 def test_run_leaves_a_bundle_without_pickle(run_folder: Path) -> None:
     bundle = run_folder / "bundle"
     manifest = json.loads((bundle / MANIFEST).read_text())
-    assert manifest["format_version"] == FORMAT_VERSION == 2
+    assert manifest["format_version"] == FORMAT_VERSION == 3
     assert {"topicli", "numpy", "sentence-transformers", "torch", "python"} <= manifest["versions"].keys()
     assert manifest["topics"] and len(manifest["clusters"]) == manifest["clustering"]["n_clusters"]
     assert manifest["encoder"]["identity"] and manifest["encoder"]["source"] == "package"
@@ -101,11 +102,11 @@ def test_served_confidence_is_the_calibrated_one_and_a_bad_calibrator_is_refused
     assert shipped is not None and model.manifest.calibration.coef == shipped.to_dict()["coef"]
     texts = [t for t in pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"] if t.strip()][:60]
     texts = [t[: model.limits.encoded_chars] for t in texts]
+    # every post shown, so that calibration changes only the confidence
+    model = BundleModel.load(_copy_with(run_folder / "bundle", tmp_path / "served", {"labeller.min_confidence": 0.0}))
     served = model.predict(texts)
-    raw_folder = _copy_with(run_folder / "bundle", tmp_path / "raw", {})
-    manifest = json.loads((raw_folder / MANIFEST).read_text())
-    del manifest["calibration"]  # as a bundle written before calibration, or with [labelling] calibrate = false
-    (raw_folder / MANIFEST).write_text(json.dumps(manifest))
+    # as with [labelling] calibrate = false: no calibration in the bundle
+    raw_folder = _copy_with(model.folder, tmp_path / "raw", {"calibration": None})
     raw_model = BundleModel.load(raw_folder)
     raw = raw_model.predict(texts)
     assert raw_model.calibrator is None and (raw.topics == served.topics).all()
@@ -130,13 +131,7 @@ def test_join_rule_is_nearest_core_point_within_its_radius() -> None:
 
 
 def _copy_with(bundle: Path, target: Path, change: dict) -> Path:
-    shutil.copytree(bundle, target)
-    manifest = json.loads((target / MANIFEST).read_text())
-    for key, value in change.items():
-        section, _, name = key.partition(".")
-        manifest[section][name] = value
-    (target / MANIFEST).write_text(json.dumps(manifest))
-    return target
+    return with_fields(bundle, target, change)
 
 
 def test_other_versions_warn_other_format_or_encoder_refuse(run_folder: Path, tmp_path: Path) -> None:
@@ -145,11 +140,7 @@ def test_other_versions_warn_other_format_or_encoder_refuse(run_folder: Path, tm
     with pytest.warns(BundleVersionWarning, match=r"numpy 1\.26\.0 \(bundle\) vs .* topicli 0\.0\.1"):
         loaded = BundleModel.load(older)
     assert len(loaded.version_differences) == 2
-    future = tmp_path / "future"
-    shutil.copytree(bundle, future)
-    manifest = json.loads((future / MANIFEST).read_text())
-    manifest["format_version"] = 99
-    (future / MANIFEST).write_text(json.dumps(manifest))
+    future = _copy_with(bundle, tmp_path / "future", {"format_version": 99})
     with pytest.raises(TopicliError, match="bundle format 99"):
         BundleModel.load(future)
     other = _copy_with(bundle, tmp_path / "other", {"encoder.identity": "usem3-9.9.9"})

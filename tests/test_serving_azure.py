@@ -65,7 +65,7 @@ def test_deploy_dry_run_writes_a_production_shaped_deployment(
     assert Path(deployment.model.path) == bundle.resolve()
     code = Path(deployment.code_configuration.code)
     assert (code / deployment.code_configuration.scoring_script).is_file()
-    assert (code / "topicli/serving/bundle.py").is_file() and not (code / "topicli/terraform").exists()
+    assert (code / "topicli/serving/bundle/model.py").is_file() and not (code / "topicli/terraform").exists()
     pins = deployment.environment.conda_file["dependencies"][-1]["pip"]
     assert "azureml-inference-server-http==1.5.1" in pins
     # Slim: what scoring imports for this bundle's encoder, no CLI, cloud, Terraform or plotting packages.

