@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -312,27 +312,56 @@ def read_posts(path: Path, text_column: str = "") -> Posts:
     return posts
 
 
-def check_writable(path: Path, what: str, *, folder: bool = False, inputs: tuple[Path, ...] = ()) -> None:
-    """Fail now, before any work, when `path` (named `what` in the message: an option or a setting) cannot be
-    written; otherwise the error would come after the whole pipeline has run.
+def _same_path(first: Path, second: Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or (both existing) the same inode."""
+    first, second = Path(first), Path(second)
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return first.exists() and second.exists() and first.samefile(second)
+    except OSError:
+        return False
 
-    A file must not be an existing folder nor one of `inputs` (writing it would overwrite what is read); a
-    folder must not be an existing file. A file is tried in the nearest folder that exists above it, a folder
-    inside itself when it exists: a real write, since permission bits say nothing for root or a read-only
-    mount. Nothing is left behind: no folder is made and the trial file is gone when this returns.
+
+def _holds(folder: Path, path: Path) -> bool:
+    """Whether `path` lies inside `folder` (or is it), both resolved: the folder replaced whole would take it."""
+    folder, path = Path(folder).resolve(), Path(path).resolve()
+    return path == folder or folder in path.parents
+
+
+def check_writable(
+    path: Path,
+    what: str,
+    *,
+    folder: bool = False,
+    inputs: tuple[Path, ...] = (),
+    keep: Mapping[Path, str] | None = None,
+) -> None:
+    """Fail now, before any work, when `path` (named `what` in the message: an option or a setting) cannot be
+    written, or must not be; otherwise the error would come after the whole pipeline has run, or data be lost.
+
+    Every command that writes checks each path it writes here. A file must not be an existing folder, one of
+    `inputs` (writing it would overwrite what is read) nor one of `keep` (files the command must leave alone,
+    each with what it is: a run's own files, its outputs, another output of the same command); a folder must
+    not be an existing file, and one written whole (given `inputs` or `keep`) must not hold any of them. A file
+    is tried in the nearest folder that exists above it, a folder inside itself when it exists: a real write,
+    since permission bits say nothing for root or a read-only mount. Nothing is left behind: no folder is made
+    and the trial file is gone when this returns.
     """
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
         raise TopicliError(f"{what} {path} is a file, not a folder; give a folder path")
     if not folder and path.is_dir():
         raise TopicliError(f"{what} {path} is a folder; give a file path, such as {path / 'posts.csv'}")
-    for source in inputs:
-        if path.resolve() == Path(source).resolve() or (
-            path.exists() and Path(source).exists() and path.samefile(source)
-        ):
+    kept = {**{Path(source): f"the input file {source}" for source in inputs}, **(keep or {})}
+    for other, description in kept.items():
+        if _same_path(path, other):
             raise TopicliError(
-                f"{what} {path} is the input file {source}; writing there would overwrite it, so give another path"
+                f"{what} {path} is {description}; writing there would overwrite it, so give another path"
             )
+        if folder and _holds(path, other):
+            held = description if str(other) in description else f"{other} ({description})"
+            raise TopicliError(f"{what} {path} holds {held}; writing the folder would replace it, so give another path")
     start = path if folder else path.parent
     existing = next((p for p in (start, *start.parents) if p.exists()), Path("."))
     if not existing.is_dir():

@@ -15,6 +15,7 @@ from topicli.cli.common import (
     console,
     err_console,
     progress_bar,
+    run_files,
     settings_for,
 )
 from topicli.cli.jobs import DryRunOption, OnOption, azureml_job, on_azureml
@@ -52,7 +53,7 @@ def train_classifier(
     from topicli.method.training import fit_classifier
 
     check_cache_dir(settings)
-    check_writable(output, "-o", folder=True)
+    check_writable(output, "-o", folder=True, inputs=tuple(data), keep=run_files(settings, own=(output,)))
     with err_console.status("training cls_model"):
         summary = fit_classifier(
             settings, data, text_column.split(","), label_column.split(","), drop_label, output, progress_bar

@@ -111,9 +111,41 @@ def check_cache_dir(settings: Settings) -> None:
     check_writable(Path(settings.encoder.cache_dir), "[encoder] cache_dir", folder=True)
 
 
+def run_files(settings: Settings, *runs: Path, skip: Path | None = None, own: tuple[Path, ...] = ()) -> dict[Path, str]:
+    """What no command may write over (`check_writable`'s `keep`), each with what it is: in every folder under
+    [output] dir (runs, the local server's state, cls_model) and every run folder in `runs`, its files, and a run's
+    outputs written elsewhere (-o) and the posts it read. Left out: `skip`, the run folder a command replaces as a
+    set (`run`, `label`: its files are written anew, as one attempt), and the command's `own` outputs (files, or
+    folders and all they hold), which it may write again."""
+    import json
+
+    from topicli.method.runs import CLUSTERING_FILE, OUTPUTS_FILE
+
+    root = Path(settings.output.dir)
+    folders = {*(p for p in root.iterdir() if not p.name.startswith(".")), *runs} if root.is_dir() else {*runs}
+    found: dict[Path, str] = {}
+    for folder in sorted(f for f in folders if f.is_dir() and (skip is None or f.resolve() != skip.resolve())):
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            found[file] = f"a file of {folder}"
+        records = (
+            (OUTPUTS_FILE, "posts", "posts output", folder),  # a name alone is in the run folder
+            (OUTPUTS_FILE, "topic_table", "topic table", folder),
+            (CLUSTERING_FILE, "input", "input posts", Path()),  # as given on the command line
+        )
+        for name, key, what, base in records:
+            try:
+                path = base / json.loads((folder / name).read_text(encoding="utf-8"))[key]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # no record, or a damaged one: the command that reads it says so
+            found.setdefault(path, f"run {folder}'s {what}")
+    mine = [Path(p).resolve() for p in own]
+    return {p: what for p, what in found.items() if not any(o == p.resolve() or o in p.resolve().parents for o in mine)}
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Advance]:
-    """A rich progress bar on stderr; yields a callback `advance(n)`."""
+    """A rich progress bar on stderr; yields a callback `advance(n)`. The bar stays once done, and is cleared when
+    the block fails."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -127,7 +159,11 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Advance
         def advance(n: int = 1) -> None:
             progress.advance(task, n)
 
-        yield advance
+        try:
+            yield advance
+        except BaseException:
+            progress.live.transient = True  # cleared, so an error line never follows a half-drawn bar
+            raise
 
 
 def chosen_bundle(bundle: Path | None, settings: Settings) -> Path:

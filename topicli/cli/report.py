@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from topicli.cli.common import ConfigOption, command_group, console, progress_bar, settings_for
+from topicli.cli.common import ConfigOption, command_group, console, progress_bar, run_files, settings_for
 from topicli.report import MAP_POINTS
 
 report_app = command_group()
@@ -38,7 +38,8 @@ def report(
     settings = settings_for(config)
     folder = run or latest_run_folder(settings)
     path = output or folder / "report.html"
-    check_writable(path, "-o" if output else "the run folder")
+    keep = run_files(settings, folder, own=(folder / "report.html",))
+    check_writable(path, "-o" if output else "the run folder", inputs=(posts,) if posts else (), keep=keep)
     if png:
         check_writable(png, "--png", folder=True)
     page = build_report(folder, settings, posts, max_points, progress_bar)

@@ -19,6 +19,7 @@ from topicli.cli.common import (
     command_group,
     console,
     progress_bar,
+    run_files,
     settings_for,
 )
 from topicli.cli.jobs import DryRunOption, EngineOption, OnOption, azureml_job, on_azureml, on_spark, run_on_spark
@@ -80,9 +81,10 @@ def check_run_paths(
     check_writable(folder, folder_name, folder=True)
     if output is not None:
         inputs = (source,) if source is not None else ()
-        check_writable(output, "-o", inputs=inputs)
+        keep = run_files(settings, skip=folder)
+        check_writable(output, "-o", inputs=inputs, keep=keep)
         table_format(output)
-        check_writable(topic_table_path(output), "-o's topic table", inputs=inputs)
+        check_writable(topic_table_path(output), "-o's topic table", inputs=inputs, keep=keep)
     return read_topics(settings.labelling.topics)
 
 
