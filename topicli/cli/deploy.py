@@ -129,6 +129,7 @@ def local(
     with err_console.status("starting azmlinfsrv"):
         server = local_server.start(folder, state, s.port, s.workers, s.start_timeout)
     console.print(f"serving {folder} at {server.url} (pid {server.pid}, pid file {state / local_server.PID_FILE})")
+    console.print(f"the server reads its own copy, {server.bundle}: a new run does not change what it serves")
     deployed.record(settings, deployed.Deployed("local", server.url))
     console.print(f"log: {server.log}; stop it with `topicli deploy stop`")
 
