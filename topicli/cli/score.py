@@ -210,7 +210,13 @@ def spark(
     bundle: BundleOption = None,
     text_column: TextColumnOption = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="folder of partitioned output ([scale] format)")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="a folder of parts: s.csv, s.jsonl or s.parquet writes folder s/ in that format; "
+            "a name without suffix, in [scale] format",
+        ),
     ] = None,
     bundle_asset: Annotated[
         str | None,
