@@ -142,6 +142,17 @@ def run_files(settings: Settings, *runs: Path, skip: Path | None = None, own: tu
     return {p: what for p, what in found.items() if not any(o == p.resolve() or o in p.resolve().parents for o in mine)}
 
 
+def check_files(settings: Settings, folder: Path, names: tuple[str, ...], what: str) -> None:
+    """`check_writable` for the files a command writes by name into `folder` (`report --png`, `deploy --dry-run -o`):
+    none may be an input or another's file; the same names from an earlier run of the command may be replaced."""
+    from topicli.io import check_writable
+
+    check_writable(folder, what, folder=True)
+    keep = run_files(settings, own=tuple(folder / name for name in names))
+    for name in names:
+        check_writable(folder / name, f"{what}'s {name}", keep=keep)
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Advance]:
     """A rich progress bar on stderr; yields a callback `advance(n)`. The bar stays once done, and is cleared when

@@ -13,6 +13,7 @@ from topicli.cli.common import (
     BundleOption,
     ConfigOption,
     ModeGroup,
+    check_files,
     chosen_bundle,
     command_group,
     console,
@@ -86,6 +87,7 @@ def azure(
     folder = None if reference is not None or rollback else chosen_bundle(bundle, settings)
     if dry_run:
         target = output or (folder.parent / "azureml" if folder is not None else Path(settings.output.dir) / "azureml")
+        check_files(settings, target, ("endpoint.yml", "deployment.yml"), "-o" if output else "the run folder")
         plan = azureml.dry_run_plan(settings, folder, reference, target)
         for path in azureml.write_deployment_yaml(plan, target):
             console.print(f"wrote {path} (validated by the Azure ML SDK)")

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from topicli.cli.common import ConfigOption, command_group, console, progress_bar, run_files, settings_for
+from topicli.cli.common import (
+    ConfigOption,
+    check_files,
+    command_group,
+    console,
+    progress_bar,
+    run_files,
+    settings_for,
+)
 from topicli.report import MAP_POINTS
 
 report_app = command_group()
@@ -33,7 +41,7 @@ def report(
     from topicli.method.runs import latest_run_folder
     from topicli.report.data import build_report
     from topicli.report.html import write_page
-    from topicli.report.png import write_pngs
+    from topicli.report.png import PNG_FILES, write_pngs
 
     settings = settings_for(config)
     folder = run or latest_run_folder(settings)
@@ -41,7 +49,7 @@ def report(
     keep = run_files(settings, folder, own=(folder / "report.html",))
     check_writable(path, "-o" if output else "the run folder", inputs=(posts,) if posts else (), keep=keep)
     if png:
-        check_writable(png, "--png", folder=True)
+        check_files(settings, png, PNG_FILES, "--png")
     page = build_report(folder, settings, posts, max_points, progress_bar)
     write_page(page, path)
     console.print(f"wrote {path}: {len(page.topics)} topics, {len(page.map.xy):,} of {page.map.total:,} posts mapped")
