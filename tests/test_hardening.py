@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -36,7 +37,8 @@ def digest(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def here(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
-    """A folder with posts.csv (the examples), small.csv (their first posts) and `topicli run small.csv` done."""
+    """A folder with posts.csv (the examples), small.csv (their first posts), other.csv (a copy), and `topicli run`
+    done on small.csv and other.csv."""
     folder = tmp_path_factory.mktemp("hardening")
     (folder / "posts.csv").write_bytes(EXAMPLES.read_bytes())
     lines = EXAMPLES.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -45,6 +47,9 @@ def here(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
         patch.chdir(folder)
         patch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
         result = runner.invoke(app, ["run", "small.csv"])
+        assert result.exit_code == 0, result.stderr
+        shutil.copy(folder / "small.csv", folder / "other.csv")
+        result = runner.invoke(app, ["run", "other.csv"])  # a second run, from the cache
     assert result.exit_code == 0, result.stderr
     return folder
 
@@ -104,6 +109,36 @@ def one_line(result) -> str:
         ),
         (["export", "triton", "topicli-out/small/bundle", "-o", "topicli-out"], "topicli-out/small/posts.csv", "holds"),
         (["train-classifier", "small.csv", "-o", "."], "small.csv", "holds the input file small.csv"),
+        (
+            ["train-classifier", "small.csv", "-o", "topicli-out/small/bundle"],
+            "topicli-out/small/bundle/manifest.json",
+            "holds",
+        ),
+        (
+            ["export", "onnx", "topicli-out/small/bundle", "-o", "topicli-out/other"],
+            "topicli-out/other/posts.csv",
+            "holds",
+        ),
+        # Spark writes a folder of parts, replaced whole: refused before Spark starts
+        (
+            [
+                "score",
+                "posts.csv",
+                "--engine",
+                "spark",
+                "--bundle",
+                "topicli-out/small/bundle",
+                "-o",
+                "topicli-out/small",
+            ],
+            "topicli-out/small/posts.csv",
+            "holds",
+        ),
+        (
+            ["run", "posts.csv", "--engine", "spark", "-o", "topicli-out/small.csv"],
+            "topicli-out/small/posts.csv",
+            "holds",
+        ),
     ],
 )
 def test_no_command_writes_over_an_input_or_a_runs_files(

@@ -356,7 +356,8 @@ def check_writable(
         raise TopicliError(f"{what} {path} is a file, not a folder; give a folder path")
     if not folder and path.is_dir():
         raise TopicliError(f"{what} {path} is a folder; give a file path, such as {path / 'posts.csv'}")
-    kept = {**{Path(source): f"the input file {source}" for source in inputs}, **(keep or {})}
+    kept = {Path(source): f"the input file {source}" for source in inputs}  # named first, and as inputs
+    kept.update((path, what) for path, what in (keep or {}).items() if path not in kept)
     for other, description in kept.items():
         if _same_path(path, other):
             raise TopicliError(

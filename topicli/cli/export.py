@@ -85,10 +85,11 @@ def triton(
 
 def _checked_target(settings: Settings, bundle: Path, output: Path | None, default: str) -> Path:
     """The folder an export replaces whole: -o, or `default` beside the bundle; refused (one line) where it is or
-    holds the bundle, a run's files or another output."""
+    holds the bundle, a run's files or another output. Only the default folder may be replaced with what it holds:
+    the same export, written before."""
     from topicli.io import check_writable
 
     target = output or bundle.parent / default
-    keep = {**run_files(settings, own=(target,)), bundle: f"the bundle {bundle}"}
+    keep = {**run_files(settings, own=(bundle.parent / default,)), bundle: f"the bundle {bundle}"}
     check_writable(target, "-o" if output else "the run folder", folder=True, keep=keep)
     return target

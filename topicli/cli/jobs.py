@@ -69,12 +69,13 @@ def _started_spark(settings: Settings, source: str) -> Any:
 
 
 def spark_output(
-    settings: Settings, posts: str, output: Path | None, skip: Path | None = None
+    settings: Settings, posts: str, output: Path | None, skip: Path | None = None, bundle: Path | None = None
 ) -> tuple[Settings, Path | None]:
     """-o under Spark, by the same suffix rule as everywhere else: .csv, .jsonl (or .json) or .parquet names the
     format. Spark writes a folder of parts, so the folder gets a folder name, the suffix dropped (`s.csv` → `s/`);
     a name without a suffix is that folder, in [scale] format. Checked like every output (`check_writable`): the
-    folder is replaced whole. The settings with the chosen format, and the folder."""
+    folder is replaced whole, so it may hold no input, no `bundle`, and no file of a run other than `skip` (the run
+    folder `run --engine spark` replaces). The settings with the chosen format, and the folder."""
     from dataclasses import replace
 
     from topicli.cli.common import run_files
@@ -90,7 +91,10 @@ def spark_output(
         )
     folder = output.with_suffix("") if fmt is not None else output
     local = () if "://" in posts or posts.startswith("azureml:") else (Path(posts),)
-    check_writable(folder, "-o", folder=True, inputs=local, keep=run_files(settings, skip=skip, own=(folder,)))
+    keep = run_files(settings, skip=skip)
+    if bundle is not None:
+        keep[bundle] = f"the bundle {bundle}"
+    check_writable(folder, "-o", folder=True, inputs=local, keep=keep)
     if fmt is None:
         return settings, folder
     return replace(settings, scale=replace(settings.scale, format=fmt)), folder
@@ -126,7 +130,7 @@ def score_on_spark(settings: Settings, posts: str, bundle: Path, output: Path | 
     from topicli.method.runs import default_run_folder
     from topicli.spark.engine import score_spark
 
-    settings, target = spark_output(settings, posts, output)
+    settings, target = spark_output(settings, posts, output, bundle=bundle)
     spark = _started_spark(settings, posts)
     path = target or default_run_folder(settings, Path(posts.rstrip("/"))) / f"posts.scored.{settings.scale.format}"
     done = score_spark(spark, settings, posts, bundle, path)
