@@ -125,7 +125,8 @@ def run_files(settings: Settings, *runs: Path, skip: Path | None = None, own: tu
     folders = {*(p for p in root.iterdir() if not p.name.startswith(".")), *runs} if root.is_dir() else {*runs}
     found: dict[Path, str] = {}
     for folder in sorted(f for f in folders if f.is_dir() and (skip is None or f.resolve() != skip.resolve())):
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        files = (p for p in folder.rglob("*") if p.is_file())  # named in messages: visible and shallow ones first
+        for file in sorted(files, key=lambda p: (p.name.startswith("."), len(p.parts), str(p))):
             found[file] = f"a file of {folder}"
         records = (
             (OUTPUTS_FILE, "posts", "posts output", folder),  # a name alone is in the run folder
