@@ -72,7 +72,8 @@ def check_run_paths(
 ) -> list[str]:
     """Refuse, before any post is embedded, what the command could not write: the embedding cache, the run
     folder (`folder_name` says which option or setting gave it), -o and the topic table beside it, neither
-    of which may be the input `source`. Returns the topic list, read now so a bad --topics fails now too."""
+    of which may be the input `source` nor a file of another run (`run_files`). Returns the topic list, read now
+    so a bad --topics fails now too."""
     from topicli.io import check_writable, table_format
     from topicli.method.runs import topic_table_path
     from topicli.method.topics import read_topics
