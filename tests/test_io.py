@@ -141,13 +141,16 @@ def test_malformed_json_gives_one_clear_line(tmp_path: Path, name: str, content:
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_lone_surrogates_are_replaced_with_a_warning(tmp_path: Path) -> None:
+def test_lone_surrogates_are_repaired_only_for_the_encoder(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text('{"caption": "bad \\ud800 half"}\n{"caption": "pair \\ud83d\\ude00 whole"}\n', encoding="utf-8")
-    with pytest.warns(UserWarning, match="1 lone surrogate"):
-        posts = read_posts(path)
+    posts = read_posts(path)
     assert posts.texts == ["bad \ufffd half", "pair \U0001f600 whole"]
     assert all(text.encode("utf-8") for text in posts.texts)
+    assert posts.frame["caption"].tolist() == ["bad \ud800 half", "pair \U0001f600 whole"]
+    with pytest.warns(UserWarning, match="1 value.* lone surrogate .* written with U\\+FFFD"):
+        write_table(posts.frame, tmp_path / "out.csv")
+    assert read_table(tmp_path / "out.csv")["caption"].tolist() == ["bad \ufffd half", "pair \U0001f600 whole"]
 
 
 def test_parquet_text_stored_as_bytes_is_read_as_utf8(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Random bytes under every suffix, random JSON values (as an array, as JSON Lines, pretty-printed),
 CSV written in random dialects and encodings, and Parquet files with columns of every kind. Where
-the file is well formed, the texts read back must be the texts written.
+the file is well formed, the texts read back must be the texts written; and every writer gives back
+what was read, wherever its format can hold it (issue 32: a lone surrogate came back as U+FFFD).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from topicli.errors import TopicliError
-from topicli.io import Posts, read_posts, read_table
+from topicli.io import Posts, read_posts, read_table, write_table
 
 SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -38,6 +39,47 @@ KEYS = st.sampled_from(["caption", "text", "id", "Body", "x"]) | JSON_TEXT
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*lone surrogate")
+
+
+@FAST
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries({"id": st.integers(-(2**53), 2**53) | TEXT, "caption": JSON_TEXT}), min_size=1, max_size=6
+    ),
+    source=st.sampled_from([".jsonl", ".json"]),
+    target=st.sampled_from(SUFFIXES),
+)
+def test_every_writer_gives_back_what_was_read(
+    folder: Path, rows: list[dict[str, Any]], source: str, target: str
+) -> None:
+    """Read (JSON, which can spell any text), write in every format, read again: the same text, exactly where the
+    format can hold it (JSON, JSON Lines), and with U+FFFD only for a lone surrogate where it cannot (CSV, Parquet
+    hold UTF-8 only)."""
+    path, written = folder / f"in{source}", folder / f"out{target}"
+    path.write_text(
+        "".join(json.dumps(row) + "\n" for row in rows) if source == ".jsonl" else json.dumps(rows), encoding="utf-8"
+    )
+    frame = read_table(path)
+    assert frame["caption"].tolist() == [row["caption"] for row in rows]
+    write_table(frame, written)
+    back = read_table(written)["caption"].tolist()
+    captions = [row["caption"] for row in rows]
+    if target in (".json", ".jsonl"):
+        assert back == captions
+    else:
+        assert back == [LONE_SURROGATE.sub("\ufffd", caption) for caption in captions]
+
+
+def test_a_lone_surrogate_in_jsonl_comes_back_as_its_escape(tmp_path: Path) -> None:
+    """issue 32, as found: a JSONL post with `\\ud800` was written back with U+FFFD in its place."""
+    source = tmp_path / "posts.jsonl"
+    source.write_text('{"caption": "bad \\ud800 half"}\n{"caption": "fine"}\n', encoding="utf-8")
+    posts = read_posts(source)
+    assert posts.texts == ["bad \ufffd half", "fine"]  # the encoder's view: repaired
+    write_table(posts.frame, tmp_path / "out.jsonl")
+    assert (tmp_path / "out.jsonl").read_text(
+        encoding="utf-8"
+    ) == '{"caption":"bad \\ud800 half"}\n{"caption":"fine"}\n'
 
 
 def read_in(folder: Path, name: str, data: bytes, column: str = "") -> Posts | None:
@@ -93,10 +135,11 @@ def test_random_json_rows(folder: Path, rows: list[dict[str, Any]], layout: str,
     posts = read_in(folder, name, data.encode())
     if posts is None:
         return
-    for row, text in zip(rows, posts.texts, strict=True):
+    for row, text, kept in zip(rows, posts.texts, posts.frame[posts.text_column], strict=True):
         value = row.get(posts.text_column)
         if isinstance(value, str):
-            assert text == LONE_SURROGATE.sub("\ufffd", value)
+            assert text == LONE_SURROGATE.sub("\ufffd", value)  # what the encoder sees
+            assert kept == value  # what the outputs get: the text as read
         elif value is None or (isinstance(value, float) and math.isnan(value)):
             assert text == ""
         else:  # a JSON scalar reads as the text it is written as, as CSV would read it

@@ -162,3 +162,27 @@ def test_spark_that_does_not_start_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Spark did not start" in errors[0]
+
+
+@pytest.mark.heavy
+def test_run_o_follows_the_suffix_and_the_jvm_writes_to_a_log(tmp_path: Path, cache_dir: Path) -> None:
+    """issue 32: `topicli run --engine spark -o s.csv` wrote a folder of Parquet parts named s.csv, and Spark's JVM
+    printed its warnings on the terminal. Now: a folder s/ of CSV parts, said so, and the JVM's output in a log
+    that one line names (a fresh process, so this run starts the JVM)."""
+    if not os.environ.get("JAVA_HOME") and not shutil.which("java"):
+        pytest.skip("Spark needs a Java runtime (Java 17): none on PATH and no JAVA_HOME")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TOPICLI_ENCODER_CACHE_DIR": str(cache_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "topicli", "run", str(EXAMPLES), "--engine", "spark", "-o", "s.csv"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "goes to topicli-out/spark.log" in said and "a folder of CSV parts" in said and "-o s.csv named" in said
+    assert not (tmp_path / "s.csv").exists() and (tmp_path / "s").is_dir()
+    parts = sorted((tmp_path / "s").glob("part-*.csv"))
+    frame = pd.concat([pd.read_csv(part, dtype=str, keep_default_na=False) for part in parts])
+    assert len(frame) == len(pd.read_csv(EXAMPLES, dtype=str)) and {"cluster", "topic"} <= set(frame.columns)
+    jvm = [line for line in done.stderr.splitlines() if "WARN" in line or "log4j" in line or "log level" in line]
+    assert jvm == [], jvm
+    assert "log level" in (tmp_path / "topicli-out" / "spark.log").read_text()

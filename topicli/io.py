@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import hashlib
 import json
 import math
@@ -12,7 +13,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -42,8 +43,9 @@ class Posts:
 
     @property
     def texts(self) -> list[str]:
-        """Every post's text ("" where missing); builds a new list each call, so read it once."""
-        return [text if isinstance(text, str) else "" for text in self.frame[self.text_column].tolist()]
+        """Every post's text as the encoder sees it ("" where missing; a lone surrogate as U+FFFD, see `encodable`);
+        the frame keeps the text as read. Builds a new list each call, so read it once."""
+        return [encodable(text) if isinstance(text, str) else "" for text in self.frame[self.text_column].tolist()]
 
 
 def table_format(path: Path) -> str:
@@ -124,42 +126,43 @@ def _read_json_array(path: Path, text: str) -> list[Any]:
     return rows
 
 
-SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _without_surrogates(value: Any, replaced: list[int]) -> Any:
-    """`value` with every lone UTF-16 surrogate (a `\\ud800` escape with no pair) replaced by U+FFFD: no
-    encoder, cache key or output file can take one. `replaced` counts them."""
-    if isinstance(value, str):
-        value, count = LONE_SURROGATE.subn("\ufffd", value)
-        replaced[0] += count
-        return value
-    if isinstance(value, list):
-        return [_without_surrogates(item, replaced) for item in value]
-    if isinstance(value, dict):
-        return {_without_surrogates(k, replaced): _without_surrogates(v, replaced) for k, v in value.items()}
-    return value
+def encodable(text: str) -> str:
+    """`text` with every lone UTF-16 surrogate (JSON can spell one, `"\\ud800"`) replaced by U+FFFD: no encoder,
+    cache key or UTF-8 file can take one. Only what is encoded or shown is repaired; outputs keep the text as read
+    wherever their format can hold it (`write_table`)."""
+    return LONE_SURROGATE.sub("\ufffd", text)
+
+
+def _surrogates(frame: pd.DataFrame) -> set[tuple[int, int]]:
+    """(row, column) positions of the cells holding a lone surrogate (a column name cannot: `_json_frame`)."""
+    found: set[tuple[int, int]] = set()
+    for j, name in enumerate(frame.columns):
+        if frame[name].dtype == object:
+            found |= {(i, j) for i, v in enumerate(frame[name]) if isinstance(v, str) and LONE_SURROGATE.search(v)}
+    return found
 
 
 def _json_frame(path: Path, text: str, fmt: str) -> pd.DataFrame:
     """JSON rows as a table, each value as it was written: a column with a missing value stays `object`,
-    so an integer caption stays 2024 and does not turn into 2024.0."""
+    so an integer caption stays 2024 and does not turn into 2024.0, and so does a column holding a lone
+    surrogate (`"\\ud800"`), which no Arrow string can hold: the text is kept as read."""
     rows = _read_json_array(path, text) if fmt == "json" and text.lstrip().startswith("[") else _read_jsonl(path, text)
-    if SURROGATE_ESCAPE.search(text):
-        replaced = [0]
-        try:
-            rows = _without_surrogates(rows, replaced)
-        except RecursionError:
-            raise TopicliError(f"{path}: JSON nested too deeply to read") from None
-        if replaced[0]:
-            warnings.warn(
-                f"{path}: {replaced[0]} lone surrogate escape(s) (\\ud800 to \\udfff) replaced with U+FFFD",
-                stacklevel=3,
-            )
+    if any(LONE_SURROGATE.search(key) for row in rows for key in row):
+        warnings.warn(
+            f"{path}: a column name holds a lone surrogate (\\ud800 to \\udfff); read with U+FFFD in its place",
+            stacklevel=3,
+        )
+        rows = [{encodable(key): value for key, value in row.items()} for row in rows]
     frame = pd.DataFrame(rows, dtype=object)
+    kept = {j for _, j in _surrogates(frame)}
     return pd.DataFrame(
-        {name: column if column.isna().any() else column.infer_objects() for name, column in frame.items()},
+        {
+            name: column if column.isna().any() or j in kept else column.infer_objects()
+            for j, (name, column) in enumerate(frame.items())
+        },
         index=frame.index,
     )
 
@@ -312,27 +315,57 @@ def read_posts(path: Path, text_column: str = "") -> Posts:
     return posts
 
 
-def check_writable(path: Path, what: str, *, folder: bool = False, inputs: tuple[Path, ...] = ()) -> None:
-    """Fail now, before any work, when `path` (named `what` in the message: an option or a setting) cannot be
-    written; otherwise the error would come after the whole pipeline has run.
+def _same_path(first: Path, second: Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or (both existing) the same inode."""
+    first, second = Path(first), Path(second)
+    if first.resolve() == second.resolve():
+        return True
+    try:
+        return first.exists() and second.exists() and first.samefile(second)
+    except OSError:
+        return False
 
-    A file must not be an existing folder nor one of `inputs` (writing it would overwrite what is read); a
-    folder must not be an existing file. A file is tried in the nearest folder that exists above it, a folder
-    inside itself when it exists: a real write, since permission bits say nothing for root or a read-only
-    mount. Nothing is left behind: no folder is made and the trial file is gone when this returns.
+
+def _holds(folder: Path, path: Path) -> bool:
+    """Whether `path` lies inside `folder` (or is it), both resolved: the folder replaced whole would take it."""
+    folder, path = Path(folder).resolve(), Path(path).resolve()
+    return path == folder or folder in path.parents
+
+
+def check_writable(
+    path: Path,
+    what: str,
+    *,
+    folder: bool = False,
+    inputs: tuple[Path, ...] = (),
+    keep: Mapping[Path, str] | None = None,
+) -> None:
+    """Fail now, before any work, when `path` (named `what` in the message: an option or a setting) cannot be
+    written, or must not be; otherwise the error would come after the whole pipeline has run, or data be lost.
+
+    Every command that writes checks each path it writes here. A file must not be an existing folder, one of
+    `inputs` (writing it would overwrite what is read) nor one of `keep` (files the command must leave alone,
+    each with what it is: a run's own files, its outputs, another output of the same command); a folder must
+    not be an existing file, and one written whole (given `inputs` or `keep`) must not hold any of them. A file
+    is tried in the nearest folder that exists above it, a folder inside itself when it exists: a real write,
+    since permission bits say nothing for root or a read-only mount. Nothing is left behind: no folder is made
+    and the trial file is gone when this returns.
     """
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
         raise TopicliError(f"{what} {path} is a file, not a folder; give a folder path")
     if not folder and path.is_dir():
         raise TopicliError(f"{what} {path} is a folder; give a file path, such as {path / 'posts.csv'}")
-    for source in inputs:
-        if path.resolve() == Path(source).resolve() or (
-            path.exists() and Path(source).exists() and path.samefile(source)
-        ):
+    kept = {Path(source): f"the input file {source}" for source in inputs}  # named first, and as inputs
+    kept.update((path, what) for path, what in (keep or {}).items() if path not in kept)
+    for other, description in kept.items():
+        if _same_path(path, other):
             raise TopicliError(
-                f"{what} {path} is the input file {source}; writing there would overwrite it, so give another path"
+                f"{what} {path} is {description}; writing there would overwrite it, so give another path"
             )
+        if folder and _holds(path, other):
+            held = description if str(other) in description else f"{other} ({description})"
+            raise TopicliError(f"{what} {path} holds {held}; writing the folder would replace it, so give another path")
     start = path if folder else path.parent
     existing = next((p for p in (start, *start.parents) if p.exists()), Path("."))
     if not existing.is_dir():
@@ -460,15 +493,52 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     """CSV, JSONL or Parquet by the suffix, written to a temporary file and renamed into place."""
     path = Path(path)
     fmt = table_format(path)
+    held = _surrogates(frame)
+    if held and fmt in ("csv", "parquet"):
+        frame = _utf8_only(frame, held, path)
     with atomic_path(path) as temp:
         if fmt == "csv":
             frame.to_csv(temp, index=False, lineterminator="\n")
+        elif fmt in ("json", "jsonl") and held:
+            temp.write_text(_json_with_surrogates(frame, held, fmt == "jsonl"), encoding="utf-8")
         elif fmt == "json":
             frame.to_json(temp, orient="records", force_ascii=False)
         elif fmt == "jsonl":
             frame.to_json(temp, orient="records", lines=True, force_ascii=False)
         else:
             pq.write_table(_arrow_table(frame), temp)
+
+
+def _utf8_only(frame: pd.DataFrame, held: set[tuple[int, int]], path: Path) -> pd.DataFrame:
+    """A copy of `frame` with its lone surrogates as U+FFFD, with a warning: CSV and Parquet hold only UTF-8."""
+    out = frame.copy()
+    for i, j in held:
+        out.iat[i, j] = encodable(out.iat[i, j])
+    warnings.warn(
+        f"{path}: {len(held)} value(s) holding a lone surrogate (\\ud800 to \\udfff) written with U+FFFD in its "
+        "place, since the format holds only UTF-8; write .jsonl or .json to keep them as read",
+        stacklevel=3,
+    )
+    return out
+
+
+def _json_with_surrogates(frame: pd.DataFrame, held: set[tuple[int, int]], lines: bool) -> str:
+    """The frame as pandas writes it to JSON (records), with the cells that hold lone surrogates (which pandas'
+    encoder refuses) put back as `\\udXXXX` escapes, which JSON can hold."""
+    clean = frame.copy()
+    clean.columns = [f"c{j}" for j in range(len(frame.columns))]
+    for i, j in held:
+        clean.iat[i, j] = ""
+    written = clean.to_json(orient="records", lines=lines, force_ascii=False)
+    rows = [json.loads(line) for line in written.splitlines() if line.strip()] if lines else json.loads(written)
+    names = list(frame.columns)
+    restored = [
+        {names[j]: frame.iat[i, j] if (i, j) in held else row[f"c{j}"] for j in range(len(names))}
+        for i, row in enumerate(rows)
+    ]
+    dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"))
+    text = "".join(dump(row) + "\n" for row in restored) if lines else dump(restored)
+    return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def _arrow_table(frame: pd.DataFrame) -> pa.Table:

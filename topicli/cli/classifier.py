@@ -18,6 +18,7 @@ from topicli.cli.common import (
     settings_for,
 )
 from topicli.cli.jobs import DryRunOption, OnOption, azureml_job, on_azureml
+from topicli.runs.guard import run_files
 
 classifier_app = command_group()
 
@@ -52,7 +53,9 @@ def train_classifier(
     from topicli.method.training import fit_classifier
 
     check_cache_dir(settings)
-    check_writable(output, "-o", folder=True)
+    # a cls_model folder of its own under [output] dir (the default) may be written again; a run's folder may not
+    own = (output,) if output.resolve().parent == Path(settings.output.dir).resolve() else ()
+    check_writable(output, "-o", folder=True, inputs=tuple(data), keep=run_files(settings, own=own))
     with err_console.status("training cls_model"):
         summary = fit_classifier(
             settings, data, text_column.split(","), label_column.split(","), drop_label, output, progress_bar

@@ -113,7 +113,8 @@ def check_cache_dir(settings: Settings) -> None:
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Advance]:
-    """A rich progress bar on stderr; yields a callback `advance(n)`."""
+    """A rich progress bar on stderr; yields a callback `advance(n)`. The bar stays once done, and is cleared when
+    the block fails."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -127,7 +128,11 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Advance
         def advance(n: int = 1) -> None:
             progress.advance(task, n)
 
-        yield advance
+        try:
+            yield advance
+        except BaseException:
+            progress.live.transient = True  # cleared, so an error line never follows a half-drawn bar
+            raise
 
 
 def chosen_run(run: Path | None, settings: Settings) -> Path:

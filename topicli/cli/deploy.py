@@ -22,6 +22,7 @@ from topicli.cli.common import (
 from topicli.cli.infra import terraform_output_on_error
 from topicli.config import DEFAULT_CONFIG_PATH, Settings
 from topicli.errors import TopicliError
+from topicli.runs.guard import check_files
 
 if TYPE_CHECKING:
     from topicli.cloud.rollout import DeployResult, Rollout
@@ -89,6 +90,7 @@ def azure(
     folder = None if reference is not None or rollback else chosen_bundle(bundle, settings)
     if dry_run:
         target = output or (folder.parent / "azureml" if folder is not None else Path(settings.output.dir) / "azureml")
+        check_files(settings, target, ("endpoint.yml", "deployment.yml"), "-o" if output else "the run folder")
         plan = azureml.dry_run_plan(settings, folder, reference, target)
         for path in azureml.write_deployment_yaml(plan, target):
             console.print(f"wrote {path} (validated by the Azure ML SDK)")
@@ -132,6 +134,7 @@ def local(
     with err_console.status("starting azmlinfsrv"):
         server = local_server.start(folder, state, s.port, s.workers, s.start_timeout)
     console.print(f"serving {folder} at {server.url} (pid {server.pid}, pid file {state / local_server.PID_FILE})")
+    console.print(f"the server reads its own copy, {server.bundle}: a new run does not change what it serves")
     deployed.record(settings, deployed.Deployed("local", server.url))
     console.print(f"log: {server.log}; stop it with `topicli deploy stop`")
 

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from topicli.cli import render
-from topicli.cli.common import ConfigOption, chosen_bundle, command_group, console, err_console, settings_for
+from topicli.cli.common import (
+    ConfigOption,
+    chosen_bundle,
+    command_group,
+    console,
+    err_console,
+    settings_for,
+)
+from topicli.config import Settings
+from topicli.runs.guard import run_files
 
 export_app = command_group("The model bundle as ONNX, or as a Triton model repository.", no_args_is_help=True)
 
@@ -30,9 +39,11 @@ def onnx(
     assignment graph, and encoder.json naming the package that runs the encoder)."""
     from topicli.serving.onnx import export_onnx
 
-    folder = chosen_bundle(bundle, settings_for(config))
+    settings = settings_for(config)
+    folder = chosen_bundle(bundle, settings)
+    target = _checked_target(settings, folder, output, "onnx")
     with err_console.status(f"exporting {folder}"):
-        written = export_onnx(folder, output or folder.parent / "onnx")
+        written = export_onnx(folder, target)
     render.files(console, written)
 
 
@@ -59,13 +70,26 @@ def triton(
 
     settings = settings_for(config, triton={"instances": instances, "max_batch_size": max_batch_size})
     folder = chosen_bundle(bundle, settings)
+    target = _checked_target(settings, folder, output, "triton")
     with err_console.status(f"exporting {folder}"):
         written = write_repository(
             folder,
-            output or folder.parent / "triton",
+            target,
             instance_kind=instance_kind,
             instances=settings.triton.instances,
             max_batch_size=settings.triton.max_batch_size,
         )
     render.files(console, written)
     console.print(f"serve it with `tritonserver --model-repository={written}`; clients call model {ENSEMBLE!r}")
+
+
+def _checked_target(settings: Settings, bundle: Path, output: Path | None, default: str) -> Path:
+    """The folder an export replaces whole: -o, or `default` beside the bundle; refused (one line) where it is or
+    holds the bundle, a run's files or another output. Only the default folder may be replaced with what it holds:
+    the same export, written before."""
+    from topicli.io import check_writable
+
+    target = output or bundle.parent / default
+    keep = {**run_files(settings, own=(bundle.parent / default,)), bundle: f"the bundle {bundle}"}
+    check_writable(target, "-o" if output else "the run folder", folder=True, keep=keep)
+    return target

@@ -12,6 +12,8 @@ from topicli.cli.common import console, err_console, progress_bar
 from topicli.config import Settings
 from topicli.errors import TopicliError
 
+SPARK_LOG = "spark.log"  # in [output] dir: what Spark's JVM prints
+
 OnOption = Annotated[str, typer.Option("--on", help="local, or azureml: a command job on the [azure] compute cluster")]
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="with --on azureml: write the job's YAML and validate it; send nothing")
@@ -59,8 +61,49 @@ def _started_spark(settings: Settings, source: str) -> Any:
     from topicli.spark.session import spark_session
 
     check_source(source)
+    log = Path(settings.output.dir) / SPARK_LOG
     with err_console.status(f"starting Spark ({settings.scale.master or f'local[{settings.scale.executors}]'})"):
-        return spark_session(settings.scale)
+        spark = spark_session(settings.scale, log=log)
+    console.print(f"Spark's own output (the JVM's log and warnings) goes to {log}")
+    return spark
+
+
+def spark_output(
+    settings: Settings, posts: str, output: Path | None, skip: Path | None = None, bundle: Path | None = None
+) -> tuple[Settings, Path | None]:
+    """-o under Spark, by the same suffix rule as everywhere else: .csv, .jsonl (or .json) or .parquet names the
+    format. Spark writes a folder of parts, so the folder gets a folder name, the suffix dropped (`s.csv` → `s/`);
+    a name without a suffix is that folder, in [scale] format. Checked like every output (`check_writable`): the
+    folder is replaced whole, so it may hold no input, no `bundle`, and no file of a run other than `skip` (the run
+    folder `run --engine spark` replaces). The settings with the chosen format, and the folder."""
+    from dataclasses import replace
+
+    from topicli.io import FORMATS, check_writable
+    from topicli.runs.guard import run_files
+
+    if output is None:
+        return settings, None
+    fmt = FORMATS.get(output.suffix.lower())
+    if output.suffix and fmt is None:
+        raise TopicliError(
+            f"-o {output}: unknown format {output.suffix!r}; use .csv, .jsonl, .json or .parquet (Spark writes a "
+            "folder of parts in that format), or a folder name without a suffix for [scale] format"
+        )
+    folder = output.with_suffix("") if fmt is not None else output
+    local = () if "://" in posts or posts.startswith("azureml:") else (Path(posts),)
+    keep = run_files(settings, skip=skip)
+    if bundle is not None:
+        keep[bundle] = f"the bundle {bundle}"
+    check_writable(folder, "-o", folder=True, inputs=local, keep=keep)
+    if fmt is None:
+        return settings, folder
+    return replace(settings, scale=replace(settings.scale, format=fmt)), folder
+
+
+def _parts(path: Path, fmt: str, output: Path | None) -> str:
+    """What a Spark output is, for the line that names it: a folder of parts, and the -o that named its format."""
+    named = f"; -o {output} named the format" if output is not None and output.suffix else ""
+    return f"{path}/ (a folder of {fmt.upper()} parts, as Spark writes them{named})"
 
 
 def run_on_spark(settings: Settings, posts: str, output: Path | None, topics: list[str] | None) -> Path:
@@ -68,14 +111,16 @@ def run_on_spark(settings: Settings, posts: str, output: Path | None, topics: li
     from topicli.runs.folder import bundle_folder, default_run_folder
     from topicli.spark.engine import run_spark
 
-    spark = _started_spark(settings, posts)
     folder = default_run_folder(settings, Path(posts.rstrip("/")))
-    done = run_spark(spark, settings, posts, folder, output, topics, progress_bar)
+    settings, target = spark_output(settings, posts, output, skip=folder)
+    spark = _started_spark(settings, posts)
+    done = run_spark(spark, settings, posts, folder, target, topics, progress_bar)
     render.candidates(console, done.clustering, folder)
     _topic_sizes(done.topic_sizes)
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in done.seconds.items())
     console.print(f"fitted on {done.sample:,} of {done.posts:,} posts; {stages}")
-    console.print(f"wrote {done.output} (every post with cluster, topic, topic_confidence)")
+    parts = _parts(done.output, settings.scale.format, output)
+    console.print(f"wrote {parts}: every post with cluster, topic, topic_confidence")
     console.print(f"model bundle in {bundle_folder(folder)} (serve it with `topicli deploy local`)")
     return folder
 
@@ -85,11 +130,13 @@ def score_on_spark(settings: Settings, posts: str, bundle: Path, output: Path | 
     from topicli.runs.folder import default_run_folder
     from topicli.spark.engine import score_spark
 
+    settings, target = spark_output(settings, posts, output, bundle=bundle)
     spark = _started_spark(settings, posts)
-    path = output or default_run_folder(settings, Path(posts.rstrip("/"))) / f"posts.scored.{settings.scale.format}"
+    path = target or default_run_folder(settings, Path(posts.rstrip("/"))) / f"posts.scored.{settings.scale.format}"
     done = score_spark(spark, settings, posts, bundle, path)
     _topic_sizes(done.topic_sizes)
-    console.print(f"wrote {done.output}: {done.posts:,} posts scored by bundle {done.bundle_id} in Spark tasks")
+    parts = _parts(done.output, settings.scale.format, output)
+    console.print(f"wrote {parts}: {done.posts:,} posts scored by bundle {done.bundle_id} in Spark tasks")
 
 
 def _topic_sizes(sizes: dict[str, int]) -> None:

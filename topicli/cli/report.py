@@ -9,6 +9,7 @@ import typer
 
 from topicli.cli.common import ConfigOption, chosen_run, command_group, console, progress_bar, settings_for
 from topicli.report import MAP_POINTS
+from topicli.runs.guard import check_files, run_files
 
 report_app = command_group()
 
@@ -34,14 +35,15 @@ def report(
     from topicli.io import check_writable
     from topicli.report.data import build_report
     from topicli.report.html import write_page
-    from topicli.report.png import write_pngs
+    from topicli.report.png import PNG_FILES, write_pngs
 
     settings = settings_for(config)
     folder = chosen_run(run, settings)
     path = output or folder / "report.html"
-    check_writable(path, "-o" if output else "the run folder")
+    keep = run_files(settings, folder, own=(folder / "report.html",))
+    check_writable(path, "-o" if output else "the run folder", inputs=(posts,) if posts else (), keep=keep)
     if png:
-        check_writable(png, "--png", folder=True)
+        check_files(settings, png, PNG_FILES, "--png")
     page = build_report(folder, settings, posts, max_points, progress_bar)
     write_page(page, path)
     console.print(f"wrote {path}: {len(page.topics)} topics, {len(page.map.xy):,} of {page.map.total:,} posts mapped")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
@@ -21,6 +22,7 @@ from topicli.cli.common import (
 )
 from topicli.cli.jobs import DryRunOption, OnOption
 from topicli.config import Settings
+from topicli.runs.guard import run_files
 
 if TYPE_CHECKING:
     from topicli.serving.client import Endpoint
@@ -61,19 +63,28 @@ RestartOption = Annotated[
 ]
 
 
-def _score(settings: Settings, posts: Path, endpoint: Endpoint, output: Path | None, restart: bool) -> None:
-    """Score `posts` against `endpoint`, resuming from the partial results of an earlier try unless `restart`."""
+def _score(
+    settings: Settings, posts: Path, endpoint: Callable[[], Endpoint], output: Path | None, restart: bool
+) -> None:
+    """Score `posts` against `endpoint()`, resuming from the partial results of an earlier try unless `restart`.
+    The output is checked first, before the endpoint is looked up or any post is read."""
+    from topicli.io import check_writable
     from topicli.method.pipeline import load_posts
     from topicli.runs.folder import default_run_folder
     from topicli.serving.client import BUNDLE_COLUMN, partial_path, score_file
 
+    default = default_run_folder(settings, posts) / f"posts.scored.{settings.output.format}"
+    path = output or default
+    keep = run_files(settings, own=(default, partial_path(default), partial_path(path)))
+    check_writable(path, "-o" if output else "the run folder", inputs=(posts,), keep=keep)
+    check_writable(partial_path(path), "-o's partial results", inputs=(posts,), keep=keep)
+    server = endpoint()
     data = load_posts(posts, settings)
-    path = output or default_run_folder(settings, posts) / f"posts.scored.{settings.output.format}"
     if partial_path(path).is_file():
         console.print(f"{'dropping' if restart else 'resuming from'} {partial_path(path)}")
-    summary = score_file(data, endpoint, path, settings.serving, progress_bar, restart)
+    summary = score_file(data, server, path, settings.serving, progress_bar, restart)
     console.print(
-        f"wrote {path}: {summary.posts} posts, {summary.sent} sent to {endpoint.url} in {summary.requests} requests "
+        f"wrote {path}: {summary.posts} posts, {summary.sent} sent to {server.url} in {summary.requests} requests "
         f"({summary.retries} retried)"
     )
     if summary.bundle:
@@ -92,7 +103,7 @@ def deployed(
 ) -> None:
     """Score against what `topicli deploy` last deployed: the Azure endpoint, the local server or Triton."""
     settings = settings_for(config, input={"text_column": text_column})
-    _score(settings, posts, _deployed_endpoint(settings), output, restart)
+    _score(settings, posts, lambda: _deployed_endpoint(settings), output, restart)
 
 
 def _deployed_endpoint(settings: Settings) -> Endpoint:
@@ -134,7 +145,7 @@ def local(
 ) -> None:
     """Score against the server that `topicli deploy local` started."""
     settings = settings_for(config, input={"text_column": text_column})
-    _score(settings, posts, _local_endpoint(settings), output, restart)
+    _score(settings, posts, lambda: _local_endpoint(settings), output, restart)
 
 
 def _local_endpoint(settings: Settings) -> Endpoint:
@@ -157,7 +168,7 @@ def azure(
     from topicli.cloud.azureml import azure_endpoint, ml_client
 
     settings = settings_for(config, input={"text_column": text_column})
-    _score(settings, posts, azure_endpoint(settings, ml_client(settings)), output, restart)
+    _score(settings, posts, lambda: azure_endpoint(settings, ml_client(settings)), output, restart)
 
 
 @score_app.command()
@@ -173,8 +184,8 @@ def endpoint(
     """Score against any endpoint that speaks topicli's JSON (an Azure ML endpoint by its URL and key)."""
     from topicli.serving.client import Endpoint
 
-    endpoint = Endpoint(url, key)
-    _score(settings_for(config, input={"text_column": text_column}), posts, endpoint, output, restart)
+    settings = settings_for(config, input={"text_column": text_column})
+    _score(settings, posts, lambda: Endpoint(url, key), output, restart)
 
 
 @score_app.command()
@@ -189,7 +200,8 @@ def triton(
     """Score against a Triton server that serves the repository of `topicli export triton` (KServe v2)."""
     from topicli.serving.client import triton_endpoint
 
-    _score(settings_for(config, input={"text_column": text_column}), posts, triton_endpoint(url), output, restart)
+    settings = settings_for(config, input={"text_column": text_column})
+    _score(settings, posts, lambda: triton_endpoint(url), output, restart)
 
 
 @score_app.command()
@@ -198,7 +210,13 @@ def spark(
     bundle: BundleOption = None,
     text_column: TextColumnOption = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="folder of partitioned output ([scale] format)")
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="a folder of parts: s.csv, s.jsonl or s.parquet writes folder s/ in that format; "
+            "a name without suffix, in [scale] format",
+        ),
     ] = None,
     bundle_asset: Annotated[
         str | None,

@@ -32,6 +32,7 @@ from topicli.cli.jobs import (
 from topicli.cli.topics import OutputOption, TopicsOption, say_written
 from topicli.config import Settings
 from topicli.errors import TopicliError
+from topicli.runs.guard import run_files
 
 train_app = command_group()
 step_app = command_group(
@@ -65,7 +66,7 @@ def _with_classifier(settings: Settings) -> Settings:
     from topicli.method.training import fit_classifier
 
     output = Path(settings.output.dir) / "cls_model"
-    check_writable(output, "[output] dir", folder=True)
+    check_writable(output, "[output] dir", folder=True, keep=run_files(settings, own=(output,)))
     data = [Path(p.strip()) for p in s.train_data.split(",") if p.strip()]
     with err_console.status("training cls_model on [classifier] train_data"):
         summary = fit_classifier(

@@ -32,6 +32,7 @@ same head.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -178,7 +179,10 @@ class ScoreAdapter(BaseEstimator):
         from sklearn.linear_model import LogisticRegression
 
         model = LogisticRegression(C=self.regularisation, max_iter=1000, tol=1e-3)  # 1e-4 took 2.5x the time
-        model.fit(x[~held], topics[~held], sample_weight=None if weights is None else weights[rows][~held])
+        with warnings.catch_warnings():
+            # many topics over few pseudo-labels is what a small run is; scikit-learn takes it for regression
+            warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+            model.fit(x[~held], topics[~held], sample_weight=None if weights is None else weights[rows][~held])
         coef = np.zeros((n_topics, x.shape[1]), dtype=np.float32)
         intercept = np.full(n_topics, ABSENT_INTERCEPT, dtype=np.float32)
         classes = model.classes_

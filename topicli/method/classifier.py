@@ -150,12 +150,34 @@ def load_classifier(folder: Path | str = "") -> tuple[PairClassifier, dict[str, 
             f"{folder} is not a cls_model folder (needs manifest.json and weights.safetensors); "
             "write one with `topicli train-classifier` or clear [classifier] path"
         )
-    card = json.loads(manifest_file.read_text(encoding="utf-8"))
+    try:
+        card = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise TopicliError(
+            f"{manifest_file} is not readable JSON ({type(error).__name__}); "
+            "write the cls_model again with `topicli train-classifier`"
+        ) from None
+    if not isinstance(card, dict):
+        raise TopicliError(
+            f"{manifest_file} is not a JSON object; write the cls_model again with `topicli train-classifier`"
+        )
     if card.get("format_version") != FORMAT_VERSION:
         raise TopicliError(
             f"{folder}: cls_model format {card.get('format_version')} but this topicli reads {FORMAT_VERSION}; "
             "retrain it with `topicli train-classifier`"
         )
-    model = PairClassifier(**card["settings"])
-    model.weights_ = load_file(str(weights_file))
+    try:
+        model = PairClassifier(**card["settings"])
+    except (KeyError, TypeError) as error:
+        raise TopicliError(
+            f"{manifest_file}: its settings are missing or not {PairClassifier.__name__}'s ({error}); "
+            "write the cls_model again with `topicli train-classifier`"
+        ) from None
+    try:
+        model.weights_ = load_file(str(weights_file))
+    except Exception as error:  # safetensors raises its own SafetensorError, or OSError
+        raise TopicliError(
+            f"{weights_file} is not a readable safetensors file ({' '.join(str(error).split())}); "
+            "write the cls_model again with `topicli train-classifier`"
+        ) from None
     return model, card

@@ -427,6 +427,8 @@ class ClusterSearch(BaseEstimator):
             if progress is not None:
                 progress(1)
         if best is None:
+            if all(c.n_clusters == 0 for c in self.candidates_):
+                raise TopicliError(self._all_noise(searched, distances))
             counts = sorted(c.n_clusters for c in self.candidates_)
             found = f"no clustering has {self.min_topics}-{self.max_topics} clusters (the search found {counts[0]} to "
             if self.out_of_range == "error":
@@ -443,6 +445,21 @@ class ClusterSearch(BaseEstimator):
             )
         self.best_ = best
         return self
+
+    def _all_noise(self, vectors: np.ndarray, distances: np.ndarray | None) -> str:
+        """Why no candidate has a cluster, for a radius below every pair of posts (--eps 1e-9) and the like: with
+        no cluster there is nothing to label, and the nearest candidate would be one of nothing."""
+        radii = {c.eps for c in self.candidates_}
+        if self.algorithm != "dbscan" or len(radii) > 1 or len(vectors) < 2:
+            return (
+                f"every clustering tried ({self.algorithm}) leaves every post as noise; give a smaller --min-samples, "
+                "a larger --eps, or leave them out to search"
+            )
+        nearest = float(np.min(distances[:, 0] if distances is not None else nearest_neighbours(vectors, 1)[0]))
+        return (
+            f"--eps {radii.pop():g} leaves every post as noise (the nearest two posts are {nearest:.4g} apart in "
+            "cosine distance); give a larger --eps, or leave --eps out to search"
+        )
 
     def _nearest(
         self, cluster: Callable[[float, int, int], tuple[np.ndarray, np.ndarray]], scorer: Scorer

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from topicli.io import atomic_path
+from topicli.errors import TopicliError
+from topicli.io import atomic_path, remove
 from topicli.method.encoders import DEFAULT_ENCODER, Encoder, load_encoder
 from topicli.progress import Advance
 
@@ -256,7 +257,7 @@ def _drop_chunk(path: Path, why: str, root: Path) -> None:
     stem = path.name.removesuffix(".keys.npy").removesuffix(".vectors.npy")
     for suffix in (".keys.npy", ".vectors.npy"):
         try:
-            path.with_name(stem + suffix).unlink(missing_ok=True)
+            remove(path.with_name(stem + suffix))  # a folder in a file's place too
         except OSError:
             return
 
@@ -336,7 +337,13 @@ def posts_vectors_path(cache: EmbeddingCache, keys: np.ndarray) -> Path:
 
 def _open_vectors(path: Path, shape: tuple[int, int], root: Path) -> np.ndarray | None:
     """The memory-mapped vectors file at `path`, or None when it is absent or damaged (then with a warning):
-    cut short, not of that shape, or holding NaN or infinity."""
+    cut short, not of that shape, or holding NaN or infinity. A folder in its place is removed (with a warning), or
+    else refused in one line: the file written next could not replace it."""
+    if path.exists() and not path.is_file():
+        _warn_damaged(path, "a folder, not a file", root)
+        remove(path)
+        if path.exists():
+            raise TopicliError(f"embedding cache path {path} is a folder that cannot be removed; delete it and rerun")
     if not path.is_file():
         return None
     why = _npy_damage(path, shape[0])

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from topicli.errors import TopicliError
+from topicli.io import encodable
 from topicli.method.keywords import KEYWORDS, keywords, stop_words
 from topicli.method.records import RUNNER_UP_COLUMN
 from topicli.method.timeline import over_time
@@ -128,7 +129,9 @@ def rename_outputs(
     new_list = [renames.get(t, t) for t in topic_list]
     for cluster, name in joined.items():
         rows = (out["cluster"] == cluster) & (topic == "")
-        found, sure = answer_joined(out.loc[rows, text_column].astype(str).tolist(), cluster, new_list.index(name))
+        found, sure = answer_joined(
+            [encodable(str(t)) for t in out.loc[rows, text_column]], cluster, new_list.index(name)
+        )
         topic[rows] = [new_list[t] if t >= 0 else "" for t in found]
         confidence[rows] = np.round(sure, 4)
         if RUNNER_UP_COLUMN in out.columns:
@@ -155,7 +158,7 @@ def _table(
     kinds = table["kind"] if "kind" in table.columns else pd.Series("topic", index=table.index)
     is_topic = kinds == "topic"
     table["new"] = table["topic"].astype(str).map(lambda t: renames.get(t, t))
-    texts = posts[text_column].fillna("").astype(str).tolist()
+    texts = [encodable(str(t)) if pd.notna(t) else "" for t in posts[text_column]]  # a lone surrogate as U+FFFD
     names = posts["topic"].to_numpy()
     order = sorted(set(names) - {""})
     codes = np.array([order.index(n) if n else -1 for n in names])

@@ -20,7 +20,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from topicli.config import Settings
 from topicli.errors import TopicliError
-from topicli.io import read_table
+from topicli.io import encodable, read_table
 from topicli.method.calibration import ConfidenceCalibrator
 from topicli.method.clustering import Candidate
 from topicli.method.embedding import Embedder
@@ -230,7 +230,7 @@ def _read_posts_output(path: Path, text_column: str, rows: int) -> pd.DataFrame:
         raise TopicliError(f"{path} has {len(frame)} posts but the run clustered {rows}; pass --posts of this run")
     return pd.DataFrame(
         {
-            "text": [t if isinstance(t, str) else "" for t in frame[text_column]],
+            "text": [encodable(t) if isinstance(t, str) else "" for t in frame[text_column]],  # HTML is UTF-8
             "topic": frame["topic"].fillna("").astype(str),
             "confidence": pd.to_numeric(frame["topic_confidence"], errors="coerce"),
             "suggested": (

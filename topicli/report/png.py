@@ -112,14 +112,17 @@ def _reliability(r: Reliability, path: Path) -> None:
     _save(figure, path)
 
 
+PNG_FILES = ("topics.png", "map.png", "reliability.png")
+
+
 def write_pngs(report: Report, folder: Path) -> list[Path]:
     """`topics.png` (posts per topic), `map.png` (the map) and `reliability.png` (how far to trust the
     confidence, when the report has it) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / "topics.png", folder / "map.png"]
+    paths = [folder / PNG_FILES[0], folder / PNG_FILES[1]]
     _bar_chart(report, paths[0])
     _map(report, paths[1])
     if report.reliability is not None:
-        paths.append(folder / "reliability.png")
+        paths.append(folder / PNG_FILES[2])
         _reliability(report.reliability, paths[2])
     return paths

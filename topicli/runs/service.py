@@ -47,6 +47,7 @@ from topicli.runs.folder import (
     mark_latest,
     new_attempt,
 )
+from topicli.runs.guard import run_files
 from topicli.runs.outputs import OutputSet, WrittenOutputs, find_posts_output, topic_table_path, write_outputs
 from topicli.serving.bundle import BundleModel, read_bundle, renamed_bundle, save_bundle, write_bundle
 
@@ -58,14 +59,16 @@ def check_run_paths(
 ) -> list[str]:
     """Refuse, before any post is embedded, what a run could not write: the embedding cache, the run
     folder (`folder_name` says which option or setting gave it), -o and the topic table beside it, neither
-    of which may be the input `source`. Returns the topic list, read now so a bad --topics fails now too."""
+    of which may be the input `source` nor a file of another run (`run_files`). Returns the topic list, read
+    now so a bad --topics fails now too."""
     check_writable(Path(settings.encoder.cache_dir), "[encoder] cache_dir", folder=True)
     check_writable(folder, folder_name, folder=True)
     if output is not None:
         inputs = (source,) if source is not None else ()
-        check_writable(output, "-o", inputs=inputs)
+        keep = run_files(settings, skip=folder)
+        check_writable(output, "-o", inputs=inputs, keep=keep)
         table_format(output)
-        check_writable(topic_table_path(output), "-o's topic table", inputs=inputs)
+        check_writable(topic_table_path(output), "-o's topic table", inputs=inputs, keep=keep)
     return read_topics(settings.labelling.topics)
 
 

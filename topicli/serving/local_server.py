@@ -2,10 +2,13 @@
 
 azmlinfsrv always binds 0.0.0.0 (its host is a constant, not an option); the launcher sets
 that constant to 127.0.0.1 before starting it, so the local server is not reachable from
-other machines. Everything else is the real server as Azure ML runs it. The server's state
-lives in a folder (default `<[output] dir>/serve/`): `azmlinfsrv.pid`, `server.json` (URL,
-port, bundle, log, process start time, so a recycled PID is never taken for ours) and
-`azmlinfsrv.log`.
+other machines, and puts `topicli.serving.guard` in front of each worker (every 4xx in
+topicli's error shape, no 500 for a malformed body, workers that end with their master).
+Everything else is the real server as Azure ML runs it. The server's state lives in a folder
+(default `<[output] dir>/serve/`): `azmlinfsrv.pid`, `server.json` (URL, port, bundle, log,
+process start time, so a recycled PID is never taken for ours), `azmlinfsrv.log`, and
+`bundle/`, the copy of the bundle it serves: a later run replaces its run folder, and a worker
+that restarts must still find the bundle it was started with. `stop` removes the copy.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,14 +32,15 @@ import psutil
 
 from topicli.config import Settings
 from topicli.errors import TopicliError
-from topicli.io import atomic_path
+from topicli.io import atomic_folder, atomic_path, remove
 
 SCORE_SCRIPT = Path(__file__).with_name("score.py")
 PID_FILE = "azmlinfsrv.pid"
 STATE_FILE = "server.json"
 LOG_FILE = "azmlinfsrv.log"
 HOST = "127.0.0.1"
-_LAUNCHER = f"from azureml_inference_server_http import amlserver; amlserver.DEFAULT_HOST = {HOST!r}; amlserver.run()"
+SERVED_FOLDER = "bundle"  # in the state folder: the copy of the bundle the server serves
+_LAUNCHER = f"from topicli.serving.guard import launch; launch({HOST!r})"
 
 
 @dataclass(frozen=True)
@@ -83,14 +89,17 @@ def _read_state(folder: Path) -> LocalServer | None:
             stacklevel=3,
         )
         if server is None:
+            _reap(folder)
             _forget(folder)
             return None
         _write_state(folder, server)
     try:
-        alive = psutil.Process(server.pid).create_time() == server.started
+        process = psutil.Process(server.pid)
+        alive = process.create_time() == server.started and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         alive = False
     if not alive:
+        _reap(folder)
         _forget(folder)
         return None
     return server
@@ -109,14 +118,32 @@ def _parse_state(text: str) -> LocalServer:
     return server
 
 
-def _found_process(folder: Path) -> LocalServer | None:
-    """The server `start` launched with this state folder, read from its process: the session leader running
-    our launcher with AML_APP_ROOT = `folder`; its command line gives the port and the bundle."""
+def _processes(folder: Path) -> Iterator[psutil.Process]:
+    """Every process `start` launched with this state folder: our launcher, run with AML_APP_ROOT = `folder`
+    (gunicorn's master and the workers it forked, which share its command line and environment)."""
     for process in psutil.process_iter(["pid", "cmdline", "environ", "create_time"]):
         info = process.info
         command, environ = info["cmdline"] or [], info["environ"] or {}
-        if _LAUNCHER not in command or environ.get("AML_APP_ROOT") != str(folder):
-            continue
+        if _LAUNCHER in command and environ.get("AML_APP_ROOT") == str(folder):
+            yield process
+
+
+def _reap(folder: Path) -> None:
+    """Kill what is left of a server of this state folder whose master is gone (`kill -9` of the master leaves its
+    workers serving, holding the port): called only where no live server is recorded for the folder."""
+    left = list(_processes(folder))
+    for process in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(left, timeout=10)
+
+
+def _found_process(folder: Path) -> LocalServer | None:
+    """The server `start` launched with this state folder, read from its process: the session leader running
+    our launcher with AML_APP_ROOT = `folder`; its command line gives the port and the bundle."""
+    for process in _processes(folder):
+        info = process.info
+        command = info["cmdline"] or []
         with contextlib.suppress(ProcessLookupError):
             if os.getpgid(info["pid"]) != info["pid"]:
                 continue  # a gunicorn worker; its master leads the group
@@ -134,8 +161,10 @@ def _write_state(folder: Path, server: LocalServer) -> None:
 
 
 def _forget(folder: Path) -> None:
+    """Remove the record of a server that no longer runs, and the copy of the bundle it served."""
     (folder / STATE_FILE).unlink(missing_ok=True)
     (folder / PID_FILE).unlink(missing_ok=True)
+    remove(folder / SERVED_FOLDER)
 
 
 def running_server(folder: Path) -> LocalServer:
@@ -197,9 +226,11 @@ def start(bundle: Path, folder: Path, port: int, workers: int = 1, timeout: floa
         raise TopicliError(
             f"a local server already runs at {existing.url} (pid {existing.pid}); stop it with `topicli deploy stop`"
         )
+    _reap(folder)  # workers a killed master left behind, holding the port
     if not _port_free(port):
         raise TopicliError(f"port {port} on {HOST} is in use; pass another with --port")
     folder.mkdir(parents=True, exist_ok=True)
+    served = _serve_copy(bundle, folder / SERVED_FOLDER)
     log = folder / LOG_FILE
     command = [
         sys.executable,
@@ -208,7 +239,7 @@ def start(bundle: Path, folder: Path, port: int, workers: int = 1, timeout: floa
         "--entry_script",
         str(SCORE_SCRIPT),
         "--model_dir",
-        str(bundle),
+        str(served),
         "--port",
         str(port),
         "--worker_count",
@@ -220,15 +251,32 @@ def start(bundle: Path, folder: Path, port: int, workers: int = 1, timeout: floa
         process = subprocess.Popen(
             command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
         )
-    server = LocalServer(process.pid, port, str(bundle), str(log), psutil.Process(process.pid).create_time())
+    server = LocalServer(process.pid, port, str(served), str(log), psutil.Process(process.pid).create_time())
     try:
         _wait_live(server, process, timeout)
     except BaseException:
         _terminate(process.pid)
         process.wait(timeout=30)
+        _reap(folder)
+        remove(served)
         raise
     _write_state(folder, server)
     return server
+
+
+def _serve_copy(bundle: Path, served: Path) -> Path:
+    """`bundle` copied to `served` (hard links where the file system allows: no second copy of the encoder), so
+    that no later command that replaces the run folder takes the served bundle with it."""
+
+    def link_or_copy(source: str, target: str) -> None:
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy2(source, target)
+
+    with atomic_folder(served) as staging:
+        shutil.copytree(bundle, staging, copy_function=link_or_copy, dirs_exist_ok=True)
+    return served
 
 
 def _wait_live(server: LocalServer, process: subprocess.Popen, timeout: float) -> None:
@@ -266,6 +314,8 @@ def stop(folder: Path, timeout: float = 30.0) -> LocalServer | None:
     except psutil.NoSuchProcess:
         pass
     except psutil.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+    _reap(folder)  # a worker that outlived its master
     _forget(folder)
     return server

@@ -220,9 +220,12 @@ def fit_sample(
 
 
 def _write(frame: Any, output: Path, fmt: str) -> None:
+    """A folder of parts in `fmt`: csv, jsonl (one JSON object per line, what Spark's json writer gives) or parquet."""
     writer = frame.write.mode("overwrite")
     if fmt == "csv":
         writer.option("header", True).option("escape", '"').csv(str(output))
+    elif fmt in ("json", "jsonl"):
+        writer.json(str(output))
     else:
         writer.parquet(str(output))
 

@@ -37,12 +37,27 @@ def master_url(scale: ScaleSettings) -> str:
     return scale.master or f"local[{scale.executors}]"
 
 
-def spark_session(scale: ScaleSettings, app_name: str = "topicli") -> Any:
+def _launch_jvm(log: Path) -> None:
+    """Start Spark's JVM (the py4j gateway) with its stdout and stderr in `log`: its warnings (native Hadoop, log
+    levels, illegal access) and those of the Python workers it forks never reach the terminal. Nothing when this
+    process has a JVM already."""
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None:
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as handle:
+        SparkContext._ensure_initialized(gateway=launch_gateway(popen_kwargs={"stdout": handle, "stderr": handle}))
+
+
+def spark_session(scale: ScaleSettings, app_name: str = "topicli", log: Path | None = None) -> Any:
     """A SparkSession on `[scale] master` (default local[executors]); executors run this Python.
 
     Each local task slot is one Python worker, kept between tasks (`spark.python.worker.reuse`),
     so the encoder and the bundle load once per worker. Arrow batches are capped so one task's
-    pandas frame stays a few MB of vectors whatever the partition size.
+    pandas frame stays a few MB of vectors whatever the partition size. With `log`, the JVM's own
+    output goes there (`_launch_jvm`).
     """
     java_runtime()
     # pyspark 4.0 warns at every pandas conversion that it has not certified pandas 3; our tests run both
@@ -64,12 +79,15 @@ def spark_session(scale: ScaleSettings, app_name: str = "topicli") -> Any:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     try:
+        if log is not None:
+            _launch_jvm(log)
         session = builder.getOrCreate()
     except Exception as error:  # a JVM that does not start, a master URL Spark cannot parse or reach
         why = " ".join(str(error).split())[:240]
+        more = f"; the JVM's output is in {log}" if log is not None else ""
         raise TopicliError(
             f"Spark did not start on {master_url(scale)} ({type(error).__name__}: {why}); check [scale] master "
-            "and the Java runtime (Java 17), or use --engine local"
+            f"and the Java runtime (Java 17), or use --engine local{more}"
         ) from None
     session.sparkContext.setLogLevel("ERROR")
     return session
