@@ -33,7 +33,7 @@ import websocket
 from typer.testing import CliRunner
 
 from topicli.cli import app
-from topicli.method.clustering import Candidate
+from topicli.method.base import Candidate
 from topicli.method.runs import OVER_TIME_FILE
 from topicli.method.timeline import read_over_time, trends
 from topicli.report.data import PostMap, Report, TopicView

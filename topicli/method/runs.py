@@ -35,7 +35,7 @@ from topicli import __version__
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.io import atomic_path, exchange, file_digest, pid_alive, remove, stale_leftovers, table_format, write_table
-from topicli.method.clustering import Candidate
+from topicli.method.base import Candidate
 
 
 class OutputSet(Protocol):
