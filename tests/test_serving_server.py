@@ -117,6 +117,7 @@ def test_bad_requests_get_4xx_and_an_error_object(
     assert httpx.get(server.health_url).status_code == 200, "the server outlives any input"
 
 
+@pytest.mark.heavy
 def test_200_requests_8_in_flight_no_errors_same_answers(server: local_server.LocalServer, model: BundleModel) -> None:
     texts = [t for t in pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"] if t.strip()]
     batches = [[texts[(i * 7 + j) % len(texts)] for j in range(1 + i % 8)] for i in range(200)]
@@ -348,6 +349,7 @@ def test_client_stops_on_a_refusal(server: local_server.LocalServer, tmp_path: P
         )
 
 
+@pytest.mark.heavy
 def test_deploy_local_score_and_stop_commands(run_folder: Path, cache_dir: Path, monkeypatch) -> None:
     monkeypatch.chdir(run_folder.parent.parent)
     monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
