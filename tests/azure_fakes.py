@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
-from azure.core import exceptions  # noqa: F401  (tests catch the SDK's types through this module)
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ServiceRequestError
 from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport

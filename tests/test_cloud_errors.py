@@ -178,6 +178,8 @@ def test_a_job_submission_not_signed_in(
 def test_endpoint_logs_go_to_log_analytics(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType
 ) -> None:
+    from azure.core.exceptions import HttpResponseError
+
     from topicli.cloud import monitor
     from topicli.config import load_settings
 
@@ -199,7 +201,7 @@ def test_endpoint_logs_go_to_log_analytics(
     assert {log["category"] for log in body["logs"]} == set(monitor.CATEGORIES)
 
     refused = azure_fakes.FakeTransport(403, "AuthorizationFailed", "no write on Microsoft.Insights/diagnosticSettings")
-    with pytest.raises(azure_fakes.exceptions.HttpResponseError) as failed:
+    with pytest.raises(HttpResponseError) as failed:
         monitor.send_endpoint_logs(settings, "topicli-e2e", azure_fakes.Token(), transport=refused)
     assert "Azure refused access" in str(cloud_error(failed.value))
 
