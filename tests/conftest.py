@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -56,3 +57,29 @@ def tweets(n: int | None = None) -> list[dict]:
         path = needs_data("eval", "tweet_topic_single", name)
         rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return rows[:n] if n else rows
+
+
+def sdk_error(message: str, kind: str = "HttpResponseError") -> Exception:
+    """One of the Azure SDK's own exceptions (`azure.core.exceptions`), imported when a test raises it."""
+    from azure.core import exceptions
+
+    return getattr(exceptions, kind)(message=message)
+
+
+@pytest.fixture(scope="session")
+def azure_ml() -> ModuleType:
+    """The Azure ML SDK (`azure.ai.ml`, its YAML loaders and entities), imported when a test that uses it runs."""
+    import azure.ai.ml
+
+    return azure.ai.ml
+
+
+@pytest.fixture(scope="session")
+def azure_fakes() -> ModuleType:
+    """tests/azure_fakes.py: fakes on the Azure SDK's own classes, imported when a test that needs them runs.
+
+    Not at collection: the SDK takes seconds to import, and most test runs never touch Azure.
+    """
+    from tests import azure_fakes
+
+    return azure_fakes

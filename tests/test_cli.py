@@ -49,6 +49,7 @@ def test_run_on_the_examples_gives_every_post_a_topic(isolated: Path) -> None:
     assert 20 <= clustering["chosen"]["n_clusters"] <= 100
 
 
+@pytest.mark.heavy
 def test_same_input_same_bytes_cold_and_warm(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(isolated / "fresh-cache"))
     outputs = []

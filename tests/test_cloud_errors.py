@@ -13,15 +13,10 @@ import functools
 import json
 import shutil
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
-import requests
-from azure.ai.ml import MLClient
-from azure.core.credentials import AccessToken
-from azure.core.exceptions import HttpResponseError, ServiceRequestError
-from azure.core.pipeline.transport import HttpTransport
-from azure.core.pipeline.transport._requests_basic import RequestsTransportResponse
 from typer.testing import CliRunner
 
 from topicli.cli import app
@@ -29,6 +24,7 @@ from topicli.cloud import azureml
 from topicli.cloud.errors import cloud_error
 from topicli.serving.bundle import BundleModel
 
+from .conftest import sdk_error
 from .test_infra import TERRAFORM_DIR
 from .test_rollout import WORKSPACE, FakeMLClient
 from .test_serving import run_examples
@@ -41,44 +37,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     return run_examples(tmp_path_factory.mktemp("errors-run"), cache_dir) / "bundle"
 
 
-class Token:
-    """A credential that is signed in."""
-
-    def get_token(self, *scopes: str, **options: Any) -> AccessToken:
-        return AccessToken("token", 2**31)
-
-
-class FakeTransport(HttpTransport):
-    """Answers every request with one status and Azure's JSON error body, or fails to connect."""
-
-    def __init__(self, status: int = 0, code: str = "", message: str = "") -> None:
-        self.status, self.body = status, {"error": {"code": code, "message": message}}
-        self.sent: list[str] = []
-        self.requests: list[Any] = []
-
-    def __enter__(self) -> FakeTransport:
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        return None
-
-    def open(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def send(self, request: Any, **_: Any) -> RequestsTransportResponse:
-        self.sent.append(request.url)
-        self.requests.append(request)
-        if not self.status:
-            raise ServiceRequestError("<urllib3.connection.HTTPSConnection>: Failed to establish a new connection")
-        response = requests.Response()
-        response.status_code, response._content = self.status, json.dumps(self.body).encode()
-        response.headers["Content-Type"] = "application/json"
-        return RequestsTransportResponse(request, response)
-
-
 @pytest.fixture
 def workspace(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name, value in WORKSPACE.items():
@@ -88,12 +46,14 @@ def workspace(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return isolated
 
 
-def talk_to(monkeypatch: pytest.MonkeyPatch, transport: FakeTransport, credential: Any = None) -> None:
-    """`ml_client` builds the real MLClient, on `transport`, signed in with `credential`."""
+def talk_to(monkeypatch: pytest.MonkeyPatch, transport: Any, credential: Any = None) -> None:
+    """`ml_client` builds the real MLClient, on `transport` (a `FakeTransport`), signed in with `credential`."""
     import azure.ai.ml
     import azure.identity
 
-    monkeypatch.setattr(azure.ai.ml, "MLClient", functools.partial(MLClient, transport=transport))
+    from tests.azure_fakes import Token
+
+    monkeypatch.setattr(azure.ai.ml, "MLClient", functools.partial(azure.ai.ml.MLClient, transport=transport))
     monkeypatch.setattr(azure.identity, "DefaultAzureCredential", lambda: credential or Token())
 
 
@@ -104,26 +64,26 @@ def one_line(result: Any) -> str:
     return lines[0]
 
 
-def test_not_signed_in(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_signed_in(workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType) -> None:
     from azure.identity import EnvironmentCredential
 
-    transport = FakeTransport(200)
+    transport = azure_fakes.FakeTransport(200)
     talk_to(monkeypatch, transport, EnvironmentCredential())
     line = one_line(CliRunner().invoke(app, ["score", "azure", "posts.csv"]))
     assert "not signed in to Azure (CredentialUnavailableError)" in line and "az login" in line
     assert "AZURE_CLIENT_ID" in line and transport.sent == []
 
 
-def test_workspace_not_found(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workspace_not_found(workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType) -> None:
     message = f"The Resource '{RESOURCE}' under resource group 'rg' was not found."
-    talk_to(monkeypatch, FakeTransport(404, "ResourceNotFound", message))
+    talk_to(monkeypatch, azure_fakes.FakeTransport(404, "ResourceNotFound", message))
     line = one_line(CliRunner().invoke(app, ["score", "azure", "posts.csv"]))
     assert "Azure ML workspace not found" in line and "[azure] subscription_id, resource_group and workspace" in line
 
 
-def test_endpoint_not_found(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_endpoint_not_found(workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType) -> None:
     message = f"The Resource '{RESOURCE}/onlineEndpoints/gone' under resource group 'rg' was not found."
-    transport = FakeTransport(404, "ResourceNotFound", message)
+    transport = azure_fakes.FakeTransport(404, "ResourceNotFound", message)
     talk_to(monkeypatch, transport)
     monkeypatch.setenv("TOPICLI_AZURE_ENDPOINT", "gone")
     line = one_line(CliRunner().invoke(app, ["score", "azure", "posts.csv"]))
@@ -133,20 +93,23 @@ def test_endpoint_not_found(workspace: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert transport.sent[0].startswith("https://management.azure.com/subscriptions/")
 
 
-def test_access_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    talk_to(monkeypatch, FakeTransport(403, "AuthorizationFailed", "The client 'me' does not have authorization"))
+def test_access_refused(workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType) -> None:
+    talk_to(
+        monkeypatch,
+        azure_fakes.FakeTransport(403, "AuthorizationFailed", "The client 'me' does not have authorization"),
+    )
     line = one_line(CliRunner().invoke(app, ["score", "azure", "posts.csv"]))
     assert "Azure refused access" in line and "AzureML Data Scientist" in line
 
 
-def test_azure_unreachable(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    talk_to(monkeypatch, FakeTransport())
+def test_azure_unreachable(workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType) -> None:
+    talk_to(monkeypatch, azure_fakes.FakeTransport())
     line = one_line(CliRunner().invoke(app, ["score", "azure", "posts.csv"]))
     assert "could not reach Azure" in line
 
 
-def test_debug_keeps_the_traceback(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    talk_to(monkeypatch, FakeTransport(403, "AuthorizationFailed", "no"))
+def test_debug_keeps_the_traceback(workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType) -> None:
+    talk_to(monkeypatch, azure_fakes.FakeTransport(403, "AuthorizationFailed", "no"))
     result = CliRunner().invoke(app, ["--debug", "score", "azure", "posts.csv"])
     assert result.exit_code == 2
     assert "Traceback" in result.stderr and "HttpResponseError" in result.stderr
@@ -158,12 +121,12 @@ def test_debug_keeps_the_traceback(workspace: Path, monkeypatch: pytest.MonkeyPa
     [
         (
             "deployment",
-            HttpResponseError(message="(OperationNotAllowed) Not enough quota available for Standard_DS3_v2"),
+            "(OperationNotAllowed) Not enough quota available for Standard_DS3_v2",
             "creating deployment blue: not enough quota ((OperationNotAllowed) Not enough quota available",
         ),
         (
             "provision",
-            HttpResponseError(message="(ResourceNotReady) User container has crashed or terminated"),
+            "(ResourceNotReady) User container has crashed or terminated",
             "az ml online-deployment get-logs --endpoint-name topicli-e2e --name blue --resource-group rg "
             "--workspace-name ws",
         ),
@@ -171,14 +134,14 @@ def test_debug_keeps_the_traceback(workspace: Path, monkeypatch: pytest.MonkeyPa
 )
 def test_deploy_failures(
     step: str,
-    error: Exception,
+    error: str,
     said: str,
     bundle: Path,
     workspace: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TOPICLI_AZURE_ENDPOINT", "topicli-e2e")
-    client = FakeMLClient(BundleModel.load(bundle), fail={step: error})
+    client = FakeMLClient(BundleModel.load(bundle), fail={step: sdk_error(error)})
     monkeypatch.setattr(azureml, "ml_client", lambda settings: client)
     line = one_line(CliRunner().invoke(app, ["deploy", "--bundle", str(bundle)]))
     assert said in line
@@ -198,19 +161,25 @@ def test_terraform_providers_unreachable(
     assert "terraform providers mirror DIR" in last and "TF_PLUGIN_CACHE_DIR" in last
 
 
-def test_a_job_submission_not_signed_in(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_submission_not_signed_in(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType
+) -> None:
     """`cluster --on azureml` reaches Azure through the SDK's job upload: the root command group makes it one line."""
     from azure.identity import EnvironmentCredential
 
     from .conftest import EXAMPLES
 
-    transport = FakeTransport(200)
+    transport = azure_fakes.FakeTransport(200)
     talk_to(monkeypatch, transport, EnvironmentCredential())
     line = one_line(CliRunner().invoke(app, ["cluster", str(EXAMPLES), "--on", "azureml"]))
     assert "not signed in to Azure (CredentialUnavailableError)" in line and transport.sent == []
 
 
-def test_endpoint_logs_go_to_log_analytics(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_endpoint_logs_go_to_log_analytics(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, azure_fakes: ModuleType
+) -> None:
+    from azure.core.exceptions import HttpResponseError
+
     from topicli.cloud import monitor
     from topicli.config import load_settings
 
@@ -219,8 +188,8 @@ def test_endpoint_logs_go_to_log_analytics(workspace: Path, monkeypatch: pytest.
     )
     monkeypatch.setenv("TOPICLI_AZURE_LOG_ANALYTICS_WORKSPACE", analytics)
     settings = load_settings(None)
-    transport = FakeTransport(200)
-    url = monitor.send_endpoint_logs(settings, "topicli-e2e", Token(), transport=transport)
+    transport = azure_fakes.FakeTransport(200)
+    url = monitor.send_endpoint_logs(settings, "topicli-e2e", azure_fakes.Token(), transport=transport)
     (request,) = transport.requests
     assert request.method == "PUT" and request.url.startswith(url) and "api-version=" in request.url
     assert url.endswith(
@@ -231,9 +200,9 @@ def test_endpoint_logs_go_to_log_analytics(workspace: Path, monkeypatch: pytest.
     assert body["workspaceId"] == analytics
     assert {log["category"] for log in body["logs"]} == set(monitor.CATEGORIES)
 
-    refused = FakeTransport(403, "AuthorizationFailed", "no write on Microsoft.Insights/diagnosticSettings")
+    refused = azure_fakes.FakeTransport(403, "AuthorizationFailed", "no write on Microsoft.Insights/diagnosticSettings")
     with pytest.raises(HttpResponseError) as failed:
-        monitor.send_endpoint_logs(settings, "topicli-e2e", Token(), transport=refused)
+        monitor.send_endpoint_logs(settings, "topicli-e2e", azure_fakes.Token(), transport=refused)
     assert "Azure refused access" in str(cloud_error(failed.value))
 
 
@@ -249,7 +218,7 @@ def test_a_rollout_sends_the_endpoint_logs(bundle: Path, workspace: Path, monkey
     assert sent == ["topicli-e2e"]
 
     def refuse(endpoint: str) -> None:
-        raise HttpResponseError(message="(AuthorizationFailed) no write on diagnosticSettings")
+        raise sdk_error("(AuthorizationFailed) no write on diagnosticSettings")
 
     with pytest.raises(TopicliError, match="sending the logs of endpoint topicli-e2e to Log Analytics: Azure refused"):
         Rollout(settings, client, endpoint_logs=refuse).run(bundle)

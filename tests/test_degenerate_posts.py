@@ -58,6 +58,7 @@ def assert_every_post_has_a_topic(posts: pd.DataFrame, source: pd.DataFrame) -> 
     assert (posts.loc[written, "topic"] != "").all() and (posts.loc[~written, "topic"] == "").all()
 
 
+@pytest.mark.heavy
 def test_500_identical_posts_and_a_few_others_get_topics(folder: Path) -> None:
     others = examples().iloc[:40]
     copies = pd.DataFrame({"id": [f"copy{i}" for i in range(500)], "caption": [COPIED] * 500})
@@ -81,6 +82,7 @@ def test_fewer_than_three_distinct_posts_is_one_clear_error(folder: Path) -> Non
     assert err.strip().splitlines()[-1] == expected and "Traceback" not in err
 
 
+@pytest.mark.heavy
 def test_examples_with_20_copies_of_one_post_keep_the_other_topics(folder: Path) -> None:
     source = examples()
     code, err, alone, _ = run(folder, source, FAST)
@@ -111,6 +113,7 @@ def test_one_word_posts_the_english_encoder_cannot_tell_apart_get_topics(folder:
         assert group["topic"].nunique() == 1, "copies get one topic"
 
 
+@pytest.mark.heavy
 def test_posts_longer_than_max_chars_are_cut_before_encoding_and_counted(folder: Path, embedder: Embedder) -> None:
     source = examples()
     long_posts = [source["caption"].iloc[0] * 40, "z" * 20_000]
@@ -151,6 +154,7 @@ def test_weighted_labelling_equals_labelling_every_copy(embedder: Embedder) -> N
     assert scored == pytest.approx(scored_every)
 
 
+@pytest.mark.heavy
 def test_the_run_says_how_many_posts_were_cut_and_serving_cuts_as_the_run_did(folder: Path) -> None:
     source = examples()
     long_post = "A very long caption about our morning espresso. " * 200  # 9,800 characters

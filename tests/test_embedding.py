@@ -100,6 +100,7 @@ def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:
         load_encoder(str(tmp_path / "no-model"))
 
 
+@pytest.mark.heavy
 def test_int8_encoder_matches_fp32_on_real_posts(embedder) -> None:
     texts = [row["text"] for row in tweets(300)]
     int8 = load_encoder(INT8_ENCODER)
@@ -108,6 +109,7 @@ def test_int8_encoder_matches_fp32_on_real_posts(embedder) -> None:
     assert cosine.min() >= 0.99
 
 
+@pytest.mark.heavy
 def test_default_encoder_runs_in_onnx_runtime_exported_once_with_pytorch_vectors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,6 +31,7 @@ def test_gold_is_read_from_lists_and_pipes() -> None:
         read_gold(frame, "topic", "f")
 
 
+@pytest.mark.heavy
 def test_evaluate_prints_exactly_one_json_object(isolated: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate", str(EXAMPLES), "--gold-column", "intended_topic", "--json"])
     assert result.exit_code == 0, result.stderr

@@ -12,8 +12,6 @@ from typer.testing import CliRunner
 from tests.conftest import EXAMPLES
 from topicli.cli.app import app
 
-pytest.importorskip("azure.ai.ml")
-
 AZURE = '[azure]\nsubscription_id = "00000000-0000-0000-0000-000000000000"\nresource_group = "rg"\n'
 AZURE += 'workspace = "ws"\ncompute = "cpu-cluster"\nmodel_name = "captions"\n'
 URI = "azureml://datastores/workspaceblobstore/paths/posts/2026-11.parquet"

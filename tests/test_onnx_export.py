@@ -79,6 +79,7 @@ def test_same_topics_as_the_bundle_on_the_examples(model: BundleModel, exported:
     assert_same(model.predict(texts), exported.predict(texts))
 
 
+@pytest.mark.heavy
 def test_the_graph_calibrates_the_confidence_as_the_bundle(
     run_folder: Path, model: BundleModel, exported: OnnxPipeline, tmp_path: Path
 ) -> None:
@@ -95,6 +96,7 @@ def test_the_graph_calibrates_the_confidence_as_the_bundle(
     assert np.nanmax(np.abs(calibrated.confidence - raw.confidence)) > 0.05
 
 
+@pytest.mark.heavy
 def test_unmatched_clusters_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path: Path, cache_dir: Path) -> None:
     run_folder = minilm_run(tmp_path, cache_dir, TOPICLI_LABELLING_UNMATCHED_BELOW="0.3")
     model = BundleModel.load(run_folder / "bundle")
@@ -119,6 +121,7 @@ def test_unsure_posts_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path: Path
     assert_same(bundle, OnnxPipeline(export_onnx(run_folder / "bundle", tmp_path / "onnx")).predict(texts))
 
 
+@pytest.mark.heavy
 def test_embeddings_match_the_pytorch_model(model: BundleModel, exported: OnnxPipeline) -> None:
     texts = [t for t in example_texts() if t.strip()]
     vectors, valid = exported.embed(texts)
@@ -128,6 +131,7 @@ def test_embeddings_match_the_pytorch_model(model: BundleModel, exported: OnnxPi
     assert np.min(np.sum(vectors * pytorch.encode(texts), axis=1)) >= 0.9999
 
 
+@pytest.mark.heavy
 def test_a_bundle_carrying_its_encoder_exports_it_through_torch(tmp_path: Path, cache_dir: Path) -> None:
     run_folder = minilm_run(tmp_path, cache_dir, "--include-encoder")
     model = BundleModel.load(run_folder / "bundle")
@@ -146,6 +150,7 @@ def test_same_topics_on_2000_evaluation_posts(model: BundleModel, exported: Onnx
     assert_same(bundle, exported.predict(texts))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(
     "settings",
     [
@@ -205,6 +210,7 @@ def assert_serves_the_run(run_folder: Path, texts: list[str], served: Prediction
     assert shares == {"cluster": 1.0, "topic": 1.0, "confidence": 1.0}
 
 
+@pytest.mark.heavy
 def test_the_default_run_exports_and_serves_its_topics(default_run: Path) -> None:
     """The multilingual default run: its encoder runs in its package beside assign.onnx, with the run's topics."""
     model = BundleModel.load(default_run / "bundle")

@@ -158,6 +158,7 @@ def test_cache_index_finds_keys_and_reads_a_key_held_twice_from_the_file_sorted_
     assert float(found[1][0]) == stems[max(stems)], "as before streaming: the chunk file sorted last wins"
 
 
+@pytest.mark.heavy
 def test_pipeline_works_from_the_memmap_and_gives_what_vectors_in_memory_give(
     isolated: Path, cache_dir: Path, embedder: Embedder
 ) -> None:

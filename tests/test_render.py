@@ -13,7 +13,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from topicli.cli import render
-from topicli.method.clustering import Candidate
+from topicli.method.base import Candidate
 from topicli.method.records import ClusterRun
 from topicli.method.timeline import over_time
 

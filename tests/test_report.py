@@ -34,7 +34,7 @@ from typer.testing import CliRunner
 
 from topicli.cli import app
 from topicli.config import Settings
-from topicli.method.clustering import Candidate
+from topicli.method.base import Candidate
 from topicli.method.timeline import read_over_time, trends
 from topicli.report.data import PostMap, Report, TopicView
 from topicli.report.html import render_html

@@ -21,7 +21,7 @@ import pytest
 import requests
 from azure.ai.ml.entities import Environment, ManagedOnlineDeployment, ManagedOnlineEndpoint, Model
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.pipeline.transport._requests_basic import RequestsTransportResponse
 from typer.testing import CliRunner
@@ -35,6 +35,7 @@ from topicli.errors import TopicliError
 from topicli.serving.bundle import BundleModel
 from topicli.serving.protocol import handle
 
+from .conftest import sdk_error
 from .test_serving import run_examples
 
 WORKSPACE = {
@@ -209,7 +210,7 @@ class _Models:
         versions = [v for n, v in self.client.registered if n == name]
         chosen = max(versions, key=int, default=None) if label == "latest" else version
         if (name, chosen) not in self.client.registered:
-            raise ResourceNotFoundError(f"model {name}:{version or label} not found")
+            raise sdk_error(f"model {name}:{version or label} not found", "ResourceNotFoundError")
         return self.client.registered[(name, chosen)]
 
 
@@ -229,8 +230,10 @@ class _Endpoints:
         self.client = client
 
     def get(self, name: str) -> ManagedOnlineEndpoint:
+        from azure.ai.ml.entities import ManagedOnlineEndpoint
+
         if name not in self.client.endpoints:
-            raise ResourceNotFoundError(f"(ResourceNotFound) onlineEndpoints/{name} not found")
+            raise sdk_error(f"(ResourceNotFound) onlineEndpoints/{name} not found", "ResourceNotFoundError")
         stored = self.client.endpoints[name]
         # A fresh entity each time, as the service returns one.
         copy = ManagedOnlineEndpoint(name=stored.name, auth_mode=stored.auth_mode, traffic=dict(stored.traffic or {}))
@@ -279,6 +282,7 @@ class _Deployments:
             assert deployment.code_configuration.scoring_script == "topicli/serving/score.py"
             assert (Path(deployment.code_configuration.code) / "topicli" / "serving" / "bundle" / "model.py").is_file()
         self.client.calls.append(("deployment", deployment.name, f"{deployment.model.name}:{deployment.model.version}"))
+
         try:
             self.client.check("provision")
         except HttpResponseError as error:
@@ -380,24 +384,24 @@ def test_second_deploy_goes_through_mirror_canary_and_all(bundle: Path, scoring:
     ]
 
 
-# Where each failure strikes on the second rollout, and what the user reads.
+# Where each failure strikes on the second rollout (the SDK error's message and type), and what the user reads.
 FAILURES = {
-    "model": (HttpResponseError(message="(InternalServerError) upstream"), "registering"),
-    "environment": (HttpResponseError(message="(InternalServerError) upstream"), "serving environment"),
+    "model": (("(InternalServerError) upstream",), "registering"),
+    "environment": (("(InternalServerError) upstream",), "serving environment"),
     "deployment": (
-        HttpResponseError(message="(BadArgument) Not enough quota available for Standard_DS3_v2"),
+        ("(BadArgument) Not enough quota available for Standard_DS3_v2",),
         "not enough quota",
     ),
     "provision": (
-        HttpResponseError(message="(ResourceNotReady) User container has crashed or terminated"),
+        ("(ResourceNotReady) User container has crashed or terminated",),
         "failed to provision",
     ),
-    "invoke:green#1": (HttpResponseError(message="upstream request timeout"), "smoke stage"),
-    "traffic:mirror": (HttpResponseError(message="(Conflict) endpoint busy"), "setting the traffic"),
-    "state:green": (ResourceNotFoundError("unused"), "is Failed at the smoke stage"),
-    "traffic:canary": (HttpResponseError(message="(Conflict) endpoint busy"), "setting the traffic"),
-    "traffic:all": (HttpResponseError(message="(Conflict) endpoint busy"), "setting the traffic"),
-    "invoke:green#2": (HttpResponseError(message="(502) bad gateway"), "all stage"),
+    "invoke:green#1": (("upstream request timeout",), "smoke stage"),
+    "traffic:mirror": (("(Conflict) endpoint busy",), "setting the traffic"),
+    "state:green": (("unused", "ResourceNotFoundError"), "is Failed at the smoke stage"),
+    "traffic:canary": (("(Conflict) endpoint busy",), "setting the traffic"),
+    "traffic:all": (("(Conflict) endpoint busy",), "setting the traffic"),
+    "invoke:green#2": (("(502) bad gateway",), "all stage"),
 }
 
 
@@ -408,7 +412,7 @@ def test_a_failure_at_any_step_leaves_all_traffic_on_the_old_deployment(
     client = FakeMLClient(scoring)
     rollout(settings, client).run(bundle)
     error, said = FAILURES[step]
-    client.fail[step] = error
+    client.fail[step] = sdk_error(*error)
     client.calls.clear()
     with pytest.raises(TopicliError) as failed:
         rollout(settings, client).run(bundle)
@@ -424,7 +428,7 @@ def test_a_failure_at_any_step_leaves_all_traffic_on_the_old_deployment(
 def test_a_failure_before_the_new_deployment_takes_traffic_on_a_new_endpoint(
     bundle: Path, scoring: BundleModel, settings
 ) -> None:
-    client = FakeMLClient(scoring, fail={"invoke:blue#1": HttpResponseError(message="502")})
+    client = FakeMLClient(scoring, fail={"invoke:blue#1": sdk_error("502")})
     with pytest.raises(TopicliError, match="it takes no traffic, and blue is kept for its logs"):
         rollout(settings, client).run(bundle)
     assert live(client) == ({}, {})
@@ -433,7 +437,7 @@ def test_a_failure_before_the_new_deployment_takes_traffic_on_a_new_endpoint(
 def test_deleting_the_old_deployment_fails_after_the_switch(bundle: Path, scoring: BundleModel, settings) -> None:
     client = FakeMLClient(scoring)
     rollout(settings, client).run(bundle)
-    client.fail["delete"] = HttpResponseError(message="(Conflict) busy")
+    client.fail["delete"] = sdk_error("(Conflict) busy")
     with pytest.raises(TopicliError, match="deleting deployment blue: Azure refused the request"):
         rollout(settings, client).run(bundle)
     assert live(client) == ({"green": 100}, {}), "the new deployment passed every gate and keeps the traffic"
@@ -499,7 +503,7 @@ def test_rollback_refuses_an_unhealthy_previous_deployment(bundle: Path, scoring
     client = FakeMLClient(scoring)
     first = rollout(settings, client).run(bundle)
     second = rollout(settings, client).run(bundle, keep_old=True)
-    client.fail["invoke:blue#2"] = HttpResponseError(message="502")
+    client.fail["invoke:blue#2"] = sdk_error("502")
     with pytest.raises(TopicliError, match="deployment blue failed its smoke request at the rollback stage"):
         rollout(settings, client, history=passed(first, second)).rollback()
     assert live(client) == ({"green": 100}, {})

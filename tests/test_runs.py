@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from topicli.cli import app
 from topicli.errors import TopicliError
 from topicli.io import file_digest
-from topicli.method.clustering import Candidate
+from topicli.method.base import Candidate
 from topicli.method.records import ClusterRun, check_output_columns, with_topics
 from topicli.runs.outputs import OUTPUTS_FILE, find_posts_output
 

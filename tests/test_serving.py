@@ -197,6 +197,7 @@ def test_score_py_refuses_bad_requests_with_4xx(score_module) -> None:
         assert response.status_code == 400 and json.loads(response.get_data())["error"]["code"] == code
 
 
+@pytest.mark.heavy
 def test_include_encoder_copies_the_weights(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))

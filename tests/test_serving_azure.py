@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
-from azure.ai.ml import load_job, load_online_deployment, load_online_endpoint
 from typer.testing import CliRunner
 
 from topicli.cli import app
@@ -45,15 +45,15 @@ def test_ml_client_needs_the_workspace_in_the_config() -> None:
 
 
 def test_deploy_dry_run_writes_a_production_shaped_deployment(
-    bundle: Path, settings, tmp_path: Path, monkeypatch
+    bundle: Path, settings, tmp_path: Path, monkeypatch, azure_ml: ModuleType
 ) -> None:
     monkeypatch.setenv("TOPICLI_AZURE_INSTANCE_TYPE", "Standard_F4s_v2")
     monkeypatch.setenv("TOPICLI_AZURE_MAX_CONCURRENT_REQUESTS", "8")
     monkeypatch.setenv("TOPICLI_AZURE_WORKER_COUNT", "3")
     result = CliRunner().invoke(app, ["deploy", "--dry-run", "--bundle", str(bundle), "-o", str(tmp_path / "yml")])
     assert result.exit_code == 0, result.stderr
-    endpoint = load_online_endpoint(tmp_path / "yml" / "endpoint.yml")
-    deployment = load_online_deployment(tmp_path / "yml" / "deployment.yml")
+    endpoint = azure_ml.load_online_endpoint(tmp_path / "yml" / "endpoint.yml")
+    deployment = azure_ml.load_online_deployment(tmp_path / "yml" / "deployment.yml")
     document = yaml.safe_load((tmp_path / "yml" / "deployment.yml").read_text())
     assert document["$schema"].endswith("managedOnlineDeployment.schema.json")
     assert endpoint.name == azure.endpoint_name(load_settings(None)) and endpoint.auth_mode == "key"
@@ -75,11 +75,11 @@ def test_deploy_dry_run_writes_a_production_shaped_deployment(
     assert not deployment.environment.image.endswith(":latest")
 
 
-def test_deploy_dry_run_of_a_registered_model(settings, isolated: Path) -> None:
+def test_deploy_dry_run_of_a_registered_model(settings, isolated: Path, azure_ml: ModuleType) -> None:
     result = CliRunner().invoke(app, ["deploy", "--dry-run", "--model", "topicli-bundle:3", "-o", "yml"])
     assert result.exit_code == 0, result.stderr
     assert yaml.safe_load(Path("yml/deployment.yml").read_text())["model"] == "azureml:topicli-bundle:3"
-    assert load_online_deployment("yml/deployment.yml").model == "topicli-bundle:3"
+    assert azure_ml.load_online_deployment("yml/deployment.yml").model == "topicli-bundle:3"
 
 
 def test_a_latest_base_image_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,13 +88,13 @@ def test_a_latest_base_image_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings(None)
 
 
-def test_cluster_and_train_jobs_dry_run(settings, isolated: Path) -> None:
+def test_cluster_and_train_jobs_dry_run(settings, isolated: Path, azure_ml: ModuleType) -> None:
     Path("topics.txt").write_text("Coffee\nDogs\n")
     result = CliRunner().invoke(
         app, ["cluster", str(EXAMPLES), "--on", "azureml", "--dry-run", "--topics", "topics.txt", "--eps", "0.3"]
     )
     assert result.exit_code == 0, result.stderr
-    job = load_job("topicli-out/azureml/cluster-job.yml")
+    job = azure_ml.load_job("topicli-out/azureml/cluster-job.yml")
     assert job.compute == "cpu-cluster" and "python -m topicli cluster ${{inputs.posts}}" in job.command
     document = yaml.safe_load(Path("topicli-out/azureml/cluster-job.yml").read_text())
     assert document["inputs"]["posts"] == {"type": "uri_file", "path": str(EXAMPLES)}
@@ -112,7 +112,7 @@ def test_cluster_and_train_jobs_dry_run(settings, isolated: Path) -> None:
         app, ["train-classifier", "a.csv", "b.csv", "--drop-label", "oos", "--on", "azureml", "--dry-run"]
     )
     assert result.exit_code == 0, result.stderr
-    job = load_job("topicli-out/azureml/train-classifier-job.yml")
+    job = azure_ml.load_job("topicli-out/azureml/train-classifier-job.yml")
     assert "${{inputs.data_0}} ${{inputs.data_1}}" in job.command and "--drop-label=oos" in job.command
     assert "-o ${{outputs.model}}" in job.command
 

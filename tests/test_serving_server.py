@@ -164,6 +164,7 @@ def test_a_valid_chunked_body_is_still_scored(server: local_server.LocalServer) 
     assert got == 200 and [r["id"] for r in body["results"]] == [0]
 
 
+@pytest.mark.heavy
 def test_200_requests_8_in_flight_no_errors_same_answers(server: local_server.LocalServer, model: BundleModel) -> None:
     texts = [t for t in pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)["caption"] if t.strip()]
     batches = [[texts[(i * 7 + j) % len(texts)] for j in range(1 + i % 8)] for i in range(200)]
@@ -395,6 +396,7 @@ def test_client_stops_on_a_refusal(server: local_server.LocalServer, tmp_path: P
         )
 
 
+@pytest.mark.heavy
 def test_deploy_local_score_and_stop_commands(run_folder: Path, cache_dir: Path, monkeypatch) -> None:
     monkeypatch.chdir(run_folder.parent.parent)
     monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))

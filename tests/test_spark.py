@@ -71,6 +71,7 @@ def by_id(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({"id": str}).set_index("id").sort_index()
 
 
+@pytest.mark.heavy
 def test_sample_of_every_post_gives_each_post_the_single_process_topic(single: Path, on_spark: Path) -> None:
     alone = by_id(pd.read_csv(single / "posts.csv", dtype={"id": str}, keep_default_na=False))
     spread = by_id(pd.read_parquet(on_spark / "posts.parquet"))
@@ -89,6 +90,7 @@ def test_sample_of_every_post_gives_each_post_the_single_process_topic(single: P
     assert bundles[0]["source"]["posts"] == bundles[1]["source"]["posts"]  # the sample was every distinct text
 
 
+@pytest.mark.heavy
 def test_a_smaller_sample_fits_on_it_alone_and_assigns_every_post_by_the_bundle(
     spark, tmp_path: Path, cache_dir: Path
 ) -> None:
@@ -113,6 +115,7 @@ def test_a_smaller_sample_fits_on_it_alone_and_assigns_every_post_by_the_bundle(
     assert agree == 1.0
 
 
+@pytest.mark.heavy
 def test_score_with_engine_spark_gives_the_run_topics(on_spark: Path, tmp_path: Path, cache_dir: Path) -> None:
     target = tmp_path / "scored"
     result = cli(

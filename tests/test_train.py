@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import EXAMPLES
@@ -43,6 +44,7 @@ def test_train_without_posts_is_one_line(isolated: Path) -> None:
     assert len(lines) == 1 and "[input] posts" in lines[0]
 
 
+@pytest.mark.heavy
 def test_pipeline_steps_run_here_give_the_run_topics(isolated: Path) -> None:
     """The four steps of `train --on azureml`, chained by hand as Azure ML chains them (each step's output
     folder the next one's input), give every post the topic `topicli run` gives it."""

@@ -115,6 +115,7 @@ def test_python_model_refuses_text_that_is_not_utf8(repository: Path) -> None:
     assert response.output_tensors == []
 
 
+@pytest.mark.heavy
 def test_the_ensemble_gives_the_bundles_topics(repository: Path, model: BundleModel) -> None:
     texts = example_texts()
     outputs = StandinTriton(repository).infer(ENSEMBLE, {"TEXT": np.array([[t.encode()] for t in texts], dtype=object)})

@@ -11,18 +11,15 @@ copy of terraform/triton/variables.tf.
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport
-from azure.core.utils import CaseInsensitiveDict
 from typer.testing import CliRunner
 
 from tests.test_serving import run_examples
@@ -42,103 +39,10 @@ BIG = 4 * 1024 * 1024 + 1000  # two ranges: the SDK uploads at most 4 MiB per re
 cli = CliRunner()
 
 
-# The stand-in service
-
-
-class Answer(HttpResponse):
-    """An HTTP response as the Azure Files service sends it."""
-
-    def __init__(self, request: HttpRequest, status: int, headers: dict[str, str], body: bytes = b"") -> None:
-        super().__init__(request, None)
-        self.status_code = status
-        self.reason = {200: "OK", 201: "Created"}.get(status, "Error")
-        self.headers = CaseInsensitiveDict(headers)
-        self.content_type = self.headers.get("Content-Type")
-        self._body = body
-
-    def body(self) -> bytes:
-        return self._body
-
-
-class FileService(HttpTransport):
-    """Azure Files of one storage account, over the SDK's own transport interface: keeps what it is sent.
-
-    `requests` holds (method, path, query, headers, body) of every request; `folders` and `files`
-    what the share holds. `on_request` runs before each answer (a test's look at the world then).
-    """
-
-    def __init__(self, account: str = ACCOUNT, on_request: Callable[[], None] = lambda: None) -> None:
-        self.account = account
-        self.requests: list[tuple[str, str, dict[str, str], CaseInsensitiveDict, bytes]] = []
-        self.folders: set[str] = set()
-        self.files: dict[str, bytearray] = {}
-        self.refuse: str | None = None
-        self.on_request = on_request
-
-    def __enter__(self) -> FileService:
-        return self
-
-    def __exit__(self, *args: Any) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def send(self, request: HttpRequest, **kwargs: Any) -> Answer:
-        self.on_request()
-        url = urlsplit(request.url)
-        assert url.netloc == f"{self.account}.file.core.windows.net"
-        path = unquote(url.path).lstrip("/")
-        query = {name: values[0] for name, values in parse_qs(url.query).items()}
-        body = request.data if isinstance(request.data, bytes) else (request.data.read() if request.data else b"")
-        headers = CaseInsensitiveDict(request.headers)
-        self.requests.append((request.method, path, query, headers, body))
-        if self.refuse:
-            return self._error(request, 403, self.refuse, "Server failed to authenticate the request.")
-        assert request.method == "PUT", request.method
-        parent = path.rsplit("/", 1)[0]
-        if query == {"restype": "directory"}:
-            if path in self.folders:
-                return self._error(request, 409, "ResourceAlreadyExists", "The specified resource already exists.")
-            if parent != SHARE and parent not in self.folders:
-                return self._error(request, 404, "ParentNotFound", "The specified parent path does not exist.")
-            self.folders.add(path)
-            return self._answer(request)
-        if query == {} and headers["x-ms-type"] == "file":
-            if parent != SHARE and parent not in self.folders:
-                return self._error(request, 404, "ParentNotFound", "The specified parent path does not exist.")
-            self.files[path] = bytearray(int(headers["x-ms-content-length"]))
-            return self._answer(request)
-        if query == {"comp": "range"}:
-            assert headers["x-ms-write"] == "update"
-            start, end = map(int, headers["x-ms-range"].removeprefix("bytes=").split("-"))
-            if base64.b64decode(headers["Content-MD5"]) != hashlib.md5(body).digest():
-                return self._error(request, 400, "Md5Mismatch", "The MD5 value specified in the request is invalid.")
-            assert end - start + 1 == len(body) == int(headers["Content-Length"])
-            self.files[path][start : end + 1] = body
-            return self._answer(request, {"Content-MD5": headers["Content-MD5"]})
-        raise AssertionError(f"the stand-in does not know {request.method} {request.url}")
-
-    def _answer(self, request: HttpRequest, extra: dict[str, str] | None = None) -> Answer:
-        now = email.utils.formatdate(usegmt=True)
-        headers = {
-            "ETag": '"0x8DC0000000000001"',
-            "Last-Modified": now,
-            "Date": now,
-            "x-ms-request-id": "00000000-0000-0000-0000-000000000001",
-            "x-ms-version": request.headers["x-ms-version"],
-            "x-ms-request-server-encrypted": "true",
-            **(extra or {}),
-        }
-        return Answer(request, 201, headers)
-
-    def _error(self, request: HttpRequest, status: int, code: str, message: str) -> Answer:
-        body = f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
-        headers = {"x-ms-error-code": code, "Content-Type": "application/xml", "x-ms-version": "2025-01-05"}
-        return Answer(request, status, headers, body.encode())
+@pytest.fixture
+def file_service(azure_fakes: ModuleType) -> Callable[..., Any]:
+    """Makes the stand-in Azure Files service (tests/azure_fakes.py): share `SHARE` of `ACCOUNT` or another account."""
+    return lambda account=ACCOUNT, **options: azure_fakes.FileService(account, SHARE, **options)
 
 
 def content(n: int) -> bytes:
@@ -232,10 +136,10 @@ def canonical(requests: list[tuple]) -> list[tuple]:
     return ordered
 
 
-def test_upload_sends_folders_then_each_file_and_its_ranges(tmp_path: Path) -> None:
+def test_upload_sends_folders_then_each_file_and_its_ranges(tmp_path: Path, file_service: Callable[..., Any]) -> None:
     repository = make_repository(tmp_path / "repository", big=True)
     prepared = prepared_for(repository)
-    service = FileService()
+    service = file_service()
     triton_deploy.upload(prepared, triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service))
 
     top = f"{SHARE}/{prepared.share_folder}"
@@ -272,9 +176,9 @@ def test_upload_sends_folders_then_each_file_and_its_ranges(tmp_path: Path) -> N
     assert f"{top}/topicli/1" in service.folders
 
 
-def test_the_same_repository_uploads_again_over_its_folders(repository: Path) -> None:
+def test_the_same_repository_uploads_again_over_its_folders(repository: Path, file_service: Callable[..., Any]) -> None:
     prepared = prepared_for(repository)
-    service = FileService()
+    service = file_service()
     share = triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service)
     triton_deploy.upload(prepared, share)
     first = len(service.requests)
@@ -284,8 +188,8 @@ def test_the_same_repository_uploads_again_over_its_folders(repository: Path) ->
     assert [r[1] for r in again if r[2] == {"restype": "directory"}] == [f"{SHARE}/{d}" for d in prepared.directories]
 
 
-def test_a_refused_upload_is_one_line_that_names_the_share(repository: Path) -> None:
-    service = FileService()
+def test_a_refused_upload_is_one_line_that_names_the_share(repository: Path, file_service: Callable[..., Any]) -> None:
+    service = file_service()
     service.refuse = "AuthenticationFailed"
     share = triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service)
     with pytest.raises(TopicliError) as failed:
@@ -389,13 +293,15 @@ def stand_in(tmp_path: Path, bundled_engine: None) -> Path:
     return tmp_path / "tf"
 
 
-def test_deploy_applies_storage_uploads_then_applies_the_container_group(stand_in: Path, tmp_path: Path) -> None:
+def test_deploy_applies_storage_uploads_then_applies_the_container_group(
+    stand_in: Path, tmp_path: Path, file_service: Callable[..., Any]
+) -> None:
     settings = load_settings(overrides={"infra": {"terraform_dir": str(stand_in), "prefix": "demo"}})
     repository = make_repository(tmp_path / "repository")
     prepared = triton_deploy.prepare(settings, repository)
     runner = infra.runner_for(settings, prepared.terraform_dir, prepared.variables)
     seen_at_upload: list[list[str]] = []
-    service = FileService(
+    service = file_service(
         "stdemotrabc123", on_request=lambda: seen_at_upload.append(runner.resources()) if not seen_at_upload else None
     )
     steps: list[str] = []

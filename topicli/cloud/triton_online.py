@@ -31,7 +31,7 @@ from topicli.cloud.rollout import Rollout
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.serving.client import KSERVE_V2, Endpoint
-from topicli.serving.triton import ENSEMBLE
+from topicli.serving.ensemble import ENSEMBLE
 
 SUFFIX = "-triton"
 TOKENIZER_MODEL = Path("tokenizer", "1")

@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,7 @@ from sklearn.cluster import DBSCAN
 from sklearn.neighbors import NearestNeighbors
 
 from topicli.errors import TopicliError
-from topicli.method.labelling import share
+from topicli.method.base import Candidate, share
 from topicli.progress import Advance
 
 ALGORITHMS = ("dbscan", "hdbscan")
@@ -68,27 +67,6 @@ OUT_OF_RANGE = ("nearest", "error")  # what `ClusterSearch` does when no candida
 
 class OutOfRangeWarning(UserWarning):
     """No clustering had min_topics..max_topics clusters; the nearest one was taken."""
-
-
-@dataclass
-class Candidate:
-    """One clustering the search tried."""
-
-    algorithm: str
-    eps: float
-    min_samples: int
-    min_cluster_size: int
-    n_clusters: int
-    coverage: float
-    in_range: bool
-    scores: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def score(self) -> float:
-        return self.scores.get("score", float("nan"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _relabel(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

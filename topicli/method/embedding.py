@@ -21,7 +21,7 @@ import hashlib
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,6 @@ KEY_DTYPE = np.dtype(f"S{KEY_BYTES}")  # a text_key, compared and sorted as raw 
 POSTS_FOLDER = "posts"  # in an encoder's cache folder: one vectors file per sequence of posts
 STALE_SECONDS = 3600  # a temporary file untouched this long was left by a crashed run
 VALUE_CHECK_ROWS = 65536  # rows of a posts file checked for NaN at a time
-Embed = Callable[[Sequence[str]], np.ndarray]  # texts → unit vectors, one row each (an `Embedder` is one)
 
 
 def text_key(text: str) -> bytes:

@@ -32,6 +32,7 @@ from scipy.sparse import csr_matrix
 from sklearn.base import BaseEstimator
 
 from topicli.errors import TopicliError
+from topicli.method.base import share
 from topicli.method.calibration import ConfidenceCalibrator, log_ratio, logit_confidence
 from topicli.method.scoring import TopicScores
 
@@ -40,15 +41,6 @@ if TYPE_CHECKING:
 
 NOISE_POLICIES = ("unassigned", "nearest", "classify")
 CHUNK = 65536
-
-
-def share(mask: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """The share of posts in `mask`, each point counting as the posts it stands for.
-
-    Here rather than in `clustering`, so that serving, which labels but never clusters, loads no
-    scikit-learn clustering (and the metrics and progress bars that come with it).
-    """
-    return float(np.mean(mask)) if weights is None else float(np.average(mask, weights=weights))
 
 
 def centres(vectors: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

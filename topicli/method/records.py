@@ -16,7 +16,7 @@ import pandas as pd
 from topicli import __version__
 from topicli.errors import TopicliError
 from topicli.io import atomic_path
-from topicli.method.clustering import Candidate
+from topicli.method.base import Candidate
 
 OUTPUT_COLUMNS = ("cluster", "topic", "topic_confidence")
 RUNNER_UP_COLUMN = "topic_runner_up"  # a run's posts only: the topic a post of an unmatched cluster would have had

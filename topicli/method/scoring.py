@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from topicli.method.base import Embed
 from topicli.method.classifier import PairClassifier
-from topicli.method.embedding import Embed
 from topicli.method.topics import scored_parts
 
 COSINE_SCALE = 20.0  # softmax(20 x cosine): turns cosine gaps of ~0.1 into clear probabilities

@@ -37,8 +37,9 @@ from sklearn.metrics import roc_auc_score
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.io import read_table
+from topicli.method.base import Embed
 from topicli.method.classifier import PairClassifier, save_classifier
-from topicli.method.embedding import Embed, Embedder
+from topicli.method.embedding import Embedder
 from topicli.method.encoders import choose_encoder
 from topicli.method.topics import topic_phrase
 from topicli.progress import ProgressFactory

@@ -21,8 +21,8 @@ from sklearn.neighbors import NearestNeighbors
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.io import encodable, read_table
+from topicli.method.base import Candidate
 from topicli.method.calibration import ConfidenceCalibrator
-from topicli.method.clustering import Candidate
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import choose_encoder
 from topicli.method.records import OUTPUT_COLUMNS, RUNNER_UP_COLUMN, ClusterRun

@@ -20,7 +20,7 @@ import numpy as np
 
 from topicli import __version__
 from topicli.io import atomic_path
-from topicli.method.clustering import Candidate
+from topicli.method.base import Candidate
 from topicli.method.timeline import TREND_LEVEL, TREND_MIN_POSTS
 from topicli.report.data import (
     NO_TOPIC,

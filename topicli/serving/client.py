@@ -38,7 +38,7 @@ from topicli.io import Posts, atomic_path, file_digest, table_format, write_tabl
 from topicli.method.records import check_output_columns, with_topics
 from topicli.method.tokens import TEXT
 from topicli.progress import ProgressFactory
-from topicli.serving.triton import ENSEMBLE, ENSEMBLE_OUTPUTS
+from topicli.serving.ensemble import ENSEMBLE, ENSEMBLE_OUTPUTS
 
 RETRIED_STATUS = frozenset({429, 500, 502, 503, 504})
 BUNDLE_COLUMN = "bundle_id"

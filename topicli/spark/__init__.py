@@ -6,3 +6,6 @@ encoder and the bundle, each loaded once per Python worker); `engine` is the dri
 read, embed, sample, fit with today's method, broadcast the bundle, assign, write. Nothing here
 imports the CLI, rendering or Azure: the same modules run on Azure ML serverless Spark.
 """
+
+# What the CLI calls; `tasks` runs on executors and `job` is the Azure ML job's entry script (run by path).
+__all__ = ["engine", "session"]

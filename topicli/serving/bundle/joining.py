@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # the scoring path loads no clustering code (scikit-learn's clustering brings rich)
-    from topicli.method.clustering import Candidate
+if TYPE_CHECKING:
+    from topicli.method.base import Candidate
 
 
 def core_radii(vectors: np.ndarray, chosen: Candidate, core: np.ndarray) -> np.ndarray:
