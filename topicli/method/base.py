@@ -2,7 +2,8 @@
 
 `scoring` needs the shape of an embedding function but not the embedder; `clustering` and
 `labelling` both count a share of posts; a run folder records the clusterings that the search
-tried without loading the search. Numpy only: importing this module loads no other topicli module.
+tried without loading the search; the bundle's format names the noise policies and the
+calibrator's features without loading either. Numpy only: importing this module loads no other topicli module.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts → unit vectors, one row each (an `Embedder` is one)
+NOISE_POLICIES = ("unassigned", "nearest", "classify")  # what `labelling.ClusterLabeller` does with noise posts
+FEATURES = ("logit_confidence", "log_margin")  # what `calibration.ConfidenceCalibrator` reads of a post
 
 
 def share(mask: np.ndarray, weights: np.ndarray | None = None) -> float:

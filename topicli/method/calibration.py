@@ -35,12 +35,12 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from topicli.errors import TopicliError
+from topicli.method.base import FEATURES
 
 if TYPE_CHECKING:
     from topicli.serving.bundle.format import Bundle
 
 SHIPPED_CALIBRATION = Path(__file__).parents[1] / "models" / "calibration.json"
-FEATURES = ("logit_confidence", "log_margin")
 CONFIDENCE_EPS = 1e-6  # raw confidence is clipped to [eps, 1 - eps] before its logit
 MARGIN_FLOOR = 1e-12  # the runner-up's probability is at least this (one topic, or float32 underflow)
 

@@ -32,14 +32,13 @@ from scipy.sparse import csr_matrix
 from sklearn.base import BaseEstimator
 
 from topicli.errors import TopicliError
-from topicli.method.base import share
+from topicli.method.base import NOISE_POLICIES, share
 from topicli.method.calibration import ConfidenceCalibrator, log_ratio, logit_confidence
 from topicli.method.scoring import TopicScores
 
 if TYPE_CHECKING:
     from topicli.serving.bundle.format import Bundle
 
-NOISE_POLICIES = ("unassigned", "nearest", "classify")
 CHUNK = 65536
 
 

@@ -31,8 +31,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from topicli.method.calibration import FEATURES
-from topicli.method.labelling import NOISE_POLICIES
+from topicli.method.base import FEATURES, NOISE_POLICIES
 
 FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
