@@ -83,3 +83,11 @@ def azure_fakes() -> ModuleType:
     from tests import azure_fakes
 
     return azure_fakes
+
+
+@pytest.fixture
+def every_post_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing held back ([labelling] min_confidence and unmatched_below at 0): for tests of what else a run does,
+    whose posts must all carry the topic they get (tests/test_honest_feed.py tests what is held back)."""
+    monkeypatch.setenv("TOPICLI_LABELLING_MIN_CONFIDENCE", "0")
+    monkeypatch.setenv("TOPICLI_LABELLING_UNMATCHED_BELOW", "0")

@@ -223,7 +223,7 @@ CASES: list[tuple[str, Tamper, str]] = [
     (
         "cls-model-manifest-garbage",
         with_cls_model(write(f"{CLASSIFIER_FOLDER}/manifest.json", b"{")),
-        "cls_model/ does not load (JSONDecodeError",
+        "cls_model/manifest.json is not readable JSON (JSONDecodeError)",
     ),
 ]
 

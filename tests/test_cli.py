@@ -27,7 +27,7 @@ def test_init_writes_the_config_and_refuses_to_overwrite(isolated: Path) -> None
     assert code == 2 and "--force" in err
 
 
-def test_run_on_the_examples_gives_every_post_a_topic(isolated: Path) -> None:
+def test_run_on_the_examples_gives_every_post_a_topic(every_post_shown: None, isolated: Path) -> None:
     code, out, err = invoke("run", EXAMPLES)
     assert code == 0, err
     assert "candidate clusterings" in out and "chose eps=" in out
@@ -91,7 +91,9 @@ def test_label_reads_the_posts_from_here_when_the_run_was_clustered_elsewhere(is
     assert json.loads(recorded.read_text())["input"] == str(copy), "the run now records where its posts are"
 
 
-def test_options_and_environment_override_the_config(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_options_and_environment_override_the_config(
+    every_post_shown: None, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (isolated / "topics.txt").write_text("Coffee\nDogs\nRunning\nWeddings\nPersonal Finance\n")
     Path("topicli.toml").write_text('[labelling]\nnoise_policy = "unassigned"\n[clustering]\nmin_topics = 2\n')
     monkeypatch.setenv("TOPICLI_CLUSTERING_MAX_TOPICS", "400")

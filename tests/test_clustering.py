@@ -239,7 +239,7 @@ def test_search_refuses_too_few_distinct_texts_and_a_bad_radius(vectors: np.ndar
 
 
 @pytest.mark.parametrize("n", [10, 50, 100])
-def test_small_inputs_get_topics_with_a_warning(tmp_path, embedder, n: int) -> None:
+def test_small_inputs_get_topics_with_a_warning(every_post_shown: None, tmp_path, embedder, n: int) -> None:
     """10, 50 and 100 posts: no clustering has 20-100 clusters, yet every post gets a topic (the nearest candidate)."""
     import pandas as pd
 
@@ -252,7 +252,7 @@ def test_small_inputs_get_topics_with_a_warning(tmp_path, embedder, n: int) -> N
     frame = pd.read_csv(EXAMPLES, dtype=str, keep_default_na=False)
     frame = frame[frame["caption"].str.strip() != ""].head(n)
     frame.to_csv(tmp_path / "posts.csv", index=False)
-    pipeline = Pipeline(load_settings(None, environ={}).method, embedder=embedder)
+    pipeline = Pipeline(load_settings(None).method, embedder=embedder)  # every_post_shown's environment
     prepared = pipeline.prepare(read_posts(tmp_path / "posts.csv", ""))
     with pytest.warns(OutOfRangeWarning, match="took the nearest"):
         run = pipeline.cluster(prepared)

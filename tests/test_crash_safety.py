@@ -105,7 +105,9 @@ def test_a_kill_at_any_rename_leaves_the_old_set_or_the_new(
         assert rerun.returncode == 0, rerun.stderr
         assert snapshot(folder) == new
         out = isolated / "topicli-out"
-        assert sorted(p.name for p in out.iterdir()) == [".posts.attempts", "posts"], "no link or folder left over"
+        assert sorted(p.name for p in out.iterdir()) == [".latest-run", ".posts.attempts", "posts"], (
+            "no link or folder left over"
+        )
         assert len(list((out / ".posts.attempts").iterdir())) == 1, "only the attempt the link points to"
         assert not [p for p in folder.rglob("*") if p.name.startswith(".") and p.name != ".complete"]
     assert seen[0] == "old" and seen == sorted(seen, key=["old", "new"].index), "once the new set shows, it stays"

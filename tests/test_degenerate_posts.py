@@ -59,7 +59,7 @@ def assert_every_post_has_a_topic(posts: pd.DataFrame, source: pd.DataFrame) -> 
 
 
 @pytest.mark.heavy
-def test_500_identical_posts_and_a_few_others_get_topics(folder: Path) -> None:
+def test_500_identical_posts_and_a_few_others_get_topics(every_post_shown: None, folder: Path) -> None:
     others = examples().iloc[:40]
     copies = pd.DataFrame({"id": [f"copy{i}" for i in range(500)], "caption": [COPIED] * 500})
     source = pd.concat([copies.iloc[:250], others, copies.iloc[250:]], ignore_index=True)
@@ -83,7 +83,7 @@ def test_fewer_than_three_distinct_posts_is_one_clear_error(folder: Path) -> Non
 
 
 @pytest.mark.heavy
-def test_examples_with_20_copies_of_one_post_keep_the_other_topics(folder: Path) -> None:
+def test_examples_with_20_copies_of_one_post_keep_the_other_topics(every_post_shown: None, folder: Path) -> None:
     source = examples()
     code, err, alone, _ = run(folder, source, FAST)
     assert code == 0, err
@@ -100,7 +100,9 @@ def test_examples_with_20_copies_of_one_post_keep_the_other_topics(folder: Path)
 
 
 @pytest.mark.parametrize("language", ["ell_Grek", "mar_Deva"])
-def test_one_word_posts_the_english_encoder_cannot_tell_apart_get_topics(folder: Path, language: str) -> None:
+def test_one_word_posts_the_english_encoder_cannot_tell_apart_get_topics(
+    every_post_shown: None, folder: Path, language: str
+) -> None:
     """all-MiniLM-L6-v2 drops Greek accents and Devanagari vowel signs: many different words get one vector,
     which put 0 into the eps grid."""
     sentences = pd.read_csv(needs_data("eval", "sib200", language, "test.tsv"), sep="\t", dtype=str)
@@ -155,7 +157,9 @@ def test_weighted_labelling_equals_labelling_every_copy(embedder: Embedder) -> N
 
 
 @pytest.mark.heavy
-def test_the_run_says_how_many_posts_were_cut_and_serving_cuts_as_the_run_did(folder: Path) -> None:
+def test_the_run_says_how_many_posts_were_cut_and_serving_cuts_as_the_run_did(
+    every_post_shown: None, folder: Path
+) -> None:
     source = examples()
     long_post = "A very long caption about our morning espresso. " * 200  # 9,800 characters
     posts = pd.concat([source, pd.DataFrame({"id": ["long"], "caption": [long_post]})], ignore_index=True)

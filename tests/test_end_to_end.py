@@ -14,7 +14,7 @@ from .conftest import tweets
 
 
 @pytest.mark.heavy
-def test_run_on_2000_tweets(isolated: Path) -> None:
+def test_run_on_2000_tweets(every_post_shown: None, isolated: Path) -> None:
     rows = tweets(2000)
     pd.DataFrame({"id": [str(r["id"]) for r in rows], "text": [r["text"] for r in rows]}).to_json(
         "tweets.jsonl", orient="records", lines=True

@@ -153,7 +153,7 @@ def test_no_command_writes_over_an_input_or_a_runs_files(
 def test_the_commands_own_outputs_may_be_written_again(cli, here: Path) -> None:
     """The check refuses what belongs to others, not a command's own output: report.html twice is fine."""
     for _ in range(2):
-        result = cli("report", "topicli-out/small", "-o", "topicli-out/small/report.html")
+        result = cli("report", "--run", "topicli-out/small", "-o", "topicli-out/small/report.html")
         assert result.exit_code == 0, result.stderr
 
 

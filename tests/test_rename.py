@@ -134,7 +134,14 @@ def a_bundle(folder: Path) -> Bundle:
             "encoder": {"name": "e", "identity": "e-1", "dimension": 2, "source": "package", "centred_languages": None},
             "clustering": {"algorithm": "dbscan", "core_points": 0},
             "scoring": {"scorer": "cosine", "neighbours": 0, "neighbour_weight": 0.5},
-            "labeller": {"k": 1, "noise_policy": "classify", "noise_distance": 0.5, "override_margin": 0.0},
+            "labeller": {
+                "k": 1,
+                "noise_policy": "classify",
+                "noise_distance": 0.5,
+                "override_margin": 0.0,
+                "unmatched_below": 0.45,
+                "min_confidence": 0.5,
+            },
             "topics": ["Cats", "Dogs", "Food & Cooking"],
             "clusters": [cluster(0, 0, 1, False), cluster(1, 1, 0, False), cluster(2, 2, 0, True)],
             "limits": {"max_posts": 8, "max_chars": 100},
@@ -164,7 +171,7 @@ def test_the_manifest_keeps_its_topic_list_and_gets_the_new_names(tmp_path: Path
 
 @pytest.mark.heavy
 def test_label_rename_writes_the_outputs_and_a_new_bundle_without_clustering(isolated: Path) -> None:
-    result = runner.invoke(app, ["run", str(EXAMPLES)], env={"TOPICLI_LABELLING_UNMATCHED_BELOW": "0.15"})
+    result = runner.invoke(app, ["run", str(EXAMPLES)], env={"TOPICLI_LABELLING_UNMATCHED_BELOW": "0.5"})
     assert result.exit_code == 0, result.stderr
     run = Path("topicli-out/posts")
     table = pd.read_csv(run / "posts.topics.csv", dtype=str, keep_default_na=False)

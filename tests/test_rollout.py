@@ -726,7 +726,7 @@ def test_deploy_command_records_the_endpoint_and_score_follows_it(
     # `topicli score POSTS` now goes to that endpoint, with its key; nothing listens there, so it fails sending.
     sent: list[Any] = []
     monkeypatch.setattr(
-        "topicli.cli.score._score", lambda settings, posts, endpoint, output, restart: sent.append(endpoint)
+        "topicli.cli.score._score", lambda settings, posts, endpoint, output, restart: sent.append(endpoint())
     )
     result = runner.invoke(app, ["score", "posts.csv", "--config", str(config)])
     assert result.exit_code == 0, result.stderr

@@ -198,7 +198,9 @@ def test_score_py_refuses_bad_requests_with_4xx(score_module) -> None:
 
 
 @pytest.mark.heavy
-def test_include_encoder_copies_the_weights(tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_include_encoder_copies_the_weights(
+    every_post_shown: None, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TOPICLI_ENCODER_CACHE_DIR", str(cache_dir))
     result = CliRunner().invoke(app, ["run", str(EXAMPLES), "--include-encoder"])

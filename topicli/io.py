@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import errno
 import functools
@@ -497,8 +498,9 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     if held and fmt in ("csv", "parquet"):
         frame = _utf8_only(frame, held, path)
     with atomic_path(path) as temp:
-        if fmt == "csv":
-            frame.to_csv(temp, index=False, lineterminator="\n")
+        if fmt == "csv":  # a carriage return is no line end here: quoted, or the CSV reader would split the row
+            quoting = csv.QUOTE_ALL if _has_carriage_return(frame) else csv.QUOTE_MINIMAL
+            frame.to_csv(temp, index=False, lineterminator="\n", quoting=quoting)
         elif fmt in ("json", "jsonl") and held:
             temp.write_text(_json_with_surrogates(frame, held, fmt == "jsonl"), encoding="utf-8")
         elif fmt == "json":
@@ -507,6 +509,12 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
             frame.to_json(temp, orient="records", lines=True, force_ascii=False)
         else:
             pq.write_table(_arrow_table(frame), temp)
+
+
+def _has_carriage_return(frame: pd.DataFrame) -> bool:
+    """Whether a text cell holds a carriage return, which CSV keeps only inside quotes."""
+    texts = frame.select_dtypes(exclude=["number", "bool"])
+    return any(texts[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in texts.columns)
 
 
 def _utf8_only(frame: pd.DataFrame, held: set[tuple[int, int]], path: Path) -> pd.DataFrame:

@@ -5,6 +5,7 @@ __all__ = [
     "azureml",
     "deployed",
     "errors",
+    "metrics",
     "monitor",
     "pipeline_jobs",
     "rollout",

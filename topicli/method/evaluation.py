@@ -17,7 +17,7 @@ from sklearn.metrics import f1_score, normalized_mutual_info_score
 
 from topicli.errors import TopicliError
 
-FIGURES = ("accuracy", "macro_f1", "nmi", "coverage", "n_clusters", "n_topics_used", "seconds")
+FIGURES = ("accuracy", "macro_f1", "nmi", "coverage", "accuracy_shown", "n_clusters", "n_topics_used", "seconds")
 
 
 def _as_list(value: Any) -> list[str]:

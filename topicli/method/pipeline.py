@@ -39,7 +39,7 @@ from topicli.method.languages import (
     read_languages,
     warn_languages,
 )
-from topicli.method.records import ClusterRun, FeedCounts, check_output_columns, with_topics
+from topicli.method.records import RUNNER_UP_COLUMN, ClusterRun, FeedCounts, check_output_columns, with_topics
 from topicli.method.scoring import TopicScores, auto_neighbours, finish_scores, part_vectors, raw_scores, topic_floors
 from topicli.method.timeline import over_time
 from topicli.method.topics import read_topics
@@ -341,16 +341,19 @@ class Pipeline:
         vectors, probabilities = prepared.vectors, prepared.scores
         labels = run.labels[prepared.rows]
         s = self.method.labelling
+        calibrator = calibrator_for(prepared.encoder_name, s.scorer) if s.calibrate else None
+        # what is held back reads the probability that a topic is right: with raw scores (no calibrator for
+        # this encoder and scorer, or calibrate off) the thresholds mean nothing, and nothing is held back
+        calibrated = calibrator is not None
         labeller = ClusterLabeller(
             k=s.k,
             noise_policy=s.noise_policy,
             noise_distance=s.noise_distance,
             override_margin=s.override_margin,
-            unmatched_below=s.unmatched_below,
-            min_confidence=s.min_confidence,
+            unmatched_below=s.unmatched_below if calibrated else 0.0,
+            min_confidence=s.min_confidence if calibrated else 0.0,
         )
         with self.progress("labelling clusters", None) as advance:
-            calibrator = calibrator_for(prepared.encoder_name, s.scorer) if s.calibrate else None
             labeller.fit(vectors, labels, probabilities, prepared.weights, calibrator)
             clusters, topics, confidence = labeller.assign(vectors, labels, probabilities)
             if calibrator is not None:
@@ -363,7 +366,7 @@ class Pipeline:
         labels, clusters, topics, confidence = labels[text], clusters[text], topics[text], confidence[text]
         names = [self.topics[t] if t >= 0 else "" for t in topics]
         runner_up = None  # the column comes with the settings, so that the outputs' columns follow the settings
-        if s.unmatched_below > 0 or s.min_confidence > 0:
+        if labeller.unmatched_below > 0 or labeller.min_confidence > 0:
             runner_up = [self.topics[t] if t >= 0 else "" for t in labeller.suggested(clusters, withheld[text])]
         frame = with_topics(posts.frame, rows, clusters, names, confidence, runner_up)
         all_texts = posts.texts
@@ -512,14 +515,24 @@ def load_posts(path: Path, settings: Settings | MethodSettings) -> Posts:
 def evaluate_posts(
     posts: Posts, gold_column: str, settings: Settings, progress: ProgressFactory, use_gold_topics: bool
 ) -> dict[str, float]:
-    """`topicli evaluate`: the whole pipeline, scored against gold; the gold labels are the topics unless given."""
+    """`topicli evaluate`: the whole pipeline, scored against gold; the gold labels are the topics unless given.
+
+    Accuracy, macro-F1 and NMI read every post's topic, shown or held back (its `topic_runner_up`), so that they
+    compare with methods that always answer; `coverage` is the share shown with a topic and `accuracy_shown`
+    the accuracy of those."""
     started = time.perf_counter()
     gold = read_gold(posts.frame, gold_column, str(posts.path))
     pipeline = Pipeline(settings.method, progress, topics=gold_topics(gold) if use_gold_topics else None)
     prepared = pipeline.prepare(posts)
     clustering = pipeline.cluster(prepared)
     result = pipeline.label(prepared, clustering)
-    figures = score(result.posts["topic"].tolist(), gold, result.posts["cluster"].tolist(), pipeline.topics)
+    shown = result.posts["topic"]
+    held = result.posts[RUNNER_UP_COLUMN] if RUNNER_UP_COLUMN in result.posts.columns else ""
+    clusters = result.posts["cluster"].tolist()
+    figures = score(shown.where(shown != "", held).tolist(), gold, clusters, pipeline.topics)
+    on_shown = score(shown.tolist(), gold, clusters, pipeline.topics)
+    figures["coverage"] = on_shown["coverage"]
+    figures["accuracy_shown"] = on_shown["accuracy"] / on_shown["coverage"] if on_shown["coverage"] else float("nan")
     figures["n_clusters"] = clustering.chosen.n_clusters
     figures["seconds"] = round(time.perf_counter() - started, 2)
     return {name: figures[name] for name in FIGURES}
