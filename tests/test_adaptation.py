@@ -64,6 +64,7 @@ def train_tweets(embedder: Embedder) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return vectors, raw, indices[:, :k], topics, [[r["label_name"]] for r in rows]
 
 
+@pytest.mark.heavy
 def test_the_head_lifts_macro_f1_is_deterministic_and_keeps_its_rounds(train_tweets: tuple) -> None:
     vectors, raw, neighbours, topics, gold = train_tweets
 
@@ -96,6 +97,7 @@ def test_no_rounds_when_the_posts_give_one_topic(embedder: Embedder) -> None:
     assert adapter.rounds_ == 0 and adapter.summary()["rounds"] == 0
 
 
+@pytest.mark.heavy
 def test_a_runs_bundle_carries_the_head_and_serves_the_runs_topics(tmp_path: Path, cache_dir: Path) -> None:
     from topicli.serving.bundle import BundleModel, read_bundle
 

@@ -146,6 +146,7 @@ def test_shipped_descriptions_cover_every_training_label() -> None:
     assert not set(data["label"]) - set(words.descriptions)
 
 
+@pytest.mark.heavy
 def test_training_reports_held_out_figures_above_chance_and_round_trips(
     huffpost: Path, embedder, tmp_path: Path
 ) -> None:

@@ -60,6 +60,7 @@ def test_same_input_same_bytes_cold_and_warm(isolated: Path, monkeypatch: pytest
     assert outputs[0] == outputs[1]
 
 
+@pytest.mark.heavy
 def test_cluster_then_label_equals_run(isolated: Path) -> None:
     assert invoke("run", EXAMPLES, "-o", "together.parquet")[0] == 0
     code, _out, err = invoke("cluster", EXAMPLES, "--run", "apart")
@@ -72,6 +73,7 @@ def test_cluster_then_label_equals_run(isolated: Path) -> None:
     assert together["cluster"].tolist() == apart["cluster"].tolist()
 
 
+@pytest.mark.heavy
 def test_label_reads_the_posts_from_here_when_the_run_was_clustered_elsewhere(isolated: Path) -> None:
     assert invoke("cluster", EXAMPLES, "--run", "cloud")[0] == 0
     recorded = isolated / "cloud" / "clustering.json"

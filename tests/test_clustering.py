@@ -95,6 +95,7 @@ def many_vectors(embedder) -> np.ndarray:
     return embedder([row["text"] for row in tweets(2000)])
 
 
+@pytest.mark.heavy
 def test_approximate_neighbours_are_deterministic_and_near_exact(many_vectors: np.ndarray) -> None:
     distances, indices = approximate_neighbours(many_vectors, 20)
     again = approximate_neighbours(many_vectors, 20)
