@@ -59,7 +59,7 @@ from topicli.method.topics import Topic, read_topics
 ROOT = Path(__file__).resolve().parents[1]
 INSTAGRAM = ROOT.parent / "shared" / "data" / "eval" / "instagram_dev"
 RESULTS = ROOT / "bench" / "results" / "reader.md"
-SINGLE_SAMPLE = 2000
+SINGLE_SAMPLE = 1000
 WEIGHTS = (0.0, 0.25, 0.5, 0.7, 1.0, 1.5)
 SEED = 0
 SPEED_POSTS = 96
@@ -231,9 +231,10 @@ def cluster_vote(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reader", default="", help="a cross-encoder folder (topicli train-classifier --kind ...)")
-    parser.add_argument("--top", type=int, default=8, help="candidate topics a post or a cluster is re-read against")
+    parser.add_argument("--top", type=int, default=5, help="candidate topics a post or a cluster is re-read against")
     parser.add_argument("--near", type=int, default=8, help="posts per cluster read by the cross-encoder")
     parser.add_argument("--encoders", default=f"{DEFAULT_ENCODER},{MPNET}")
+    parser.add_argument("--reader-sets", type=int, default=4, help="the cross-encoder reads the first N sets")
     args = parser.parse_args()
     encoders = args.encoders.split(",")
     sets = dev_sets()
@@ -308,11 +309,11 @@ def reader_rows(args, sets: list[DevSet], encoders: list[str], weight: float, be
         "per-post topic (fast, or re-read).",
         "",
     ]
-    names = [dev.name for dev in sets]
+    names = [dev.name for dev in sets[: args.reader_sets]]
     lines += [row("method", *names), row(*["---"] * (len(names) + 1))]
     table: dict[str, list[str]] = {}
     costs = []
-    for dev in sets:
+    for dev in sets[: args.reader_sets]:
         cache = PairCache(model, dev)
         topic_names = [str(t) for t in dev.topics]
 
