@@ -88,18 +88,34 @@ def test_training_holds_out_labels_and_measures_them(embedder) -> None:
     rows = [
         (f"{word} story number {i}", label, source)
         for source, words in (
-            ("a.csv", {"sports": "football match", "food": "pasta recipe", "politics": "election vote"}),
-            ("b.csv", {"travel": "flight hotel", "music": "guitar concert", "science": "lab experiment"}),
+            (
+                "a.csv",
+                {
+                    "sports": "football match",
+                    "food": "pasta recipe",
+                    "politics": "election vote",
+                    "health": "doctor vaccine",
+                },
+            ),
+            (
+                "b.csv",
+                {
+                    "travel": "flight hotel",
+                    "music": "guitar concert",
+                    "science": "lab experiment",
+                    "fashion": "dress runway",
+                },
+            ),
         )
         for label, word in words.items()
         for i in range(6)
     ]
     data = pd.DataFrame(rows, columns=["text", "label", "source"])
-    recipe = CrossRecipe(texts_per_source=12, negatives=1, held_out_share=0.34)
+    recipe = CrossRecipe(texts_per_source=16, negatives=1, held_out_share=0.5)
     model, summary = train_cross_encoder(data, embedder, tiny(), recipe, {"sports": "games, teams"})
     metrics, training = summary["metrics"], summary["training"]
     assert metrics["unseen_labels"]  # some labels held out, and not trained on:
-    assert training["labels"] == 6 - len(metrics["unseen_labels"])
+    assert training["labels"] == 8 - len(metrics["unseen_labels"]) == 4  # two of each source's four
     assert training["pairs"] == 2 * training["texts"]  # one positive and one negative a text
     assert 0 <= metrics["top1_unseen_labels_described"] <= 1 and metrics["unseen_label_texts"] > 0
     assert hasattr(model, "network_")
