@@ -130,17 +130,20 @@ def cosine(frame: pd.DataFrame, topics: list[str], encoder: str) -> float:
     return macro_f1(frame, topics, cosine_topics(frame, topics, encoder))
 
 
-def gain_error(frame: pd.DataFrame, topics: list[str], predicted: list[str], baseline: list[str]) -> float:
-    """The standard error of a macro-F1 gain over a baseline on the same posts: the standard deviation of the gain
-    over BOOTSTRAP_DRAWS seeded resamples of the posts (paired: both methods see the same resample)."""
+def gain_error(
+    frame: pd.DataFrame, topics: list[str], predicted: list[str], baseline: list[str], figure: str = "macro_f1"
+) -> float:
+    """The standard error of a gain (in macro-F1, or another `score` figure) over a baseline on the same posts: the
+    standard deviation of the gain over BOOTSTRAP_DRAWS seeded resamples of the posts (paired: both methods see the
+    same resample)."""
     gold = frame["gold"].tolist()
     rng = np.random.default_rng(SEED)
     gains = []
     for _ in range(BOOTSTRAP_DRAWS):
         rows = rng.integers(0, len(frame), len(frame))
         g, zeros = [gold[i] for i in rows], [0] * len(rows)
-        ours = score([predicted[i] for i in rows], g, zeros, topics)["macro_f1"]
-        gains.append(ours - score([baseline[i] for i in rows], g, zeros, topics)["macro_f1"])
+        ours = score([predicted[i] for i in rows], g, zeros, topics)[figure]
+        gains.append(ours - score([baseline[i] for i in rows], g, zeros, topics)[figure])
     return float(np.std(gains))
 
 

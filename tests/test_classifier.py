@@ -110,6 +110,9 @@ def test_balancing_takes_as_many_texts_from_every_source_spread_over_labels() ->
     assert counts["s0"] == 10 and counts["s1"] == 90  # a small source gives everything it has
     assert len(set(rows)) == len(rows)
     np.testing.assert_array_equal(rows, balanced_rows(sources, labels, np.arange(1000), np.random.default_rng(0)))
+    capped = balanced_rows(sources, labels, np.arange(1000), np.random.default_rng(0), most=30)
+    assert (sources[capped] == "big").sum() == (sources[capped] == "small").sum() == 30
+    assert pd.Series(labels[capped][sources[capped] == "big"]).value_counts().tolist() == [10, 10, 10]
 
 
 def test_descriptions_reach_the_topic_vectors(huffpost: Path, embedder) -> None:

