@@ -131,7 +131,8 @@ def test_a_runs_topic_confidence_is_the_calibrated_raw_confidence(tmp_path: Path
     frame[["text"]].to_csv(path, index=False)
     posts = Posts(frame=pd.read_csv(path, dtype=str), text_column="text", path=path)
     topics = sorted(set(frame["category"]))
-    settings = load_settings(None, environ={"TOPICLI_LABELLING_MIN_CONFIDENCE": "0"})  # every topic shown
+    shown = {"TOPICLI_LABELLING_MIN_CONFIDENCE": "0", "TOPICLI_LABELLING_UNMATCHED_BELOW": "0"}
+    settings = load_settings(None, environ=shown)  # every topic shown, as without calibration
     assert settings.labelling.calibrate, "calibrated confidence is the default"
     pipeline = Pipeline(settings.method, topics=topics, embedder=embedder)
     prepared = pipeline.prepare(posts)

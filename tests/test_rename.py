@@ -170,7 +170,9 @@ def test_the_manifest_keeps_its_topic_list_and_gets_the_new_names(tmp_path: Path
 
 
 @pytest.mark.heavy
-def test_label_rename_writes_the_outputs_and_a_new_bundle_without_clustering(isolated: Path) -> None:
+def test_label_rename_writes_the_outputs_and_a_new_bundle_without_clustering(
+    every_post_shown: None, isolated: Path
+) -> None:
     result = runner.invoke(app, ["run", str(EXAMPLES)], env={"TOPICLI_LABELLING_UNMATCHED_BELOW": "0.5"})
     assert result.exit_code == 0, result.stderr
     run = Path("topicli-out/posts")

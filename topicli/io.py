@@ -98,7 +98,8 @@ def _not_rows(path: Path, text: str) -> str | None:
 
 def _read_jsonl(path: Path, text: str) -> list[Any]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines ends a line at "\n" only: U+0085 or U+2028 inside a text (written raw) is no line end
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -538,7 +539,7 @@ def _json_with_surrogates(frame: pd.DataFrame, held: set[tuple[int, int]], lines
     for i, j in held:
         clean.iat[i, j] = ""
     written = clean.to_json(orient="records", lines=lines, force_ascii=False)
-    rows = [json.loads(line) for line in written.splitlines() if line.strip()] if lines else json.loads(written)
+    rows = [json.loads(line) for line in written.split("\n") if line.strip()] if lines else json.loads(written)
     names = list(frame.columns)
     restored = [
         {names[j]: frame.iat[i, j] if (i, j) in held else row[f"c{j}"] for j in range(len(names))}

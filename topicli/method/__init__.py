@@ -1,5 +1,6 @@
 """The method: topics, encoders, embedding, clustering, scoring, labelling, cls_model and its training,
-evaluation, run folders and the pipeline that joins them. No CLI, rendering, Azure or Triton client here."""
+evaluation, what a run records of its posts, and the pipeline that joins them. No CLI, rendering, Azure or
+Triton client here."""
 
 # The modules other layers import. `clustering`, `evaluation` and `keywords` are reached through
 # `pipeline` (and `training`); `base` holds the definitions several modules share.
@@ -8,14 +9,16 @@ __all__ = [
     "base",
     "calibration",
     "classifier",
+    "cross_encoder",
+    "cross_training",
     "embedding",
     "encoder_export",
     "encoders",
     "labelling",
     "languages",
     "pipeline",
+    "records",
     "rename",
-    "runs",
     "scoring",
     "timeline",
     "tokens",
