@@ -16,6 +16,7 @@ from topicli.config import load_settings
 from .conftest import EXAMPLES
 
 runner = CliRunner()
+pytestmark = pytest.mark.heavy  # one real run of the examples, shared by the module
 
 
 @pytest.fixture(scope="module")

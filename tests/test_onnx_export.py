@@ -109,6 +109,7 @@ def test_unmatched_clusters_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path
     assert_same(bundle, OnnxPipeline(export_onnx(run_folder / "bundle", tmp_path / "onnx")).predict(texts))
 
 
+@pytest.mark.heavy
 def test_unsure_posts_give_no_topic_in_the_graph_as_in_the_bundle(tmp_path: Path, cache_dir: Path) -> None:
     run_folder = minilm_run(tmp_path, cache_dir, TOPICLI_LABELLING_MIN_CONFIDENCE="0.6")
     model = BundleModel.load(run_folder / "bundle")

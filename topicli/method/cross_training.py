@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from topicli.config import Settings
+from topicli.method.base import Embed
 from topicli.method.cross_encoder import CrossEncoder, save_cross_encoder
-from topicli.method.embedding import Embed, Embedder
+from topicli.method.embedding import Embedder
 from topicli.method.encoders import DEFAULT_ENCODER
 from topicli.method.training import (
     LabelSpace,
