@@ -48,8 +48,8 @@ def classifier_metrics(console: Console, card: dict[str, Any], folder: Path) -> 
     )
 
 
-def cross_encoder_metrics(console: Console, manifest: dict[str, Any], folder: Path) -> None:
-    m, training = manifest["metrics"], manifest["training"]
+def cross_encoder_metrics(console: Console, card: dict[str, Any], folder: Path) -> None:
+    m, training = card["metrics"], card["training"]
     table = Table(title="cross-encoder held-out figures (topics described)")
     table.add_column("figure")
     table.add_column("cross-encoder", justify="right")
@@ -63,7 +63,7 @@ def cross_encoder_metrics(console: Console, manifest: dict[str, Any], folder: Pa
     console.print(table)
     console.print(
         f"trained on {training['texts']} texts, {training['labels']} labels, {training['pairs']} pairs in "
-        f"{training['seconds']:.0f} s; weights {manifest['weights_bytes'] / 1e6:.1f} MB (fp16); saved to {folder}"
+        f"{training['seconds']:.0f} s; weights {card['weights_bytes'] / 1e6:.1f} MB (fp16); saved to {folder}"
     )
 
 

@@ -69,7 +69,6 @@ SPARK_PIP = (
     "tokenizers==0.23.3",
     "safetensors==0.8.0",
     "py3langid==0.4.0",
-    "stop-words==2025.11.4",  # keywords' function words (topicli.method.keywords)
     "psutil==7.2.2",
     "pydantic==2.12.5",
     "rich==15.0.0",

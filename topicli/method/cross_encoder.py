@@ -246,19 +246,19 @@ def load_cross_encoder(folder: Path | str) -> tuple[CrossEncoder, dict[str, Any]
             f"{folder} is not a cross-encoder folder (needs {', '.join(p.name for p in needed)}); "
             "write one with `topicli train-classifier --kind cross-encoder`"
         )
-    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    if manifest.get("format_version") != FORMAT_VERSION:
+    card = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    if card.get("format_version") != FORMAT_VERSION:
         raise TopicliError(
-            f"{folder}: cross-encoder format {manifest.get('format_version')} but this topicli reads "
+            f"{folder}: cross-encoder format {card.get('format_version')} but this topicli reads "
             f"{FORMAT_VERSION}; retrain it with `topicli train-classifier --kind cross-encoder`"
         )
     _quiet_transformers()
-    model = CrossEncoder(**manifest["settings"])
+    model = CrossEncoder(**card["settings"])
     network = _network(AutoModel.from_config(AutoConfig.from_pretrained(str(folder))))
     network.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(folder / WEIGHTS_FILE)).items()})
     model.network_ = network.eval()
     model.tokenizer_ = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
-    return model, manifest
+    return model, card
 
 
 def export_onnx(model: CrossEncoder, path: Path) -> None:

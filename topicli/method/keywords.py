@@ -34,7 +34,6 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-import stop_words as stop_lists
 from scipy.sparse import csr_matrix, diags
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
@@ -60,6 +59,10 @@ def stop_words(texts: Sequence[str]) -> frozenset[str]:
         name for name, share in shares.items() if share >= LANGUAGE_SHARE and share * sample >= LANGUAGE_MIN_POSTS
     }
     words: set[str] = set(ENGLISH_STOP_WORDS) if "en" in present else set()
+    try:
+        import stop_words as stop_lists
+    except ImportError:  # the Azure ML Spark job's Python 3.10 has no wheel of it: English and the groups' rule
+        return frozenset(words)
     for name in sorted(present & set(stop_lists.LANGUAGE_MAPPING) - {"en"}):
         words.update(w.casefold() for w in stop_lists.get_stop_words(name))
     return frozenset(words)
