@@ -10,7 +10,6 @@ import typer
 from topicli.cli import render
 from topicli.cli.common import (
     ConfigOption,
-    check_cache_dir,
     command_group,
     console,
     err_console,
@@ -18,7 +17,7 @@ from topicli.cli.common import (
     settings_for,
 )
 from topicli.cli.jobs import DryRunOption, OnOption, azureml_job, on_azureml
-from topicli.runs.guard import run_files
+from topicli.runs.guard import check_cache_dir, run_files
 
 classifier_app = command_group()
 KINDS = ("pair", "cross-encoder")

@@ -104,13 +104,6 @@ def settings_for(config: Path | None, **sections: dict[str, Any]) -> Settings:
     return load_settings(config, overrides=sections)
 
 
-def check_cache_dir(settings: Settings) -> None:
-    """Refuse an [encoder] cache_dir that cannot take writes, before the first post is embedded."""
-    from topicli.io import check_writable
-
-    check_writable(Path(settings.encoder.cache_dir), "[encoder] cache_dir", folder=True)
-
-
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Advance]:
     """A rich progress bar on stderr; yields a callback `advance(n)`. The bar stays once done, and is cleared when

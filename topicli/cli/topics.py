@@ -14,7 +14,6 @@ from topicli.cli.common import (
     PostsArgument,
     PostsOrUriArgument,
     TextColumnOption,
-    check_cache_dir,
     chosen_run,
     command_group,
     console,
@@ -23,6 +22,7 @@ from topicli.cli.common import (
 )
 from topicli.cli.jobs import DryRunOption, EngineOption, OnOption, azureml_job, on_azureml, on_spark, run_on_spark
 from topicli.config import Settings
+from topicli.runs.guard import check_cache_dir
 
 if TYPE_CHECKING:
     from topicli.method.languages import EncoderChoice

@@ -8,6 +8,13 @@ from pathlib import Path
 from topicli.config import Settings
 
 
+def check_cache_dir(settings: Settings) -> None:
+    """Refuse an [encoder] cache_dir that cannot take writes, before the first post is embedded."""
+    from topicli.io import check_writable
+
+    check_writable(Path(settings.encoder.cache_dir), "[encoder] cache_dir", folder=True)
+
+
 def run_files(settings: Settings, *runs: Path, skip: Path | None = None, own: tuple[Path, ...] = ()) -> dict[Path, str]:
     """What no command may write over (`check_writable`'s `keep`), each with what it is: in every folder under
     [output] dir (runs, the local server's state, cls_model) and every run folder in `runs`, its files, and a run's

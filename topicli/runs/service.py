@@ -47,7 +47,7 @@ from topicli.runs.folder import (
     mark_latest,
     new_attempt,
 )
-from topicli.runs.guard import run_files
+from topicli.runs.guard import check_cache_dir, run_files
 from topicli.runs.outputs import OutputSet, WrittenOutputs, find_posts_output, topic_table_path, write_outputs
 from topicli.serving.bundle import BundleModel, read_bundle, renamed_bundle, save_bundle, write_bundle
 
@@ -61,7 +61,7 @@ def check_run_paths(
     folder (`folder_name` says which option or setting gave it), -o and the topic table beside it, neither
     of which may be the input `source` nor a file of another run (`run_files`). Returns the topic list, read
     now so a bad --topics fails now too."""
-    check_writable(Path(settings.encoder.cache_dir), "[encoder] cache_dir", folder=True)
+    check_cache_dir(settings)
     check_writable(folder, folder_name, folder=True)
     if output is not None:
         inputs = (source,) if source is not None else ()

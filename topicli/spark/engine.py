@@ -40,7 +40,7 @@ from topicli.method.records import OUTPUT_COLUMNS, RUNNER_UP_COLUMN, ClusterRun
 from topicli.progress import ProgressFactory, no_progress
 from topicli.runs.folder import bundle_folder
 from topicli.runs.service import RunWriter
-from topicli.serving.bundle import MANIFEST, read_bundle
+from topicli.serving.bundle import MANIFEST, Manifest, read_bundle
 from topicli.spark.tasks import ID, TEXT, VECTOR, assign_partition, bundle_files, embed_partition, score_partition
 
 VECTORS_FOLDER = "vectors.parquet"
@@ -234,11 +234,11 @@ def _topic_sizes(frame: Any) -> dict[str, int]:
     return {row["topic"]: int(row["count"]) for row in frame.groupBy("topic").count().collect()}
 
 
-def _assigned(spark: Any, frame: Any, bundle: Path, task: Any, keep: list[str]) -> Any:
-    """`frame`'s posts (their `keep` columns) with the topic columns, from tasks holding the broadcast bundle."""
+def _assigned(spark: Any, frame: Any, bundle: Path, manifest: Manifest, task: Any, keep: list[str]) -> Any:
+    """`frame`'s posts (their `keep` columns) with the topic columns, from tasks holding the broadcast bundle
+    (`manifest`: its manifest, as `read_bundle` checked it)."""
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-    manifest = read_bundle(bundle).manifest
     files = spark.sparkContext.broadcast(bundle_files(bundle))
     fields = [f for f in frame.schema.fields if f.name in keep]
     schema = StructType(
@@ -303,7 +303,8 @@ def run_spark(
         bundle = bundle_folder(attempt)
         target = output if output is not None else attempt / f"posts.{fmt}"
         with _stage(seconds, "assigning every post in Spark tasks", progress):
-            assigned = _assigned(spark, vectors, bundle, assign_partition, [*columns, ID])
+            manifest = read_bundle(bundle).manifest
+            assigned = _assigned(spark, vectors, bundle, manifest, assign_partition, [*columns, ID])
             assigned = assigned.sortWithinPartitions(ID).drop(ID)
             _write(assigned, target, fmt)
             written = spark.read.parquet(str(target)) if fmt == "parquet" else None
@@ -320,9 +321,9 @@ def score_spark(spark: Any, settings: Settings, source: str, bundle: Path, outpu
     posts, _ = read_posts_frame(spark, source, settings.input.text_column)
     columns = [c for c in posts.columns if c not in (ID, TEXT)]
     posts = posts.repartition(_partitions(posts.count(), settings))
-    assigned = _assigned(spark, posts, bundle, score_partition, [*columns, ID, TEXT])
+    manifest = read_bundle(bundle).manifest
+    assigned = _assigned(spark, posts, bundle, manifest, score_partition, [*columns, ID, TEXT])
     assigned = assigned.sortWithinPartitions(ID).drop(ID, TEXT)
     _write(assigned, output, settings.scale.format)
     sizes = _topic_sizes(spark.read.parquet(str(output)) if settings.scale.format == "parquet" else assigned)
-    bundle_id = read_bundle(bundle).manifest.bundle_id
-    return SparkScore(output, sum(sizes.values()), bundle_id, sizes)
+    return SparkScore(output, sum(sizes.values()), manifest.bundle_id, sizes)
