@@ -538,6 +538,7 @@ def test_the_shipped_configuration_runs_from_a_working_copy(isolated: Path) -> N
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["topicli"]
     packaged = {path for glob in globs for path in Path(shipped.parent).glob(glob)}
     assert set(shipped.rglob("*.tf")) <= packaged and (shipped / "terraform.tfvars.example") in packaged
+    assert set(shipped.rglob("*.py")) == {shipped / "triton" / "fetch_repository.py"} <= packaged
 
     state = isolated / infra.WORKING_COPY / "terraform.tfstate"
     state.parent.mkdir()
@@ -549,6 +550,9 @@ def test_the_shipped_configuration_runs_from_a_working_copy(isolated: Path) -> N
     assert state.read_text() == "{}", "what Terraform wrote stays"
     triton = triton_aci.terraform_dir(Settings())
     assert {p.name for p in triton.glob("*.tf")} == {p.name for p in (shipped / "triton").glob("*.tf")}
+    # The script the container group runs goes with the configuration that hands it over (filebase64).
+    fetch = "fetch_repository.py"
+    assert (triton / fetch).read_bytes() == (shipped / "triton" / fetch).read_bytes()
 
 
 def test_private_network_without_premium_registry_is_refused_at_load() -> None:

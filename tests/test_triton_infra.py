@@ -67,7 +67,9 @@ def test_azurerm_is_pinned_exactly_as_in_the_main_configuration(module: dict[str
 def test_resources_and_the_storage_targets(module: dict[str, Any]) -> None:
     assert set(module["ManagedResources"]) == {
         "azurerm_storage_account.models",
-        "azurerm_storage_share.models",
+        "azurerm_storage_container.models",
+        "azurerm_user_assigned_identity.triton",
+        "azurerm_role_assignment.triton_reads_models",
         "azurerm_container_group.triton",
     }
     # deploy applies these first; each must exist, and the container group must not be among them.
@@ -116,30 +118,65 @@ def test_probes_ask_triton_for_live_and_ready_on_port_8000(module: dict[str, Any
     assert attribute(block(container, "liveness_probe"), "initial_delay_seconds") == "var.startup_seconds"
 
 
-def test_share_is_mounted_read_only_at_models_and_served_from_there(module: dict[str, Any]) -> None:
-    container = block(resource(module, "azurerm_container_group.triton"), "container")
+def test_the_container_group_reads_the_blob_container_as_its_own_identity(module: dict[str, Any]) -> None:
+    group = resource(module, "azurerm_container_group.triton")
+    identity = block(group, "identity")
+    assert attribute(identity, "type") == '"UserAssigned"'
+    assert attribute(identity, "identity_ids") == "[azurerm_user_assigned_identity.triton.id]"
+    # Its one role: reading blobs, in the container of the model repositories only.
+    role = resource(module, "azurerm_role_assignment.triton_reads_models")
+    assert attribute(role, "role_definition_name") == f'"{triton_deploy.READER_ROLE}"' == '"Storage Blob Data Reader"'
+    assert attribute(role, "scope") == "azurerm_storage_container.models.id"
+    assert attribute(role, "principal_id") == "azurerm_user_assigned_identity.triton.principal_id"
+    assert attribute(role, "principal_type") == '"ServicePrincipal"'
+    # The role exists before the container starts, and the container asks for that identity's token.
+    depends_on = module["ManagedResources"]["azurerm_container_group.triton"]["DependsOn"]
+    assert [[step["Name"] for step in reference] for reference in depends_on] == [
+        ["azurerm_role_assignment", "triton_reads_models"]
+    ]
+    container = block(group, "container")
+    assert attribute(container, "environment_variables").split() == [
+        "{",
+        "AZURE_CLIENT_ID",
+        "=",
+        "azurerm_user_assigned_identity.triton.client_id",
+        "}",
+    ]
+    # No share and no key: the one volume holds the fetch script.
     volume = block(container, "volume")
-    assert attribute(volume, "mount_path") == '"/models"'
-    assert attribute(volume, "read_only") == "true"
-    assert attribute(volume, "share_name") == "azurerm_storage_share.models.name"
-    assert attribute(volume, "storage_account_name") == "azurerm_storage_account.models.name"
-    assert attribute(volume, "storage_account_key") == "azurerm_storage_account.models.primary_access_key"
-    share = resource(module, "azurerm_storage_share.models")
-    assert attribute(share, "storage_account_id") == "azurerm_storage_account.models.id"
-    assert attribute(share, "quota") == "var.share_quota_gb"
-    # The command installs the pinned tokenizers, then serves the repository's folder of the share.
+    assert attribute(volume, "mount_path") == "local.scripts_path"
+    assert '"fetch_repository.py" = filebase64("${path.module}/fetch_repository.py")' in attribute(volume, "secret")
+    assert not {"share_name", "storage_account_key", "storage_account_name"} & set(volume["Attributes"])
+    assert (TRITON_DIR / "fetch_repository.py").is_file()
+    models = resource(module, "azurerm_storage_container.models")
+    assert attribute(models, "storage_account_id") == "azurerm_storage_account.models.id"
+    assert attribute(models, "container_access_type") == '"private"'
+
+
+def test_the_command_fetches_the_repository_then_installs_tokenizers_then_serves_it(module: dict[str, Any]) -> None:
+    container = block(resource(module, "azurerm_container_group.triton"), "container")
     assert attribute(container, "commands") == '["/bin/sh", "-c", local.command]'
+    assert local(module, "scripts_path") == '"/opt/topicli"'
     assert local(module, "model_repository") == '"/models/${var.model_repository}"'
+    url = "${azurerm_storage_account.models.primary_blob_endpoint}${azurerm_storage_container.models.name}"
+    assert local(module, "container_url") == f'"{url}"'
     command = local(module, "command")
+    # fetch_repository.py CONTAINER_URL FOLDER TARGET, as tests/test_triton_deploy.py runs it.
+    fetch = "python3 ${local.scripts_path}/fetch_repository.py ${local.container_url} ${var.model_repository} "
+    assert fetch + "${local.model_repository}" in command
     assert "pip install" in command and "tokenizers==${var.tokenizers_version}" in command
     assert "exec tritonserver --model-repository=${local.model_repository}" in command
-    assert command.index("pip install") < command.index("exec tritonserver")
+    # Joined with &&: Triton starts (and the readiness probe can pass) only after a whole fetch.
+    assert command.startswith('join(" && ", [')
+    assert command.index("fetch_repository.py") < command.index("pip install") < command.index("exec tritonserver")
     for flag in ("--http-port=${local.http_port}", "--grpc-port=${local.grpc_port}", "--metrics-port="):
         assert flag in command
 
 
 def test_storage_account_is_locked_down(module: dict[str, Any]) -> None:
     storage = resource(module, "azurerm_storage_account.models")
+    assert attribute(storage, "shared_access_key_enabled") == "false"
+    assert attribute(storage, "default_to_oauth_authentication") == "true"
     assert attribute(storage, "min_tls_version") == '"TLS1_2"'
     assert attribute(storage, "https_traffic_only_enabled") == "true"
     assert attribute(storage, "allow_nested_items_to_be_public") == "false"
@@ -147,22 +184,33 @@ def test_storage_account_is_locked_down(module: dict[str, Any]) -> None:
     assert attribute(block(storage, "sas_policy"), "expiration_period") == '"01.00:00:00"'
 
 
-def test_outputs_give_the_url_and_the_share(module: dict[str, Any]) -> None:
+def test_the_provider_reaches_storage_with_entra_id() -> None:
+    """With shared keys off, the provider must not try the account key on the data plane."""
+    text = (TRITON_DIR / "versions.tf").read_text()
+    provider = text[text.index('provider "azurerm" {') :]
+    assert "\n  storage_use_azuread = true\n" in provider
+
+
+def test_outputs_give_the_url_and_the_container_and_no_key(module: dict[str, Any]) -> None:
     outputs = module["Outputs"]
     assert set(outputs) == {
         "fqdn",
         "inference_url",
         "container_group",
         "storage_account",
-        "share_name",
+        "blob_endpoint",
+        "container_name",
         "model_repository",
-        "storage_account_key",
     }
     assert all(output["Description"] for output in outputs.values())
     assert source(outputs["fqdn"]["Expr"]["SrcRange"]) == "azurerm_container_group.triton.fqdn"
     url = source(outputs["inference_url"]["Expr"]["SrcRange"])
     assert url == '"http://${azurerm_container_group.triton.fqdn}:${local.http_port}"'
-    assert [name for name, output in outputs.items() if output["Sensitive"]] == ["storage_account_key"]
+    endpoint = source(outputs["blob_endpoint"]["Expr"]["SrcRange"])
+    assert endpoint == "azurerm_storage_account.models.primary_blob_endpoint"
+    assert [name for name, output in outputs.items() if output["Sensitive"]] == []
+    said = [source(output["Expr"]["SrcRange"]) for output in outputs.values()]
+    assert [expression for expression in said if "key" in expression or "connection_string" in expression] == []
     # The stand-in gives what deploy reads from the real configuration.
     assert set(load(STAND_IN_DIR)["Outputs"]) == set(outputs)
 
@@ -228,8 +276,7 @@ def test_wrong_values_fail_before_reaching_azure(variables_only: Path) -> None:
         "cpu": 8,
         "memory_gb": 2.05,
         "startup_seconds": 10,
-        "share_name": "Models",
-        "share_quota_gb": 0,
+        "container_name": "Models",
         "model_repository": "a/b",
     }
     runner = infra.TerraformRunner(variables_only, wrong, infra.terraform_executable(variables_only))

@@ -293,9 +293,15 @@ def _container_group(
             console.print(f"wrote {path}")
         render.steps(console, "deploy triton would (variables validated offline)", triton_aci.steps(release))
         return
+    from azure.identity import DefaultAzureCredential
+
     runner = terraform.runner_for(settings, release.terraform_dir, release.variables)
     with terraform_output_on_error(ctx):
-        deployed = triton_aci.deploy(release, runner, on_step=lambda line: console.print(line, markup=False))
-    console.print(f"container group {deployed.container_group} serves {deployed.share}/{deployed.share_folder}")
+        deployed = triton_aci.deploy(
+            release, runner, DefaultAzureCredential(), on_step=lambda line: console.print(line, markup=False)
+        )
+    console.print(
+        f"container group {deployed.container_group} serves {deployed.folder} of blob container {deployed.container}"
+    )
     console.print(f"inference URL {deployed.inference_url} (POST /v2/models/topicli/infer)")
     record(settings, Deployed("triton", deployed.inference_url))

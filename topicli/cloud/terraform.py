@@ -28,6 +28,9 @@ from topicli.io import atomic_path
 LAUNCHER = Path(".terraform", "topicli", "terraform")
 SHIPPED = Path(__file__).parents[1] / "terraform"  # package data: terraform/ (and terraform/triton/) of topicli
 WORKING_COPY = Path(".topicli-terraform")
+# What a configuration folder holds: Terraform's files, and the scripts they hand to Azure
+# (terraform/triton/fetch_repository.py, which the container group runs).
+CONFIGURATION_FILES = ("*.tf", "*.py")
 # Written by topicli when [infra] backend is set: Terraform merges `*_override.tf` into the configuration.
 BACKEND_OVERRIDE = "topicli_backend_override.tf"
 _BACKEND_BLOCK = """# Written by topicli from [infra] backend; removed when that setting is empty.
@@ -121,17 +124,17 @@ def configuration_dir(settings: Settings) -> Path:
     """[infra] terraform_dir, or (empty) a working copy of the configuration shipped inside topicli.
 
     Terraform keeps its state and providers beside the configuration, which must not be the
-    installed package: the shipped `.tf` files are copied into `.topicli-terraform/` in the
-    working folder on every call (a new topicli brings its new configuration), and whatever
-    Terraform wrote there stays.
+    installed package: the shipped `.tf` files (and the scripts they hand to Azure) are copied
+    into `.topicli-terraform/` in the working folder on every call (a new topicli brings its new
+    configuration), and whatever Terraform wrote there stays.
     """
     if settings.infra.terraform_dir:
         return Path(settings.infra.terraform_dir)
     for source in [SHIPPED, *(p for p in SHIPPED.iterdir() if p.is_dir())]:
         target = WORKING_COPY / source.relative_to(SHIPPED)
         target.mkdir(parents=True, exist_ok=True)
-        shipped = {file.name for file in source.glob("*.tf")}
-        for stale in target.glob("*.tf"):
+        shipped = {file.name for pattern in CONFIGURATION_FILES for file in source.glob(pattern)}
+        for stale in (file for pattern in CONFIGURATION_FILES for file in target.glob(pattern)):
             if stale.name not in shipped and stale.name != BACKEND_OVERRIDE:
                 stale.unlink()
         for name in shipped:

@@ -2,27 +2,33 @@
 
 **Steps.** The bundle becomes a Triton model repository (`topicli.serving.triton.write_repository`).
 Terraform on terraform/triton (under [infra] terraform_dir) first applies only the storage
-account and its file share (`-target`), the repository is uploaded into the share, then the
-whole configuration is applied: the container group that runs Triton with the share mounted
-at /models. CPU only: azurerm 4 removed GPU container groups.
+account and its blob container (`-target`), the repository is uploaded into the container, then
+the whole configuration is applied: an identity with Storage Blob Data Reader on the container,
+and the container group that runs Triton as that identity (user-assigned: it and its role
+outlive the container group, which each new model replaces; see container.tf). The group's
+start command copies the repository out of the container (terraform/triton/fetch_repository.py)
+before the server starts, so the readiness probe passes only once the models are there and
+loaded. CPU only: azurerm 4 removed GPU container groups.
 
-**One folder per repository.** The files go into the share folder `r-<first 16 hex digits of
-the repository's digest>`, and the container serves that folder. A new model is a new folder,
-which changes the container's command, so Terraform replaces the container group and Triton
-loads the new models; files of an older repository never mix into the one being served. The
-same repository deployed twice goes to the same folder and changes nothing.
+**One folder per repository.** The files go into the blob folder (prefix) `r-<first 16 hex digits
+of the repository's digest>`, and the container group serves that folder. A new model is a new
+folder, which changes the container's command, so Terraform replaces the container group and
+Triton loads the new models; files of an older repository never mix into the one being served.
+After the files, the upload writes the folder's list (`upload.json`'s document) as the blob
+`<folder>.json`: the container reads its folders and files from it (blob storage keeps no empty
+folders, and an ensemble's version folder is one), and a deploy that finds it uploads nothing,
+so the same repository deployed twice sends one request.
 
-**Credential.** The upload signs with the storage account key from Terraform's (sensitive)
-`storage_account_key` output. Container groups mount Azure Files only with that key, so it
-exists and is enabled whatever topicli does; Entra ID (DefaultAzureCredential) would need a
-data-plane role assignment for the person or CI running the deploy (Storage File Data
-Privileged Contributor), minutes of role propagation, and `token_intent="backup"` on every
-client, for no gain in what can reach the share.
+**Credential.** The storage account takes no keys (`shared_access_key_enabled = false`) and
+Terraform outputs none. The upload signs in with Entra ID (`DefaultAzureCredential`: `az login`,
+a service principal or CI's federated token), whose identity needs the Storage Blob Data
+Contributor role on the storage account (or its container), and the right to create role
+assignments on the resource group for the container group's identity (docs/azure.md: Roles).
 
 `--dry-run` sends nothing: it writes the repository (`triton/` beside the bundle, where
-`topicli export triton` puts it), the Terraform variables (`triton.tfvars.json`) and the list
-of files that would be uploaded (`upload.json`: path, size, sha256) into `triton-deploy/`
-beside it, and runs terraform/triton's variable validations offline.
+`topicli export triton` puts it), the Terraform variables (`triton.tfvars.json`) and the list of
+folders and files that would be uploaded (`upload.json`: each file's path, size and sha256) into
+`triton-deploy/` beside it, and runs terraform/triton's variable validations offline.
 
 The Azure imports sit inside the functions, as in `topicli.cloud.azureml`.
 """
@@ -36,13 +42,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from topicli.cloud import terraform
+from topicli.cloud.errors import cloud_error, first_line
 from topicli.config import Settings
 from topicli.errors import TopicliError
 from topicli.io import file_digest
@@ -50,12 +57,15 @@ from topicli.serving.bundle import MANIFEST
 from topicli.serving.triton import write_repository
 
 TERRAFORM_FOLDER = "triton"  # under [infra] terraform_dir
-# Applied before the upload: the share, and through it the storage account it needs.
-STORAGE_TARGETS = ("azurerm_storage_share.models",)
+# Applied before the upload: the blob container, and through it the storage account it needs.
+STORAGE_TARGETS = ("azurerm_storage_container.models",)
 VARIABLES_FILE = "triton.tfvars.json"
 UPLOAD_FILE = "upload.json"
-# Most ranges of one file uploaded at once (4 MiB each).
+# Most blocks of one file uploaded at once (files over 64 MiB go in blocks of 4 MiB).
 UPLOAD_CONCURRENCY = 4
+# What the container group's identity needs to read the repository, and the deployer to upload it.
+READER_ROLE = "Storage Blob Data Reader"
+UPLOADER_ROLE = "Storage Blob Data Contributor"
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class Repository:
 
 @dataclass(frozen=True)
 class TritonRelease:
-    """What a deploy sends: the repository, the share folder it goes to, terraform/triton and its variables."""
+    """What a deploy sends: the repository, the blob folder it goes to, terraform/triton and its variables."""
 
     repository: Repository
     terraform_dir: Path
@@ -100,25 +110,24 @@ class TritonRelease:
         return self.repository.digest
 
     @property
-    def share_folder(self) -> str:
-        return share_folder(self.repository)
+    def folder(self) -> str:
+        return blob_folder(self.repository)
 
     @property
-    def directories(self) -> tuple[str, ...]:
-        """The folders to create in the share, each after its parent."""
-        found = [self.share_folder, *(f"{self.share_folder}/{folder}" for folder in self.repository.folders)]
-        return tuple(sorted(found, key=lambda path: (path.count("/"), path)))
+    def listing(self) -> str:
+        """The blob that lists the folder's contents, written after them: `<folder>.json`."""
+        return f"{self.folder}.json"
 
     @property
     def size(self) -> int:
         return sum(file.size for file in self.files)
 
     def manifest(self) -> dict[str, Any]:
-        """The upload as `upload.json` lists it."""
+        """The upload as `upload.json` lists it, and as the blob `listing` gives it to the container group."""
         return {
-            "share_folder": self.share_folder,
+            "folder": self.folder,
             "digest": self.digest,
-            "directories": list(self.directories),
+            "folders": list(self.repository.folders),
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
         }
 
@@ -176,8 +185,8 @@ def read_repository(repository: Path) -> Repository:
     return Repository(repository, tuple(sorted(folders)), tuple(sorted(files, key=lambda file: file.path)))
 
 
-def share_folder(repository: Repository) -> str:
-    """The folder of the share that holds this repository: r- and the first 16 hex digits of its digest."""
+def blob_folder(repository: Repository) -> str:
+    """The blob folder (prefix) that holds this repository: r- and the first 16 hex digits of its digest."""
     return f"r-{repository.digest[:16]}"
 
 
@@ -204,7 +213,7 @@ def triton_variables(settings: Settings, folder: str) -> dict[str, Any]:
         "cpu": triton.cpu,
         "memory_gb": triton.memory_gb,
         "dns_name_label": triton.dns_label,
-        "model_repository": folder,  # the share folder of the repository
+        "model_repository": folder,  # the blob folder of the repository
     }
     return {name: value for name, value in values.items() if value != ""}
 
@@ -218,7 +227,7 @@ def prepare(settings: Settings, repository: Path) -> TritonRelease:
             "folder of topicli"
         )
     read = read_repository(repository)
-    return TritonRelease(read, folder, triton_variables(settings, share_folder(read)))
+    return TritonRelease(read, folder, triton_variables(settings, blob_folder(read)))
 
 
 # The paragraph before "This was checked by the validation rule": the rule's error_message.
@@ -285,45 +294,79 @@ def steps(prepared: TritonRelease) -> list[tuple[str, str]]:
         ),
         (
             "upload",
-            f"{len(prepared.files)} files ({prepared.size:,} bytes) of {prepared.repository.path} in "
-            f"{len(prepared.directories)} folders, into folder {prepared.share_folder} of the share",
+            f"{len(prepared.files)} files ({prepared.size:,} bytes) of {prepared.repository.path} into folder "
+            f"{prepared.folder} of the blob container, then {prepared.listing}; nothing if {prepared.listing} is "
+            f"there already. Signed in with DefaultAzureCredential, which needs {UPLOADER_ROLE}",
         ),
         (
             "terraform apply",
             f"container group: {variables.get('image', 'Terraform default image')}, "
-            f"{variables.get('cpu')} CPU, {variables.get('memory_gb')} GB, serving /models/{prepared.share_folder}",
+            f"{variables.get('cpu')} CPU, {variables.get('memory_gb')} GB, an identity with {READER_ROLE} on the "
+            f"blob container; fetches {prepared.folder} into /models/{prepared.folder} and serves it",
         ),
         ("inference URL", "http://<fqdn>:8000, the fqdn known after the apply"),
     ]
 
 
-def share_client(account: str, key: str, share: str, transport: Any = None) -> Any:
-    """A `ShareClient` on the file share, signing with the account key; `transport` replaces the HTTP transport."""
-    from azure.core.credentials import AzureNamedKeyCredential
-    from azure.storage.fileshare import ShareClient
+def blob_container(endpoint: str, container: str, credential: Any, **options: Any) -> Any:
+    """A `ContainerClient` on the blob container, signed in with `credential` (an Entra ID token credential).
 
-    options = {"transport": transport} if transport is not None else {}
-    return ShareClient(
-        f"https://{account}.file.core.windows.net", share, credential=AzureNamedKeyCredential(account, key), **options
-    )
+    `options` go to the client: the HTTP `transport`, the block sizes.
+    """
+    from azure.storage.blob import ContainerClient
+
+    return ContainerClient(endpoint, container, credential=credential, **options)
 
 
-def upload(prepared: TritonRelease, share: Any) -> None:
-    """Create the share folder and its subfolders, then upload every file (ranges checked by MD5)."""
-    from azure.core.exceptions import AzureError, ResourceExistsError
+def upload(prepared: TritonRelease, container: Any) -> bool:
+    """Upload every file into the release's folder, each checked by MD5, then the folder's list; False if it was there.
 
+    The list goes last, so it stands for a complete upload: an upload cut short leaves no list and
+    is done again whole (overwriting what it left).
+    """
+    from azure.core.exceptions import AzureError
+    from azure.storage.blob import ContentSettings
+
+    listing = container.get_blob_client(prepared.listing)
     try:
-        for directory in prepared.directories:
-            with suppress(ResourceExistsError):  # the same repository, deployed before
-                share.get_directory_client(directory).create_directory()
+        if listing.exists():  # the same repository, deployed before
+            return False
         for file in prepared.files:
             with (prepared.repository.path / file.path).open("rb") as handle:
-                share.get_file_client(f"{prepared.share_folder}/{file.path}").upload_file(
-                    handle, length=file.size, max_concurrency=UPLOAD_CONCURRENCY, validate_content="md5"
+                container.upload_blob(
+                    f"{prepared.folder}/{file.path}",
+                    handle,
+                    length=file.size,
+                    overwrite=True,
+                    validate_content=True,
+                    max_concurrency=UPLOAD_CONCURRENCY,
                 )
+        listing.upload_blob(
+            json.dumps(prepared.manifest(), indent=2).encode(),
+            overwrite=True,
+            validate_content=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
     except AzureError as error:
-        message = " ".join(str(getattr(error, "message", None) or error).split())[:300]
-        raise TopicliError(f"upload to file share {share.share_name} failed: {message}") from None
+        raise _upload_error(error, container) from None
+    return True
+
+
+def _upload_error(error: Exception, container: Any) -> TopicliError:
+    """One line for a failed upload: a 403 that is no failed sign-in is the missing data role."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+    doing = f"upload to blob container {container.container_name} of {container.account_name}"
+    refused = isinstance(error, HttpResponseError) and not isinstance(error, ClientAuthenticationError)
+    if refused and getattr(error, "status_code", None) == 403:
+        return TopicliError(
+            f"{doing}: Azure refused access ({first_line(getattr(error, 'message', error))}); your identity needs "
+            f"{UPLOADER_ROLE} on storage account {container.account_name}, and a new role assignment takes minutes "
+            "to apply (docs/azure.md: Roles)"
+        )
+    translated = cloud_error(error, doing)
+    assert translated is not None, "cloud_error has a line for every AzureError"
+    return translated
 
 
 @dataclass(frozen=True)
@@ -332,8 +375,8 @@ class Deployed:
     fqdn: str
     container_group: str
     storage_account: str
-    share: str
-    share_folder: str
+    container: str
+    folder: str
 
 
 def _apply(runner: terraform.TerraformRunner, targets: tuple[str, ...] = ()) -> str:
@@ -355,23 +398,25 @@ def _outputs(runner: terraform.TerraformRunner, names: tuple[str, ...]) -> dict[
 def deploy(
     prepared: TritonRelease,
     runner: terraform.TerraformRunner,
+    credential: Any,
     transport: Any = None,
     targets: tuple[str, ...] = STORAGE_TARGETS,
     on_step: Callable[[str], None] = lambda _: None,
 ) -> Deployed:
-    """Apply the storage (`targets`), upload the repository into its share, apply the rest; what is running.
+    """Apply the storage (`targets`), upload the repository into its blob container, apply the rest; what is running.
 
-    `runner` is a runner on terraform/triton with `prepared.variables`; `transport` is the HTTP
-    transport of the upload (the SDK's own when None).
+    `runner` is a runner on terraform/triton with `prepared.variables`; `credential` signs the
+    upload in (DefaultAzureCredential from the CLI); `transport` is the HTTP transport of the
+    upload (the SDK's own when None).
     """
-    on_step(f"storage account and share: {_apply(runner, targets)}")
-    outputs = _outputs(runner, ("storage_account", "share_name", "storage_account_key"))
-    share = share_client(outputs["storage_account"], outputs["storage_account_key"], outputs["share_name"], transport)
-    upload(prepared, share)
-    on_step(
-        f"uploaded {len(prepared.files)} files ({prepared.size:,} bytes) to "
-        f"{outputs['share_name']}/{prepared.share_folder} in {outputs['storage_account']}"
-    )
+    on_step(f"storage account and blob container: {_apply(runner, targets)}")
+    outputs = _outputs(runner, ("storage_account", "blob_endpoint", "container_name"))
+    container = blob_container(outputs["blob_endpoint"], outputs["container_name"], credential, transport=transport)
+    where = f"{outputs['container_name']}/{prepared.folder} in {outputs['storage_account']}"
+    if upload(prepared, container):
+        on_step(f"uploaded {len(prepared.files)} files ({prepared.size:,} bytes) to {where}")
+    else:
+        on_step(f"{where} is there already: nothing uploaded")
     on_step(f"container group: {_apply(runner)}")
     outputs = _outputs(runner, ("inference_url", "fqdn", "container_group"))
     return Deployed(
@@ -379,6 +424,6 @@ def deploy(
         fqdn=outputs["fqdn"],
         container_group=outputs["container_group"],
         storage_account=outputs["storage_account"],
-        share=outputs["share_name"],
-        share_folder=prepared.share_folder,
+        container=outputs["container_name"],
+        folder=prepared.folder,
     )

@@ -14,22 +14,21 @@ output "container_group" {
 }
 
 output "storage_account" {
-  description = "Storage account that holds the model repository share."
+  description = "Storage account that holds the blob container of the model repositories."
   value       = azurerm_storage_account.models.name
 }
 
-output "share_name" {
-  description = "File share that holds the model repository, mounted at /models."
-  value       = azurerm_storage_share.models.name
+output "blob_endpoint" {
+  description = "Blob service endpoint of the storage account, where `topicli deploy triton` uploads with Entra ID."
+  value       = azurerm_storage_account.models.primary_blob_endpoint
+}
+
+output "container_name" {
+  description = "Blob container that holds the model repositories, one folder (blob prefix) each."
+  value       = azurerm_storage_container.models.name
 }
 
 output "model_repository" {
-  description = "Folder of the share that Triton serves (--model-repository)."
+  description = "Folder in the container that Triton serves (--model-repository), fetched from the blob folder of the same name."
   value       = local.model_repository
-}
-
-output "storage_account_key" {
-  description = "Key of the storage account: `topicli deploy triton` uploads the repository with it."
-  value       = azurerm_storage_account.models.primary_access_key
-  sensitive   = true
 }

@@ -1,12 +1,11 @@
-# The storage account and file share that hold the Triton model repository. `topicli deploy
-# triton` applies these two first, uploads the repository into the share, then applies the rest.
+# The storage account and blob container that hold the Triton model repositories. `topicli deploy
+# triton` applies these two first, uploads the repository into the container, then applies the rest.
 
 resource "azurerm_storage_account" "models" {
-  #checkov:skip=CKV_AZURE_59:public network access is how the container group mounts the share and how deploy triton uploads
+  #checkov:skip=CKV_AZURE_59:public network access is how deploy triton uploads and the container group (no virtual network) fetches
   #checkov:skip=CKV2_AZURE_33:no private endpoint (no private networking for the container group)
-  #checkov:skip=CKV_AZURE_206:LRS: the share holds model repositories that deploy triton rebuilds from the bundle
+  #checkov:skip=CKV_AZURE_206:LRS: the container holds model repositories that deploy triton rebuilds from the bundle
   #checkov:skip=CKV_AZURE_33:queue logging: nothing uses the queue service
-  #checkov:skip=CKV2_AZURE_40:shared keys stay on: container groups mount Azure Files only with the account key
   #checkov:skip=CKV2_AZURE_1:Microsoft-managed keys plus infrastructure encryption; a customer key is not justified here
   name                     = local.storage_account_name
   resource_group_name      = data.azurerm_resource_group.main.name
@@ -20,20 +19,16 @@ resource "azurerm_storage_account" "models" {
   allow_nested_items_to_be_public   = false
   infrastructure_encryption_enabled = true
   local_user_enabled                = false
-  # Container instances mount Azure Files with the account key only (no identity-based mount),
-  # and `topicli deploy triton` uploads with that same key; SAS tokens cut from it expire
-  # after a day.
-  shared_access_key_enabled = true
+  # No account keys: `topicli deploy triton` uploads with the deployer's Entra ID identity
+  # (Storage Blob Data Contributor), the container group reads with its managed identity
+  # (Storage Blob Data Reader, container.tf), and Terraform reaches the data plane with Entra ID
+  # too (versions.tf: storage_use_azuread). A SAS could only be a user delegation SAS, which
+  # expires in a day.
+  shared_access_key_enabled       = false
+  default_to_oauth_authentication = true
 
   sas_policy {
     expiration_period = "01.00:00:00"
-  }
-
-  share_properties {
-    # A deleted share (or `topicli` replacing one) can be undeleted for a week.
-    retention_policy {
-      days = 7
-    }
   }
 
   blob_properties {
@@ -48,8 +43,10 @@ resource "azurerm_storage_account" "models" {
   tags = var.tags
 }
 
-resource "azurerm_storage_share" "models" {
-  name               = var.share_name
-  storage_account_id = azurerm_storage_account.models.id
-  quota              = var.share_quota_gb
+# Created through Resource Manager (storage_account_id), so Terraform needs no data-plane role.
+resource "azurerm_storage_container" "models" {
+  #checkov:skip=CKV2_AZURE_21:read logging: the one reader is the container group's identity, once per start, of models rebuilt from bundles; no Log Analytics workspace here
+  name                  = var.container_name
+  storage_account_id    = azurerm_storage_account.models.id
+  container_access_type = "private"
 }

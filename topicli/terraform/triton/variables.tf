@@ -112,7 +112,7 @@ variable "memory_gb" {
 }
 
 variable "startup_seconds" {
-  description = "Seconds before the first liveness probe: installing tokenizers and loading every model must fit in them."
+  description = "Seconds before the first liveness probe: fetching the repository, installing tokenizers and loading every model must fit in them."
   type        = number
   default     = 240
 
@@ -122,30 +122,19 @@ variable "startup_seconds" {
   }
 }
 
-variable "share_name" {
-  description = "Name of the file share that holds the model repositories."
+variable "container_name" {
+  description = "Name of the blob container that holds the model repositories."
   type        = string
   default     = "models"
 
   validation {
-    condition     = can(regex("^[a-z0-9](-?[a-z0-9]){2,62}$", var.share_name))
-    error_message = "share_name must be 3 to 63 lowercase letters, digits or single '-', starting and ending with a letter or digit."
-  }
-}
-
-variable "share_quota_gb" {
-  description = "Size limit of the file share in GB."
-  type        = number
-  default     = 10
-
-  validation {
-    condition     = var.share_quota_gb >= 1 && var.share_quota_gb <= 5120 && floor(var.share_quota_gb) == var.share_quota_gb
-    error_message = "share_quota_gb must be a whole number of GB between 1 and 5120."
+    condition     = can(regex("^[a-z0-9](-?[a-z0-9]){2,62}$", var.container_name))
+    error_message = "container_name must be 3 to 63 lowercase letters, digits or single '-', starting and ending with a letter or digit."
   }
 }
 
 variable "model_repository" {
-  description = "Folder of the share that Triton serves; `topicli deploy triton` names one per repository content (r-<sha256 prefix>), so a new model replaces the container and old files never mix in."
+  description = "Blob folder (prefix) of the repository that the container fetches and Triton serves; `topicli deploy triton` names one per repository content (r-<sha256 prefix>), so a new model replaces the container group and old files never mix in."
   type        = string
   default     = "repository"
 

@@ -15,6 +15,8 @@ terraform {
 provider "azurerm" {
   # null falls back to ARM_SUBSCRIPTION_ID, as the Azure CLI login does for everything else.
   subscription_id = var.subscription_id
+  # The storage account takes no keys (storage.tf): its data plane with Entra ID.
+  storage_use_azuread = true
 
   features {}
 }
