@@ -21,9 +21,11 @@ Cost: mpnet's posts read per post of the feed, and the encoders' posts/s on the 
 same run; the extra embedding time of a lever is (posts read by mpnet) / (mpnet posts/s) against
 (posts) / (MiniLM posts/s).
 
-    python bench/reader_flow.py
+    python bench/reader_flow.py [--onnx-reader]
 
-writes bench/results/reader_flow.md.
+writes bench/results/reader_flow.md; `--onnx-reader` writes bench/results/reader_flow_onnx.md instead: the re-read
+with mpnet as the reader would run (exported to ONNX at 128 tokens, its training length: bench/token_limit.py) beside
+mpnet in PyTorch at 384, and the share of posts it can re-read within +50 % of the default's embedding time.
 """
 
 from __future__ import annotations
@@ -125,7 +127,71 @@ def reread(topics, confidence, fast, strong, share: float) -> np.ndarray:
     return out
 
 
+def onnx_reader() -> None:
+    """The re-read rows with mpnet in PyTorch (384 tokens) and exported to ONNX (128 tokens), and their cost."""
+    from token_limit import mpnet_encoders
+
+    sets = dev_sets()
+    mini = Embedder(DEFAULT_ENCODER, cache_dir=CACHE)
+    onnx = list(mpnet_encoders().values())[1]  # the PyTorch one is the Embedder below
+    readers = {
+        "PyTorch, 384 tokens": Embedder(MPNET, cache_dir=CACHE),
+        "ONNX, 128 tokens": Embedder(MPNET, cache_dir=CACHE, encoder=onnx),
+    }
+    sample = sets[0].texts[:SPEED_POSTS]
+    rates = {}
+    for name, encoder in (("default", mini.encoder), ("ONNX, 128 tokens", onnx)):
+        started = time.perf_counter()
+        encoder.encode(sample)
+        rates[name] = len(sample) / (time.perf_counter() - started)
+    ratio = rates["default"] / rates["ONNX, 128 tokens"]
+    table: dict[str, list[str]] = {}
+    for dev in sets:
+        names = [str(t) for t in dev.topics]
+        topics, confidence, _, _, fast = topicli_run(dev, mini)
+        plain = {
+            e.name: cosine_scores(e(dev.texts), *part_vectors(dev.topics, TEMPLATE, e), len(names))
+            for e in (mini, readers["PyTorch, 384 tokens"])
+        }
+        best = max((dev.picks(s) for s in plain.values()), key=dev.measure)
+
+        def cell(chosen: np.ndarray, dev: DevSet = dev, names: list[str] = names, best: list[str] = best) -> str:
+            picked = [names[i] for i in chosen]
+            error = gain_error(dev.frame, names, picked, best, dev.figure)
+            return f"{dev.measure(picked):.3f} ({dev.measure(picked) - dev.measure(best):+.3f} ± {error:.3f})"
+
+        table.setdefault("topicli, all-MiniLM-L6-v2", []).append(cell(topics))
+        for label, embedder in readers.items():
+            reader = viewed(embedder, TAG_WEIGHT)
+            strong = cosine_scores(reader(dev.texts), *part_vectors(dev.topics, TEMPLATE, reader), len(names))
+            table.setdefault(f"per-post cosine, mpnet ({label}) + hashtags", []).append(cell(np.argmax(strong, axis=1)))
+            for share in SHARES[:3]:
+                again = reread(topics, confidence, fast, strong, share)
+                table.setdefault(f"+ mpnet ({label}) re-reads {share:.0%}", []).append(cell(again))
+        print(f"{dev.name}: done", file=sys.stderr, flush=True)
+    lines = [
+        "# The re-read of uncertain posts with mpnet as it would run (issue 28)",
+        "",
+        "Produced by `python bench/reader_flow.py --onnx-reader` (development sets only). ± is the paired bootstrap "
+        "standard error of the gain over the set's best per-post cosine (caption only, either encoder).",
+        "",
+        row("lever", *[dev.name for dev in sets]),
+        row(*["---"] * (len(sets) + 1)),
+        *[row(name, *cells) for name, cells in table.items()],
+        "",
+        f"Cost, same run, first {SPEED_POSTS} instagram_dev captions: all-MiniLM-L6-v2 {rates['default']:.1f} posts/s, "
+        f"mpnet ONNX at 128 tokens {rates['ONNX, 128 tokens']:.1f} posts/s ({ratio:.1f}x slower). Within +50 % of "
+        f"the default's embedding time it can re-read {0.5 / ratio:.0%} of the posts.",
+        "",
+    ]
+    RESULTS.with_name("reader_flow_onnx.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--onnx-reader"]:
+        onnx_reader()
+        return
     sets = dev_sets()
     mini = Embedder(DEFAULT_ENCODER, cache_dir=CACHE)
     mpnet = Embedder(MPNET, cache_dir=CACHE)
