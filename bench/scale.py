@@ -15,6 +15,10 @@ Two parts, each configuration in a fresh process so that its peak memory is its 
 Writes bench/results/scale.md.
 
     python bench/scale.py [--posts 10000] [--sample 5000] [--assign-sizes 100000,1000000]
+
+`--captions` runs part 1 only, on caption-like posts (bench/million.py's: real texts joined to instagram_dev's
+caption lengths, 10 % copies), and writes bench/results/scale_captions.md with the 100M projection from its
+embedding rate and the assignment rate of scale.md.
 """
 
 from __future__ import annotations
@@ -240,6 +244,7 @@ def main() -> None:
     parser.add_argument("--assign-sizes", default="100000,1000000")
     parser.add_argument("--fraction", type=float, default=0.2, help="sample share for the agreement figures")
     parser.add_argument("--tweets", type=int, default=100_000, help="development tweets for the agreement figures")
+    parser.add_argument("--captions", action="store_true", help="end to end only, on caption-like posts")
     parser.add_argument("--one")
     options = parser.parse_args()
     if options.one:
@@ -251,6 +256,9 @@ def main() -> None:
     sizes = [int(s) for s in options.assign_sizes.split(",")]
     options.load = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="topicli-scale-"))
+    if options.captions:
+        captions(options, folder)
+        return
     posts = posts_file(options.posts, folder)
     tweets = tweets_file(folder, options.tweets)
     agreement = child(["agreement", str(tweets), str(folder / "agreement"), options.fraction])
@@ -270,10 +278,66 @@ def main() -> None:
     write(rows, assign, agreement, options)
 
 
+def end_to_end_rows(rows: dict[str, Any], n: int) -> list[str]:
+    """The end-to-end table: each engine's seconds, rate, ratio to the single process, peaks and stages."""
+    baseline = rows["single process"]["seconds"]
+    lines = [
+        "| engine | seconds | posts/s | vs single | driver MB | JVM MB | largest executor worker MB | stages (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        stages = ", ".join(f"{k.split(' ')[0]} {v:.0f}" for k, v in r.get("stages", {}).items()) or "-"
+        lines.append(
+            f"| {name} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | {baseline / r['seconds']:.2f}x | "
+            f"{mb(r['driver'])} | {mb(r['jvm']) if r['jvm'] else '-'} | "
+            f"{mb(r['worker']) if r['worker'] else '-'} | {stages} |"
+        )
+    return lines
+
+
+def captions(options: Any, folder: Path) -> None:
+    """Part 1 on caption-like posts: the single process, local[1] and local[2]; the 100M projection."""
+    from million import caption_like_posts
+
+    posts = folder / f"captions-{options.posts}.csv"
+    caption_like_posts(options.posts, posts)
+    rows = {"single process": child(["single", str(posts), str(folder / "single"), options.sample])}
+    for executors in (1, 2):
+        rows[f"spark local[{executors}]"] = child(["spark", str(posts), str(folder), options.sample, executors])
+    n = options.posts
+    lines = [
+        f"# Scale on caption-like posts: `--engine spark` (local) against the single process, {n:,} posts",
+        "",
+        f"`python bench/scale.py --captions --posts {n} --sample {options.sample}` on this machine "
+        f"({os.cpu_count()} cores; load average {options.load:.1f} when it started). Posts: bench/million.py's "
+        "(real texts joined to instagram_dev's caption lengths, 10 % copies). Peak RSS sampled every 0.2 s.",
+        "",
+        *end_to_end_rows(rows, n),
+    ]
+    embed_rate = n / rows["spark local[1]"]["stages"]["embedding posts in Spark tasks"]
+    lines += [
+        "",
+        "## Projection: 100M captions on N Standard_DS3_v2 nodes (4 vCPU each)",
+        "",
+        f"Embedding per core, measured here with local[1] on these captions: {embed_rate:,.1f} posts/s. The "
+        "assignment stage (bench/results/scale.md, measured at 1M) is a small share beside it, left out.",
+        "",
+        "| nodes | cores | hours for 100M captions (embedding) |",
+        "|---|---|---|",
+        *[
+            f"| {nodes} | {nodes * DS3_V2_CORES} | {100e6 / (embed_rate * nodes * DS3_V2_CORES) / 3600:,.1f} |"
+            for nodes in (1, 4, 16, 64)
+        ],
+        "",
+        *NOTES,
+    ]
+    (RESULTS / "scale_captions.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
 def write(rows: dict[str, Any], assign: dict[int, Any], agreement: dict[str, Any], options: Any) -> None:
     n, sample, fraction = options.posts, options.sample, options.fraction
     sizes = [int(s) for s in options.assign_sizes.split(",")]
-    baseline = rows["single process"]["seconds"]
     lines = [
         "# Scale: `--engine spark` (local) against the single-process run",
         "",
@@ -296,16 +360,8 @@ def write(rows: dict[str, Any], assign: dict[int, Any], agreement: dict[str, Any
         "",
         f"## End to end: {n:,} real posts (bench/run.py real_posts; embed, fit on {sample:,}, assign every post)",
         "",
-        "| engine | seconds | posts/s | vs single | driver MB | JVM MB | largest executor worker MB | stages (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        *end_to_end_rows(rows, n),
     ]
-    for name, r in rows.items():
-        stages = ", ".join(f"{k.split(' ')[0]} {v:.0f}" for k, v in r.get("stages", {}).items()) or "-"
-        lines.append(
-            f"| {name} | {r['seconds']:.1f} | {n / r['seconds']:,.0f} | {baseline / r['seconds']:.2f}x | "
-            f"{mb(r['driver'])} | {mb(r['jvm']) if r['jvm'] else '-'} | "
-            f"{mb(r['worker']) if r['worker'] else '-'} | {stages} |"
-        )
     lines += [
         "",
         f"## Assignment stage at scale (bundle of the local[2] run: {sample:,} sample posts)",
