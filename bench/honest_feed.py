@@ -144,7 +144,7 @@ def main() -> None:
     first = names[0]
     lines += [
         "",
-        "## `[labelling] unmatched_below`: clusters flagged \"no topic fits\" (calibrated)",
+        '## `[labelling] unmatched_below`: clusters flagged "no topic fits" (calibrated)',
         "",
         f"On {first}, whose none-fits posts are marked by hand: the flag's precision and recall over posts, and",
         "accuracy of the posts shown / share shown on every set.",

@@ -24,8 +24,8 @@ same run; the extra embedding time of a lever is (posts read by mpnet) / (mpnet 
     python bench/reader_flow.py [--onnx-reader]
 
 writes bench/results/reader_flow.md; `--onnx-reader` writes bench/results/reader_flow_onnx.md instead: the re-read
-with mpnet as the reader would run (exported to ONNX at 128 tokens, its training length: bench/token_limit.py) beside
-mpnet in PyTorch at 384, and the share of posts it can re-read within +50 % of the default's embedding time.
+with mpnet cut at 128 tokens (its training length; bench/token_limit.py) beside mpnet at 384 as `[encoder] name`
+runs it, and the share of posts it can re-read within +50 % of the default's embedding time.
 """
 
 from __future__ import annotations
@@ -128,14 +128,14 @@ def reread(topics, confidence, fast, strong, share: float) -> np.ndarray:
 
 
 def onnx_reader() -> None:
-    """The re-read rows with mpnet in PyTorch (384 tokens) and exported to ONNX (128 tokens), and their cost."""
+    """The re-read rows with mpnet at 384 tokens (as `[encoder] name` runs it) and at 128 tokens, and their cost."""
     from token_limit import mpnet_encoders
 
     sets = dev_sets()
     mini = Embedder(DEFAULT_ENCODER, cache_dir=CACHE)
-    onnx = list(mpnet_encoders().values())[1]  # the PyTorch one is the Embedder below
+    onnx = list(mpnet_encoders().values())[2]  # exported at 128 tokens
     readers = {
-        "PyTorch, 384 tokens": Embedder(MPNET, cache_dir=CACHE),
+        "384 tokens": Embedder(MPNET, cache_dir=CACHE),
         "ONNX, 128 tokens": Embedder(MPNET, cache_dir=CACHE, encoder=onnx),
     }
     sample = sets[0].texts[:SPEED_POSTS]
@@ -151,7 +151,7 @@ def onnx_reader() -> None:
         topics, confidence, _, _, fast = topicli_run(dev, mini)
         plain = {
             e.name: cosine_scores(e(dev.texts), *part_vectors(dev.topics, TEMPLATE, e), len(names))
-            for e in (mini, readers["PyTorch, 384 tokens"])
+            for e in (mini, readers["384 tokens"])
         }
         best = max((dev.picks(s) for s in plain.values()), key=dev.measure)
 

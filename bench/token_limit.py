@@ -43,7 +43,7 @@ from topicli.method.encoders import (
     load_encoder,
     shipped_encoder,
 )
-from topicli.method.mpnet import MPNET
+from topicli.method.mpnet import MPNET, mpnet_folder
 from topicli.method.scoring import cosine_scores, part_vectors
 
 READER_POSTS = 96
@@ -86,9 +86,9 @@ LEVERS = (
 
 
 def mpnet_encoders() -> dict[str, Encoder]:
-    """all-mpnet-base-v2 as `load_encoder` gives it (PyTorch), and exported to ONNX at 128 tokens."""
-    pytorch = load_encoder(MPNET)
-    assert isinstance(pytorch, SentenceTransformerEncoder)
+    """all-mpnet-base-v2 in PyTorch (as `[encoder] name` ran it before), as `load_encoder` runs it (exported to
+    ONNX, 384 tokens), and exported to ONNX at 128 tokens."""
+    pytorch = SentenceTransformerEncoder(mpnet_folder(), "mpnet-pytorch")
     folder = CACHE / "mpnet-onnx-128"
     if not (folder / ONNX_ENCODER_FILE).is_file():
         with atomic_folder(folder) as staging:
@@ -96,7 +96,8 @@ def mpnet_encoders() -> dict[str, Encoder]:
             write_encoder_files(pytorch.model, staging)
             pytorch.model.max_seq_length = 384
     return {
-        f"{MPNET} (PyTorch, as [encoder] name runs it)": pytorch,
+        f"{MPNET} (PyTorch, 384 tokens)": pytorch,
+        f"{MPNET} (ONNX, 384 tokens, as [encoder] name runs it)": load_encoder(MPNET),
         f"{MPNET} (ONNX, 128 tokens)": OnnxEncoder(folder, "mpnet-onnx-128", 768),
     }
 

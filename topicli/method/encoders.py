@@ -182,34 +182,47 @@ class OnnxEncoder:
 
 
 def shipped_encoder(batch_size: int = ONNX_BATCH, models_dir: Path | None = None) -> OnnxEncoder:
-    """all-MiniLM-L6-v2 (the default encoder) exported by torch to ONNX (fp32), in batches of at most 4.
+    """all-MiniLM-L6-v2 (the default encoder) in ONNX Runtime (`exported_encoder`), in batches of at most 4.
 
     ONNX Runtime runs it at 2.5x the posts/s of `SentenceTransformer.encode` on two cores, with
     the same vectors (cosine >= 0.99999 per post, equal macro-F1 on the dev sets;
-    bench/results/perf.md). The graph and its tokenizer are exported on first use into
-    `onnx_models_dir()` (a few seconds, atomically) and loaded from there afterwards, without
-    torch. Where that folder cannot be written (a read-only home in a container), the export
-    goes to a temporary folder removed when the process ends. The identity is the model's, as
-    with PyTorch: it names the weights, and the cache's vectors are the same whichever of the
-    two computed them.
+    bench/results/perf.md). The identity is the model's, as with PyTorch: it names the weights,
+    and the cache's vectors are the same whichever of the two computed them.
     """
     folder = shipped_encoder_folder()
-    identity = f"{DEFAULT_ENCODER}-{folder_identity(folder)}"
+    return exported_encoder(folder, f"{DEFAULT_ENCODER}-{folder_identity(folder)}", batch_size, models_dir)
+
+
+def exported_encoder(
+    folder: Path, identity: str, batch_size: int = ONNX_BATCH, models_dir: Path | None = None
+) -> OnnxEncoder:
+    """The sentence-transformers model in `folder`, exported by torch to ONNX (fp32) and run by ONNX Runtime.
+
+    The graph and its tokenizer are exported on first use into `onnx_models_dir()` (seconds to a
+    minute, atomically) and loaded from there afterwards, without torch. Where that folder cannot be
+    written (a read-only home in a container), the export goes to a temporary folder removed when the
+    process ends.
+    """
     target = (models_dir or onnx_models_dir()) / f"{identity}-onnx"
     if not (target / ONNX_ENCODER_FILE).is_file():
         try:
-            _export_shipped(folder, identity, target)
+            _export(folder, identity, target)
         except OSError:
             scratch = tempfile.mkdtemp(prefix="topicli-onnx-")
             atexit.register(shutil.rmtree, scratch, True)
             target = Path(scratch) / target.name
-            _export_shipped(folder, identity, target)
-    return OnnxEncoder(target, identity, 384, min(batch_size, ONNX_BATCH))
+            _export(folder, identity, target)
+    return OnnxEncoder(target, identity, folder_dimension(folder), min(batch_size, ONNX_BATCH))
 
 
-def _export_shipped(folder: Path, identity: str, target: Path) -> None:
+def _export(folder: Path, identity: str, target: Path) -> None:
     with atomic_folder(target) as staging:
         write_encoder_files(SentenceTransformerEncoder(folder, identity).model, staging)
+
+
+def folder_dimension(folder: Path) -> int:
+    """The width of a sentence-transformers folder's vectors, from its pooling module's config."""
+    return int(json.loads((folder / "1_Pooling" / "config.json").read_text())["word_embedding_dimension"])
 
 
 class MultilingualEncoder(PackageEncoder):
@@ -245,7 +258,7 @@ def folder_identity(folder: Path) -> str:
 
 def load_encoder(name: str, batch_size: int = 64) -> Encoder:
     """The encoder a setting names: the shipped default (in ONNX Runtime), its int8 form, `multilingual`,
-    `multilingual-e5-small`, `all-mpnet-base-v2` (assembled from its packages on first use), or a
+    `multilingual-e5-small`, `all-mpnet-base-v2` (assembled from its packages and exported to ONNX on first use), or a
     sentence-transformers folder (in PyTorch)."""
     if name == MULTILINGUAL:
         return MultilingualEncoder(batch_size)
@@ -257,7 +270,7 @@ def load_encoder(name: str, batch_size: int = 64) -> Encoder:
         return shipped_encoder(batch_size)
     if name == MPNET:
         folder = mpnet_folder()
-        return SentenceTransformerEncoder(folder, folder_identity(folder), batch_size)
+        return exported_encoder(folder, folder_identity(folder), batch_size)
     folder = Path(name).expanduser()
     if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():
         raise TopicliError(
