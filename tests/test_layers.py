@@ -77,6 +77,8 @@ def test_the_raw_manifest_pattern_catches_the_reads_it_forbids() -> None:
         assert RAW_MANIFEST_READ.search(line), line
     for line in ("manifest.topics", "read_bundle(folder).manifest.encoder.name", "(bundle / MANIFEST).is_file()"):
         assert not RAW_MANIFEST_READ.search(line), line
+
+
 def test_the_import_graph_has_no_cycle_and_no_chain_longer_than_ten_modules() -> None:
     graph = import_graph.build()
     everything = import_graph.edges(graph, at_import=False)

@@ -233,9 +233,7 @@ def _read_posts_output(path: Path, text_column: str, rows: int) -> pd.DataFrame:
             "text": [encodable(t) if isinstance(t, str) else "" for t in frame[text_column]],  # HTML is UTF-8
             "topic": frame["topic"].fillna("").astype(str),
             "confidence": pd.to_numeric(frame["topic_confidence"], errors="coerce"),
-            "suggested": (
-                frame[RUNNER_UP_COLUMN].fillna("").astype(str) if RUNNER_UP_COLUMN in frame.columns else ""
-            ),
+            "suggested": (frame[RUNNER_UP_COLUMN].fillna("").astype(str) if RUNNER_UP_COLUMN in frame.columns else ""),
         }
     )
 
