@@ -36,12 +36,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from levers import DATA, sib_train_dev, tweet_multi_dev, tweet_single_train
-from quality import CACHE, sib, with_descriptions
+from quality import CACHE, sib, text_posts, with_descriptions
 
 from topicli.config import load_settings
-from topicli.io import Posts
 from topicli.method.calibration import SHIPPED_CALIBRATION, ConfidenceCalibrator, write_calibrators
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import DEFAULT_ENCODER, E5_SMALL, MULTILINGUAL
@@ -100,8 +98,7 @@ def dev_run(name: str, texts: list[str], gold: list[list[str]], encoder: str, sc
     the shipped topics have), uncalibrated."""
     topics = with_descriptions(sorted({t for labels in gold for t in labels}))
     path = tmp / "calibration_posts.jsonl"
-    pd.DataFrame({"text": texts}).to_json(path, orient="records", lines=True, force_ascii=False)
-    posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+    posts = text_posts(texts, path)
     base = load_settings(None, environ={})
     settings = replace(base, labelling=replace(base.labelling, calibrate=False, scorer=scorer))
     pipeline = Pipeline(settings.method, topics=topics, embedder=Embedder(encoder, cache_dir=CACHE))

@@ -35,9 +35,9 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 import pandas as pd
+from quality import text_posts
 
 from topicli.config import Settings, load_settings
-from topicli.io import Posts
 from topicli.method.classifier import SHIPPED_MODEL, PairClassifier, load_classifier, save_classifier
 from topicli.method.embedding import DEFAULT_ENCODER, Embedder
 from topicli.method.evaluation import score
@@ -110,8 +110,7 @@ def dev_figures(
     cls_model; `topics`: the gold labels as bare names when None."""
     topics = topics or sorted({g for labels in gold for g in labels})
     path = tmp / "posts.jsonl"
-    pd.DataFrame({"text": texts}).to_json(path, orient="records", lines=True, force_ascii=False)
-    posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+    posts = text_posts(texts, path)
     prepared = {}
     for adapt in (False, True):
         with warnings.catch_warnings():

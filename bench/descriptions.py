@@ -43,10 +43,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from levers import DATA, sib_frame, sib_train_dev, tweet_multi_dev, tweet_single_train
-from quality import CACHE, sib
+from quality import CACHE, sib, text_posts
 
 from topicli.config import LabellingSettings, load_settings
-from topicli.io import Posts, file_digest
+from topicli.io import file_digest
 from topicli.method.classifier import SHIPPED_MODEL, PairClassifier, load_classifier
 from topicli.method.clustering import nearest_neighbours
 from topicli.method.embedding import DEFAULT_ENCODER, Embedder
@@ -133,8 +133,7 @@ def run_rows(sets: dict[str, DevSet]) -> list[str]:
     with tempfile.TemporaryDirectory() as folder:
         for name, dev in sets.items():
             path = Path(folder) / "posts.jsonl"
-            pd.DataFrame({"text": dev.texts}).to_json(path, orient="records", lines=True, force_ascii=False)
-            posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+            posts = text_posts(dev.texts, path)
             for scorer in ("cosine", "cls_model"):
                 # calibration moves confidence, not topics; off so the runs need no calibrator file
                 settings = replace(base, labelling=replace(base.labelling, scorer=scorer, calibrate=False))

@@ -31,10 +31,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from quality import DATA, ROOT, described, labelled, multi_dev, settings_for, sib
+from quality import DATA, ROOT, described, labelled, multi_dev, settings_for, sib, text_posts
 
 from topicli.config import Settings
-from topicli.io import Posts
 from topicli.method.pipeline import Pipeline
 from topicli.method.topics import read_topics
 
@@ -75,8 +74,7 @@ def sets() -> list[tuple[str, pd.DataFrame, list[str]]]:
 def labelled_with(settings: Settings, topics: list[str], frame: pd.DataFrame, tmp: Path, grid: dict) -> dict:
     """The run's posts labelled once per setting in `grid` ({row: labelling overrides}): topic and confidence."""
     path = tmp / "posts.jsonl"
-    frame[["text"]].to_json(path, orient="records", lines=True, force_ascii=False)
-    posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+    posts = text_posts(frame["text"], path)
     pipeline = Pipeline(settings.method, topics=topics)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

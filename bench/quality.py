@@ -107,6 +107,12 @@ def mostly_english() -> pd.DataFrame:
     )
 
 
+def text_posts(texts: Sequence[str], path: Path) -> Posts:
+    """The texts as a posts file (JSONL, one `text` each) at `path`, read back as a run reads its posts."""
+    pd.DataFrame({"text": list(texts)}).to_json(path, orient="records", lines=True, force_ascii=False)
+    return Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+
+
 def settings_for(encoder: str) -> Settings:
     base = load_settings(None, environ={})
     return replace(base, encoder=replace(base.encoder, name=encoder, cache_dir=str(CACHE)))
@@ -159,8 +165,7 @@ def topicli(
     and each post's confidence and whether its topic is right; `centre`: [encoder] centre_languages (each
     language's mean vector removed in a mix); `labelling`: [labelling] settings to change."""
     path = tmp / "posts.jsonl"
-    frame[["text"]].to_json(path, orient="records", lines=True, force_ascii=False)
-    posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+    posts = text_posts(frame["text"], path)
     settings = settings_for(encoder)
     settings = replace(settings, encoder=replace(settings.encoder, centre_languages=centre))
     settings = replace(settings, labelling=replace(settings.labelling, **(labelling or {})))

@@ -44,9 +44,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from levers import tweet_multi_dev, tweet_single_train
-from quality import CACHE, TEMPLATE, gain_error, row, settings_for, sib, with_descriptions
+from quality import CACHE, TEMPLATE, gain_error, row, settings_for, sib, text_posts, with_descriptions
 
-from topicli.io import Posts
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import DEFAULT_ENCODER
 from topicli.method.evaluation import score
@@ -199,8 +198,7 @@ def reranked(cache: PairCache, fast: np.ndarray, top: int, rows: np.ndarray | No
 def clusters_of(dev: DevSet, tmp: Path) -> tuple[np.ndarray, list[str]]:
     """topicli's clusters and topics for the set's posts (default settings, all-MiniLM-L6-v2)."""
     path = tmp / "posts.jsonl"
-    dev.frame[["text"]].to_json(path, orient="records", lines=True, force_ascii=False)
-    posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+    posts = text_posts(dev.texts, path)
     pipeline = Pipeline(settings_for(DEFAULT_ENCODER), topics=dev.topics)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -39,11 +39,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from quality import CACHE, TEMPLATE, gain_error, row, settings_for
+from quality import CACHE, TEMPLATE, gain_error, row, settings_for, text_posts
 from reader import SPEED_POSTS, DevSet, dev_sets
 
-from topicli.io import Posts
 from topicli.method.embedding import Embedder
 from topicli.method.encoders import DEFAULT_ENCODER, load_encoder
 from topicli.method.hashtags import hashtag_view
@@ -83,9 +81,7 @@ def viewed(embedder: Embedder, weight: float) -> Embedder:
 def topicli_run(dev: DevSet, embedder: Embedder) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per post: topicli's topic index, calibrated confidence, cluster, vector and smoothed scores."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "posts.jsonl"
-        dev.frame[["text"]].to_json(path, orient="records", lines=True, force_ascii=False)
-        posts = Posts(frame=pd.read_json(path, lines=True, dtype=False), text_column="text", path=path)
+        posts = text_posts(dev.texts, Path(tmp) / "posts.jsonl")
         method = settings_for(DEFAULT_ENCODER).method
         method = replace(method, labelling=replace(method.labelling, min_confidence=0.0, unmatched_below=0.0))
         pipeline = Pipeline(method, topics=dev.topics, embedder=embedder)
