@@ -58,7 +58,7 @@ def caption_like_posts(n: int, path: Path) -> pd.DataFrame:
     pool += captions()
     rng = np.random.default_rng(SEED)
     targets = rng.choice(caption_lengths(), n)
-    picks = iter(rng.integers(0, len(pool), n * 8).tolist())
+    picks = iter(rng.integers(0, len(pool), n * 8))  # numpy ints: 64 MB at 1M posts, not a list of 8M objects
     posts = []
     for target in targets:
         parts, size = [], 0

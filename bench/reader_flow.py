@@ -43,7 +43,7 @@ from quality import CACHE, TEMPLATE, gain_error, row, settings_for, text_posts
 from reader import SPEED_POSTS, DevSet, dev_sets
 
 from topicli.method.embedding import Embedder
-from topicli.method.encoders import DEFAULT_ENCODER, load_encoder
+from topicli.method.encoders import DEFAULT_ENCODER, Encoder, load_encoder
 from topicli.method.hashtags import hashtag_view
 from topicli.method.mpnet import MPNET
 from topicli.method.pipeline import Pipeline
@@ -98,6 +98,25 @@ def topicli_run(dev: DevSet, embedder: Embedder) -> tuple[np.ndarray, np.ndarray
     return topics, confidence, result.posts["cluster"].to_numpy(), np.asarray(prepared.vectors)[rows], fast
 
 
+def per_post_scores(dev: DevSet, embedder: Embedder) -> np.ndarray:
+    """Each post's best cosine to each topic's parts, with `embedder`'s vectors."""
+    return cosine_scores(embedder(dev.texts), *part_vectors(dev.topics, TEMPLATE, embedder), len(dev.topics))
+
+
+def gain_cell(dev: DevSet, chosen: np.ndarray, best: list[str]) -> str:
+    """The set's figure for the chosen topic indices, and its gain over `best` with the paired standard error."""
+    names = [str(t) for t in dev.topics]
+    picked = [names[i] for i in chosen]
+    error = gain_error(dev.frame, names, picked, best, dev.figure)
+    return f"{dev.measure(picked):.3f} ({dev.measure(picked) - dev.measure(best):+.3f} ± {error:.3f})"
+
+
+def posts_per_second(encoder: Encoder, texts: list[str]) -> float:
+    started = time.perf_counter()
+    encoder.encode(texts)
+    return len(texts) / (time.perf_counter() - started)
+
+
 def standardised(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean(axis=1, keepdims=True)) / scores.std(axis=1, keepdims=True).clip(1e-9)
 
@@ -135,35 +154,20 @@ def onnx_reader() -> None:
         "ONNX, 128 tokens": Embedder(MPNET, cache_dir=CACHE, encoder=onnx),
     }
     sample = sets[0].texts[:SPEED_POSTS]
-    rates = {}
-    for name, encoder in (("default", mini.encoder), ("ONNX, 128 tokens", onnx)):
-        started = time.perf_counter()
-        encoder.encode(sample)
-        rates[name] = len(sample) / (time.perf_counter() - started)
+    rates = {name: posts_per_second(e, sample) for name, e in (("default", mini.encoder), ("ONNX, 128 tokens", onnx))}
     ratio = rates["default"] / rates["ONNX, 128 tokens"]
     table: dict[str, list[str]] = {}
     for dev in sets:
-        names = [str(t) for t in dev.topics]
         topics, confidence, _, _, fast = topicli_run(dev, mini)
-        plain = {
-            e.name: cosine_scores(e(dev.texts), *part_vectors(dev.topics, TEMPLATE, e), len(names))
-            for e in (mini, readers["384 tokens"])
-        }
-        best = max((dev.picks(s) for s in plain.values()), key=dev.measure)
-
-        def cell(chosen: np.ndarray, dev: DevSet = dev, names: list[str] = names, best: list[str] = best) -> str:
-            picked = [names[i] for i in chosen]
-            error = gain_error(dev.frame, names, picked, best, dev.figure)
-            return f"{dev.measure(picked):.3f} ({dev.measure(picked) - dev.measure(best):+.3f} ± {error:.3f})"
-
-        table.setdefault("topicli, all-MiniLM-L6-v2", []).append(cell(topics))
+        best = max((dev.picks(per_post_scores(dev, e)) for e in (mini, readers["384 tokens"])), key=dev.measure)
+        table.setdefault("topicli, all-MiniLM-L6-v2", []).append(gain_cell(dev, topics, best))
         for label, embedder in readers.items():
-            reader = viewed(embedder, TAG_WEIGHT)
-            strong = cosine_scores(reader(dev.texts), *part_vectors(dev.topics, TEMPLATE, reader), len(names))
-            table.setdefault(f"per-post cosine, mpnet ({label}) + hashtags", []).append(cell(np.argmax(strong, axis=1)))
+            strong = per_post_scores(dev, viewed(embedder, TAG_WEIGHT))
+            per_post = gain_cell(dev, np.argmax(strong, axis=1), best)
+            table.setdefault(f"per-post cosine, mpnet ({label}) + hashtags", []).append(per_post)
             for share in SHARES[:3]:
                 again = reread(topics, confidence, fast, strong, share)
-                table.setdefault(f"+ mpnet ({label}) re-reads {share:.0%}", []).append(cell(again))
+                table.setdefault(f"+ mpnet ({label}) re-reads {share:.0%}", []).append(gain_cell(dev, again, best))
         print(f"{dev.name}: done", file=sys.stderr, flush=True)
     lines = [
         "# The re-read of uncertain posts with mpnet as it would run (issue 28)",
@@ -192,33 +196,17 @@ def main() -> None:
     mini = Embedder(DEFAULT_ENCODER, cache_dir=CACHE)
     mpnet = Embedder(MPNET, cache_dir=CACHE)
     sample = sets[0].texts[:SPEED_POSTS]
-    speed = {}
-    for name in (DEFAULT_ENCODER, MPNET):
-        started = time.perf_counter()
-        load_encoder(name).encode(sample)
-        speed[name] = len(sample) / (time.perf_counter() - started)
+    speed = {name: posts_per_second(load_encoder(name), sample) for name in (DEFAULT_ENCODER, MPNET)}
     ratio = speed[DEFAULT_ENCODER] / speed[MPNET]
     table: dict[str, list[str]] = {}
     costs: dict[str, list[float]] = {}
     for dev in sets:
-        names = [str(t) for t in dev.topics]
-        plain = {}
-        for embedder in (mini, mpnet):
-            parts, owner = part_vectors(dev.topics, TEMPLATE, embedder)
-            plain[embedder.name] = cosine_scores(embedder(dev.texts), parts, owner, len(names))
-        reader = viewed(mpnet, TAG_WEIGHT)
-        strong = cosine_scores(reader(dev.texts), *part_vectors(dev.topics, TEMPLATE, reader), len(names))
-        picks = {e: dev.picks(s) for e, s in plain.items()}
-        best = max(picks.values(), key=dev.measure)
+        plain = {embedder.name: per_post_scores(dev, embedder) for embedder in (mini, mpnet)}
+        strong = per_post_scores(dev, viewed(mpnet, TAG_WEIGHT))
+        best = max((dev.picks(s) for s in plain.values()), key=dev.measure)
 
-        def cell(topics: np.ndarray, dev: DevSet = dev, names: list[str] = names, best: list[str] = best) -> str:
-            picked = [names[i] for i in topics]
-            gain = dev.measure(picked) - dev.measure(best)
-            error = gain_error(dev.frame, names, picked, best, dev.figure)
-            return f"{dev.measure(picked):.3f} ({gain:+.3f} ± {error:.3f})"
-
-        def add(name: str, topics: np.ndarray, mpnet_share: float) -> None:
-            table.setdefault(name, []).append(cell(topics))
+        def add(name: str, topics: np.ndarray, mpnet_share: float, dev: DevSet = dev, best: list[str] = best) -> None:
+            table.setdefault(name, []).append(gain_cell(dev, topics, best))
             costs.setdefault(name, []).append(mpnet_share)
 
         for encoder, scores in plain.items():

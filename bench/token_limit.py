@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from quality import CACHE, TEMPLATE, row
 from reader import dev_sets
-from reader_flow import topicli_run
+from reader_flow import posts_per_second, topicli_run
 
 from topicli.io import atomic_folder
 from topicli.method.embedding import Embedder
@@ -104,15 +104,8 @@ def mpnet_encoders() -> dict[str, Encoder]:
 
 def reader_cost(today: Encoder, cut: Encoder, texts: list[str]) -> list[str]:
     """posts/s of the mpnet encoders against the default on the same captions, one round each."""
-    rates = {}
-    for name, encoder in {
-        "all-MiniLM-L6-v2, today": today,
-        "all-MiniLM-L6-v2, 128 tokens": cut,
-        **mpnet_encoders(),
-    }.items():
-        started = time.perf_counter()
-        encoder.encode(texts)
-        rates[name] = len(texts) / (time.perf_counter() - started)
+    encoders = {"all-MiniLM-L6-v2, today": today, "all-MiniLM-L6-v2, 128 tokens": cut, **mpnet_encoders()}
+    rates = {name: posts_per_second(encoder, texts) for name, encoder in encoders.items()}
     first = next(iter(rates.values()))
     return [
         "",
